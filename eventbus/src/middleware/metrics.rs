@@ -1,0 +1,66 @@
+use std::convert::Infallible;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+use tower::{Layer, Service};
+
+use super::{EventFuture, EventRequest};
+use crate::outcome::Outcome;
+
+/// Records, through the `metrics` facade (install any recorder, e.g.
+/// `metrics-exporter-prometheus`):
+///
+/// - `eventbus_events_total{pubsub, topic, outcome}` (counter)
+/// - `eventbus_handler_duration_seconds{pubsub, topic}` (histogram)
+/// - `eventbus_events_in_flight{pubsub, topic}` (gauge)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsLayer;
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = Metrics<S>;
+    fn layer(&self, inner: S) -> Metrics<S> {
+        Metrics { inner }
+    }
+}
+
+/// See [`MetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct Metrics<S> {
+    inner: S,
+}
+
+impl<S> Service<EventRequest> for Metrics<S>
+where
+    S: Service<EventRequest, Response = Outcome, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Outcome;
+    type Error = Infallible;
+    type Future = EventFuture;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: EventRequest) -> Self::Future {
+        let labels = [
+            ("pubsub", request.route.pubsub().to_owned()),
+            ("topic", request.route.topic().to_owned()),
+        ];
+        let in_flight = metrics::gauge!("eventbus_events_in_flight", &labels);
+        in_flight.increment(1.0);
+        let started = Instant::now();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let result = future.await;
+            in_flight.decrement(1.0);
+            metrics::histogram!("eventbus_handler_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+            if let Ok(outcome) = &result {
+                let [pubsub, topic] = labels;
+                metrics::counter!("eventbus_events_total", &[pubsub, topic, ("outcome", outcome.as_str().to_owned())])
+                    .increment(1);
+            }
+            result
+        })
+    }
+}

@@ -1,0 +1,88 @@
+use std::convert::Infallible;
+use std::task::{Context as TaskContext, Poll};
+
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use super::{EventFuture, EventRequest};
+use crate::outcome::Outcome;
+
+/// Runs each event inside an `event` span with its topic, pubsub, id, type,
+/// handler, and the W3C trace context that arrived (`trace_id`, `parent_id`
+/// from `traceparent`, and `tracestate`), so logs of one event correlate with
+/// the publisher's trace. The outcome is logged at debug level.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TraceLayer;
+
+impl<S> Layer<S> for TraceLayer {
+    type Service = Trace<S>;
+    fn layer(&self, inner: S) -> Trace<S> {
+        Trace { inner }
+    }
+}
+
+/// See [`TraceLayer`].
+#[derive(Debug, Clone)]
+pub struct Trace<S> {
+    inner: S,
+}
+
+/// `(trace_id, parent_id)` of a W3C `traceparent` (`00-<trace>-<parent>-<flags>`).
+pub(crate) fn parse_traceparent(traceparent: &str) -> Option<(&str, &str)> {
+    let mut parts = traceparent.split('-');
+    let (_version, trace_id, parent_id) = (parts.next()?, parts.next()?, parts.next()?);
+    (trace_id.len() == 32 && parent_id.len() == 16).then_some((trace_id, parent_id))
+}
+
+impl<S> Service<EventRequest> for Trace<S>
+where
+    S: Service<EventRequest, Response = Outcome, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Outcome;
+    type Error = Infallible;
+    type Future = EventFuture;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: EventRequest) -> Self::Future {
+        let envelope = &request.envelope;
+        let (trace_id, parent_id) = envelope.traceparent().and_then(parse_traceparent).unwrap_or_default();
+        let span = tracing::info_span!(
+            "event",
+            event.id = %envelope.id,
+            event.r#type = %envelope.event_type,
+            topic = %envelope.topic,
+            pubsub = %envelope.pubsub,
+            handler = request.route.name(),
+            trace_id,
+            parent_id,
+            tracestate = envelope.tracestate().unwrap_or_default(),
+        );
+        let future = span.in_scope(|| self.inner.call(request));
+        Box::pin(
+            async move {
+                let result = future.await;
+                if let Ok(outcome) = &result {
+                    tracing::debug!(%outcome, "event handled");
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_traceparent;
+
+    #[test]
+    fn traceparent_parts() {
+        let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        assert_eq!(parse_traceparent(tp), Some(("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")));
+        assert_eq!(parse_traceparent("garbage"), None);
+    }
+}

@@ -1,0 +1,129 @@
+//! What the app answers the sidecar for one event.
+
+use dapr::dapr::proto::runtime::v1::topic_event_response::TopicEventResponseStatus;
+
+use crate::error::HandlerError;
+
+/// The answer for one event, as the sidecar understands it.
+///
+/// | outcome | the sidecar |
+/// |---|---|
+/// | [`Outcome::Success`] | acknowledges the message |
+/// | [`Outcome::Retry`] | retries under its resiliency policy, then dead-letters it |
+/// | [`Outcome::Drop`] | acknowledges it and sends it to the dead-letter topic at once |
+///
+/// Handlers usually return `Result<(), HandlerError>` and let the framework
+/// choose; returning an `Outcome` (or `Ok(Outcome::Drop)`) chooses explicitly.
+///
+/// ```
+/// use eventbus::{Event, Outcome};
+///
+/// async fn only_eur(event: Event<serde_json::Value>) -> Outcome {
+///     if event.data["currency"] == "EUR" { Outcome::Success } else { Outcome::Drop }
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Processed: acknowledge.
+    Success,
+    /// Not processed this time: deliver again later.
+    Retry,
+    /// Never processable: acknowledge and dead-letter.
+    Drop,
+}
+
+/// An explicit acknowledgement, for handlers that want to say so.
+pub const ACK: Outcome = Outcome::Success;
+
+impl Outcome {
+    /// The lower-case name used in logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Retry => "retry",
+            Outcome::Drop => "drop",
+        }
+    }
+
+    /// The wire status of `TopicEventResponse`.
+    pub fn to_status(self) -> TopicEventResponseStatus {
+        match self {
+            Outcome::Success => TopicEventResponseStatus::Success,
+            Outcome::Retry => TopicEventResponseStatus::Retry,
+            Outcome::Drop => TopicEventResponseStatus::Drop,
+        }
+    }
+
+    /// Reads a wire status; unknown values count as `Retry`, as daprd does.
+    pub fn from_status(status: i32) -> Outcome {
+        match TopicEventResponseStatus::try_from(status) {
+            Ok(TopicEventResponseStatus::Success) => Outcome::Success,
+            Ok(TopicEventResponseStatus::Drop) => Outcome::Drop,
+            _ => Outcome::Retry,
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a handler returned, before errors are logged and mapped.
+pub type HandlerResult = Result<Outcome, HandlerError>;
+
+/// Return types a handler may have: `()`, [`Outcome`], or `Result<T, E>` where
+/// `T` is one of those and `E` converts into [`HandlerError`].
+///
+/// ```
+/// use eventbus::{IntoOutcome, Outcome, HandlerError};
+///
+/// assert_eq!(().into_outcome().unwrap(), Outcome::Success);
+/// let failed: Result<(), std::io::Error> = Err(std::io::Error::other("db down"));
+/// assert_eq!(failed.into_outcome().unwrap_err().outcome(), Outcome::Retry);
+/// let poison: Result<(), HandlerError> = Err(HandlerError::permanent(anyhow::anyhow!("bad")));
+/// assert_eq!(poison.into_outcome().unwrap_err().outcome(), Outcome::Drop);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a handler return type",
+    label = "return `()`, `Outcome`, or `Result<(), E>` where `E: Into<HandlerError>`"
+)]
+pub trait IntoOutcome {
+    /// Converts the handler's return value.
+    fn into_outcome(self) -> HandlerResult;
+}
+
+impl IntoOutcome for () {
+    fn into_outcome(self) -> HandlerResult {
+        Ok(Outcome::Success)
+    }
+}
+
+impl IntoOutcome for Outcome {
+    fn into_outcome(self) -> HandlerResult {
+        Ok(self)
+    }
+}
+
+impl<T: IntoOutcome, E: Into<HandlerError>> IntoOutcome for Result<T, E> {
+    fn into_outcome(self) -> HandlerResult {
+        match self {
+            Ok(value) => value.into_outcome(),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_status_round_trips_and_unknown_is_retry() {
+        for outcome in [Outcome::Success, Outcome::Retry, Outcome::Drop] {
+            assert_eq!(Outcome::from_status(outcome.to_status() as i32), outcome);
+        }
+        assert_eq!(Outcome::from_status(42), Outcome::Retry);
+    }
+}

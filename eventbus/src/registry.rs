@@ -1,0 +1,233 @@
+//! The validated table of subscriptions, built once at start-up.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dapr::dapr::proto::runtime::v1 as pb;
+use tokio::sync::Semaphore;
+
+use crate::consumer::{Consumer, Context};
+use crate::error::Error;
+use crate::subscription::{Bulk, Subscription};
+
+/// Where one (pubsub, topic, path) leads: the consumer and its limits.
+pub struct Route {
+    consumer: Arc<dyn Consumer>,
+    pubsub: String,
+    topic: String,
+    timeout: Option<Duration>,
+    limiter: Option<Arc<Semaphore>>,
+}
+
+impl Route {
+    /// The consumer.
+    pub fn consumer(&self) -> &Arc<dyn Consumer> {
+        &self.consumer
+    }
+    /// The consumer's name.
+    pub fn name(&self) -> &str {
+        self.consumer.name()
+    }
+    /// The pub/sub component.
+    pub fn pubsub(&self) -> &str {
+        &self.pubsub
+    }
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    /// The handler timeout, if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+    /// The concurrency limiter shared by the events of this route, if any.
+    pub fn limiter(&self) -> Option<&Arc<Semaphore>> {
+        self.limiter.as_ref()
+    }
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("consumer", &self.consumer.name())
+            .field("pubsub", &self.pubsub)
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct TopicRoutes {
+    by_path: HashMap<String, Arc<Route>>,
+    default: Option<Arc<Route>>,
+}
+
+/// Defaults the registry applies to subscriptions that leave them unset.
+#[derive(Debug, Clone)]
+pub(crate) struct Defaults {
+    pub pubsub: String,
+    pub timeout: Option<Duration>,
+    pub concurrency: Option<usize>,
+}
+
+/// Every subscription of the app: answers `ListTopicSubscriptions` and finds
+/// the route of an event in three hash lookups, without allocating.
+pub struct Registry {
+    topics: HashMap<String, HashMap<String, TopicRoutes>>,
+    subscriptions: Vec<pb::TopicSubscription>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("subscriptions", &self.subscriptions).finish()
+    }
+}
+
+/// The topic-wide part of a subscription while consumers are merged.
+struct TopicEntry {
+    subscription: pb::TopicSubscription,
+    settings: Option<(Option<String>, Vec<(String, String)>, Option<Bulk>)>,
+    settings_owner: String,
+}
+
+impl Registry {
+    pub(crate) fn build(consumers: &[Arc<dyn Consumer>], defaults: &Defaults, ctx: &Context) -> Result<Registry, Error> {
+        let mut topics: HashMap<String, HashMap<String, TopicRoutes>> = HashMap::new();
+        let mut entries: Vec<TopicEntry> = Vec::new();
+        let mut topic_limiters: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
+
+        for consumer in consumers {
+            let name = consumer.name().to_owned();
+            let subscription = consumer.subscription();
+            subscription
+                .validate()
+                .map_err(|reason| Error::InvalidSubscription { handler: name.clone(), reason })?;
+            consumer
+                .check(ctx)
+                .map_err(|what| Error::MissingState { handler: name.clone(), what })?;
+
+            let pubsub = subscription.pubsub.clone().unwrap_or_else(|| defaults.pubsub.clone());
+            let topic = subscription.topic.clone();
+            // A handler's own limit is its own; the server's default is per topic.
+            let limiter = match (subscription.concurrency, defaults.concurrency) {
+                (Some(n), _) => Some(Arc::new(Semaphore::new(n))),
+                (None, Some(n)) => Some(
+                    topic_limiters
+                        .entry((pubsub.clone(), topic.clone()))
+                        .or_insert_with(|| Arc::new(Semaphore::new(n)))
+                        .clone(),
+                ),
+                (None, None) => None,
+            };
+            let route = Arc::new(Route {
+                consumer: consumer.clone(),
+                pubsub: pubsub.clone(),
+                topic: topic.clone(),
+                timeout: subscription.timeout.or(defaults.timeout),
+                limiter,
+            });
+
+            let entry_index = match entries.iter().position(|e| e.subscription.pubsub_name == pubsub && e.subscription.topic == topic) {
+                Some(index) => index,
+                None => {
+                    entries.push(TopicEntry {
+                        subscription: pb::TopicSubscription {
+                            pubsub_name: pubsub.clone(),
+                            topic: topic.clone(),
+                            routes: Some(pb::TopicRoutes::default()),
+                            ..Default::default()
+                        },
+                        settings: None,
+                        settings_owner: name.clone(),
+                    });
+                    entries.len() - 1
+                }
+            };
+            let entry = &mut entries[entry_index];
+            merge_topic_settings(entry, &subscription, &name)?;
+
+            let routes = topics.entry(pubsub.clone()).or_default().entry(topic.clone()).or_default();
+            let mut claim = |path: &str| -> Result<(), Error> {
+                if let Some(existing) = routes.by_path.get(path) {
+                    return Err(Error::DuplicateRoute {
+                        route: format!("{pubsub}/{topic} path {path:?}"),
+                        first: existing.name().to_owned(),
+                        second: name.clone(),
+                    });
+                }
+                routes.by_path.insert(path.to_owned(), route.clone());
+                Ok(())
+            };
+            let topic_routes = entry.subscription.routes.get_or_insert_with(Default::default);
+            if subscription.rules.is_empty() {
+                claim(subscription.default_path())?;
+                routes.default = Some(route.clone());
+                topic_routes.default = subscription.default_path().to_owned();
+            } else {
+                for rule in &subscription.rules {
+                    claim(&rule.path)?;
+                    topic_routes.rules.push(pb::TopicRule { r#match: rule.matches.clone(), path: rule.path.clone() });
+                }
+            }
+        }
+
+        let subscriptions = entries.into_iter().map(|e| e.subscription).collect();
+        Ok(Registry { topics, subscriptions })
+    }
+
+    /// The route of an event. An empty or `/` path (older sidecars, streaming)
+    /// falls back to the topic's default route.
+    pub fn route(&self, pubsub: &str, topic: &str, path: &str) -> Option<&Arc<Route>> {
+        let routes = self.topics.get(pubsub)?.get(topic)?;
+        routes.by_path.get(path).or(match path {
+            "" | "/" => routes.default.as_ref(),
+            _ => None,
+        })
+    }
+
+    /// The subscriptions as `ListTopicSubscriptions` returns them.
+    pub fn subscriptions(&self) -> &[pb::TopicSubscription] {
+        &self.subscriptions
+    }
+}
+
+/// Dead-letter topic, metadata and bulk settings are per topic: handlers
+/// sharing a topic must agree on any of them they set.
+fn merge_topic_settings(entry: &mut TopicEntry, subscription: &Subscription, name: &str) -> Result<(), Error> {
+    let metadata: Vec<(String, String)> = subscription.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mine = (subscription.dead_letter.clone(), metadata, subscription.bulk);
+    let is_empty = mine.0.is_none() && mine.1.is_empty() && mine.2.is_none();
+    match &entry.settings {
+        _ if is_empty => return Ok(()),
+        Some(existing) => {
+            let setting = if existing.0 != mine.0 {
+                "dead-letter topic"
+            } else if existing.1 != mine.1 {
+                "metadata"
+            } else if existing.2 != mine.2 {
+                "bulk settings"
+            } else {
+                return Ok(());
+            };
+            return Err(Error::ConflictingSubscription {
+                topic: format!("{}/{}", entry.subscription.pubsub_name, entry.subscription.topic),
+                setting,
+                first: entry.settings_owner.clone(),
+                second: name.to_owned(),
+            });
+        }
+        None => {}
+    }
+    let sub = &mut entry.subscription;
+    sub.dead_letter_topic = mine.0.clone().unwrap_or_default();
+    sub.metadata = mine.1.iter().cloned().collect();
+    sub.bulk_subscribe = mine.2.map(|b| pb::BulkSubscribeConfig {
+        enabled: true,
+        max_messages_count: i32::try_from(b.max_messages).unwrap_or(i32::MAX),
+        max_await_duration_ms: i32::try_from(b.max_await_ms).unwrap_or(i32::MAX),
+    });
+    entry.settings = Some(mine);
+    entry.settings_owner = name.to_owned();
+    Ok(())
+}

@@ -1,0 +1,432 @@
+//! The server: builder, the three gRPC services, graceful shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use dapr::dapr::proto::common::v1::{InvokeRequest, InvokeResponse};
+use dapr::dapr::proto::runtime::v1 as pb;
+use dapr::dapr::proto::runtime::v1::{BindingEventRequest, BindingEventResponse};
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+use tonic::Status;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceBuilder};
+
+use crate::consumer::{Consumer, Context, IntoConsumers};
+use crate::error::{Error, HandlerError};
+use crate::middleware::{
+    CatchPanicLayer, ConcurrencyLimitLayer, EventRequest, EventService, HandlerService, MetricsLayer, TimeoutLayer, TraceLayer,
+};
+use crate::outcome::Outcome;
+use crate::registry::{Defaults, Registry};
+
+mod callback;
+mod handlers;
+mod token;
+
+use callback::{Callback, Shared};
+pub use handlers::Job;
+pub use token::{TOKEN_ENV, TOKEN_HEADER};
+
+/// The default gRPC port of a Dapr app (`dapr.io/app-port`).
+pub const DEFAULT_PORT: u16 = 5005;
+/// The default largest event payload: tonic's and daprd's 4 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+type LayerFn = Box<dyn FnOnce(EventService) -> EventService + Send>;
+
+/// Builds a [`Server`]; see [`Server::builder`].
+#[must_use]
+pub struct ServerBuilder {
+    consumers: Vec<Arc<dyn Consumer>>,
+    defaults: Defaults,
+    context: Context,
+    layers: Vec<LayerFn>,
+    invocations: Vec<(String, handlers::InvocationFn)>,
+    bindings: Vec<(String, handlers::BindingFn)>,
+    jobs: Vec<(String, handlers::JobFn)>,
+    token: Option<String>,
+    unknown_topic: Outcome,
+    bulk_concurrency: usize,
+    max_message_size: usize,
+    drain_timeout: Duration,
+    readiness: Option<handlers::ReadinessFn>,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            consumers: Vec::new(),
+            defaults: Defaults { pubsub: "pubsub".into(), timeout: Some(Duration::from_secs(30)), concurrency: Some(256) },
+            context: Context::default(),
+            layers: Vec::new(),
+            invocations: Vec::new(),
+            bindings: Vec::new(),
+            jobs: Vec::new(),
+            token: std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()),
+            unknown_topic: Outcome::Drop,
+            bulk_concurrency: 16,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            drain_timeout: Duration::from_secs(25),
+            readiness: None,
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Adds a consumer (a `#[subscribe]` function, or any [`Consumer`]).
+    pub fn consumer(mut self, consumer: impl Consumer) -> Self {
+        self.consumers.push(Arc::new(consumer));
+        self
+    }
+
+    /// Adds a group of consumers, such as `Arc<T>` for a type marked
+    /// `#[eventbus::consumer]`.
+    pub fn consumers(mut self, consumers: impl IntoConsumers) -> Self {
+        self.consumers.extend(consumers.into_consumers());
+        self
+    }
+
+    /// The pub/sub of subscriptions that name none (default `"pubsub"`).
+    pub fn default_pubsub(mut self, pubsub: impl Into<String>) -> Self {
+        self.defaults.pubsub = pubsub.into();
+        self
+    }
+
+    /// A value handlers receive as [`State<S>`](crate::State).
+    pub fn state<S: Clone + Send + Sync + 'static>(mut self, state: S) -> Self {
+        self.context.insert(state);
+        self
+    }
+
+    /// The handler timeout of subscriptions that set none (default 30 s;
+    /// `None` for no timeout). A handler over it gets `Retry`.
+    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.defaults.timeout = timeout.into();
+        self
+    }
+
+    /// Events in flight per topic, for subscriptions that set no limit of
+    /// their own (default 256; `None` for no limit). Beyond it events get `Retry`.
+    pub fn concurrency_limit(mut self, limit: impl Into<Option<usize>>) -> Self {
+        self.defaults.concurrency = limit.into();
+        self
+    }
+
+    /// Entries of one bulk request handled at once (default 16).
+    pub fn bulk_concurrency(mut self, limit: usize) -> Self {
+        self.bulk_concurrency = limit.max(1);
+        self
+    }
+
+    /// The largest event payload (default 4 MiB). A bigger event is answered
+    /// `Drop` with an error log naming it, so it reaches the dead-letter topic
+    /// instead of looping through retries. gRPC messages up to four times the
+    /// limit are read to be able to answer so.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// What an event for an unknown pubsub/topic/path gets: `Drop` (default)
+    /// or `Retry`. `Success` is allowed but loses the event silently.
+    pub fn unknown_topic(mut self, outcome: Outcome) -> Self {
+        self.unknown_topic = outcome;
+        self
+    }
+
+    /// The `dapr-api-token` required on data-plane RPCs (default: the
+    /// `APP_API_TOKEN` environment variable; `None` to require none).
+    pub fn api_token(mut self, token: impl Into<Option<String>>) -> Self {
+        self.token = token.into().filter(|t| !t.is_empty());
+        self
+    }
+
+    /// How long shutdown waits for in-flight handlers (default 25 s, inside
+    /// Kubernetes' default 30 s grace period).
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// A readiness probe for `HealthCheck` (e.g. "the database answers").
+    pub fn readiness<F, Fut>(mut self, probe: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.readiness = Some(handlers::box_readiness(probe));
+        self
+    }
+
+    /// Adds a tower layer around every event's handler, inside the built-in
+    /// layers (tracing, metrics, concurrency, catch-panic, timeout). Layers
+    /// added first are outermost.
+    ///
+    /// ```
+    /// use eventbus::{Server, middleware::EventRequest};
+    /// use tower::ServiceBuilder;
+    ///
+    /// let builder = Server::builder().layer(tower::layer::layer_fn(|inner| {
+    ///     tower::service_fn(move |request: EventRequest| {
+    ///         use tower::ServiceExt;
+    ///         tracing::info!(id = %request.envelope.id, "audit");
+    ///         inner.clone().oneshot(request)
+    ///     })
+    /// }));
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<EventService> + Send + 'static,
+        L::Service: Service<EventRequest, Response = Outcome, Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+        <L::Service as Service<EventRequest>>::Future: Send + 'static,
+    {
+        self.layers.push(Box::new(move |inner| BoxCloneSyncService::new(layer.layer(inner))));
+        self
+    }
+
+    /// Handles service invocation of `method` (`OnInvoke`). Unregistered
+    /// methods get `Unimplemented`.
+    pub fn invocation<F, Fut>(mut self, method: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(InvokeRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<InvokeResponse, Status>> + Send + 'static,
+    {
+        self.invocations.push((method.into(), handlers::box_invocation(handler)));
+        self
+    }
+
+    /// Handles the input binding `name` (`OnBindingEvent`); it is listed in
+    /// `ListInputBindings`.
+    pub fn binding<F, Fut>(mut self, name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(BindingEventRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<BindingEventResponse, Status>> + Send + 'static,
+    {
+        self.bindings.push((name.into(), handlers::box_binding(handler)));
+        self
+    }
+
+    /// Handles the Dapr job `name` (`OnJobEvent`). An error answers
+    /// `Internal`, so the scheduler applies the job's failure policy.
+    pub fn job<F, Fut>(mut self, name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(Job) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.jobs.push((name.into(), handlers::box_job(handler)));
+        self
+    }
+
+    /// Validates the subscriptions and builds the server.
+    ///
+    /// Fails on a duplicate (pubsub, topic, path), naming both handlers; on an
+    /// empty topic or pubsub; on handlers of one topic that disagree on its
+    /// dead-letter topic, metadata or bulk settings; on a handler whose
+    /// `State<S>` was not given.
+    pub fn build(self) -> Result<Server, Error> {
+        let registry = Registry::build(&self.consumers, &self.defaults, &self.context)?;
+        let mut service: EventService = BoxCloneSyncService::new(HandlerService);
+        for layer in self.layers.into_iter().rev() {
+            service = layer(service);
+        }
+        let service = BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .layer(TraceLayer)
+                .layer(MetricsLayer)
+                .layer(ConcurrencyLimitLayer)
+                .layer(CatchPanicLayer)
+                .layer(TimeoutLayer)
+                .service(service),
+        );
+        let shared = Shared {
+            registry,
+            service,
+            context: Arc::new(self.context),
+            invocations: unique("invocation", self.invocations)?,
+            bindings: unique("binding", self.bindings)?,
+            jobs: unique("job", self.jobs)?,
+            token: self.token,
+            unknown_topic: self.unknown_topic,
+            bulk_concurrency: self.bulk_concurrency,
+            max_message_size: self.max_message_size,
+            readiness: self.readiness,
+            draining: AtomicBool::new(false),
+            in_flight: TaskTracker::new(),
+        };
+        Ok(Server { callback: Callback(Arc::new(shared)), drain_timeout: self.drain_timeout })
+    }
+}
+
+fn unique<T>(kind: &'static str, entries: Vec<(String, T)>) -> Result<HashMap<String, T>, Error> {
+    let mut map = HashMap::with_capacity(entries.len());
+    for (name, value) in entries {
+        if map.contains_key(&name) {
+            return Err(Error::DuplicateHandler { kind, name });
+        }
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// The `AppCallback` gRPC server the Dapr sidecar delivers events to.
+///
+/// ```no_run
+/// use eventbus::{Event, Server, Subscription, handler};
+///
+/// # async fn run() -> Result<(), eventbus::Error> {
+/// let server = Server::builder()
+///     .default_pubsub("pubsub-redis")
+///     .consumer(handler(Subscription::new("order.completed"), |event: Event<serde_json::Value>| async move {
+///         tracing::info!(id = event.id(), "completed");
+///     }))
+///     .build()?;
+/// server.serve("0.0.0.0:5005".parse().unwrap()).await // until SIGTERM or ctrl-c
+/// # }
+/// ```
+pub struct Server {
+    callback: Callback,
+    drain_timeout: Duration,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("registry", &self.callback.0.registry).finish()
+    }
+}
+
+/// Reads the serving state of a running [`Server`], e.g. for an HTTP `/readyz`.
+#[derive(Clone)]
+pub struct ServerHandle(Arc<Shared>);
+
+impl ServerHandle {
+    /// `true` once shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::Acquire)
+    }
+    /// `Ok` when not draining and the readiness probe passes.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.0.ready().await
+    }
+    /// Events and calls being handled now.
+    pub fn in_flight(&self) -> usize {
+        self.0.in_flight.len()
+    }
+}
+
+impl Server {
+    /// A builder with the defaults: pubsub `"pubsub"`, 30 s timeout, 256 events
+    /// in flight per topic, 4 MiB messages, unknown topics dropped, token from
+    /// `APP_API_TOKEN`.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The subscriptions, as `ListTopicSubscriptions` answers them.
+    pub fn subscriptions(&self) -> &[pb::TopicSubscription] {
+        self.callback.0.registry.subscriptions()
+    }
+
+    /// A handle to watch the server while it runs.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle(self.callback.0.clone())
+    }
+
+    /// The three gRPC services, to mount in a tonic server of your own (you
+    /// then own shutdown; [`Server::serve_with_shutdown`] does it for you).
+    pub fn routes(&self) -> Routes {
+        let limit = self.callback.0.max_message_size.saturating_mul(4).max(DEFAULT_MAX_MESSAGE_SIZE);
+        let mut routes = Routes::default();
+        routes = routes.add_service(pb::app_callback_server::AppCallbackServer::new(self.callback.clone()).max_decoding_message_size(limit));
+        routes = routes
+            .add_service(pb::app_callback_alpha_server::AppCallbackAlphaServer::new(self.callback.clone()).max_decoding_message_size(limit));
+        routes.add_service(pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(self.callback.clone()))
+    }
+
+    /// Serves on `address` until SIGTERM or ctrl-c, then shuts down gracefully.
+    pub async fn serve(self, address: SocketAddr) -> Result<(), Error> {
+        self.serve_with_shutdown(address, shutdown_signal()).await
+    }
+
+    /// Serves on `address` until `signal` completes, then shuts down gracefully.
+    pub async fn serve_with_shutdown(self, address: SocketAddr, signal: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        let listener = TcpListener::bind(address).await.map_err(|source| Error::Bind { address, source })?;
+        self.serve_with_listener(listener, signal).await
+    }
+
+    /// Serves on a bound listener (tests bind `127.0.0.1:0`) until `signal`.
+    ///
+    /// Shutdown: health turns not-serving and new events get `Retry` at once;
+    /// in-flight handlers get up to the drain timeout to finish; then the
+    /// gRPC server stops and this returns.
+    pub async fn serve_with_listener(self, listener: TcpListener, signal: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        let address = listener.local_addr().ok();
+        let routes = self.routes();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async {
+                let _ = stopped.await;
+            },
+        );
+        tokio::pin!(server);
+        tracing::info!(?address, subscriptions = self.subscriptions().len(), "eventbus server listening");
+
+        tokio::select! {
+            result = &mut server => return result.map_err(Error::from),
+            () = signal => {}
+        }
+
+        let shared = &self.callback.0;
+        shared.draining.store(true, Ordering::Release);
+        shared.in_flight.close();
+        tracing::info!(in_flight = shared.in_flight.len(), "shutting down: draining in-flight events");
+        tokio::select! {
+            result = &mut server => return result.map_err(Error::from),
+            drained = tokio::time::timeout(self.drain_timeout, shared.in_flight.wait()) => {
+                if drained.is_err() {
+                    tracing::warn!(in_flight = shared.in_flight.len(), "drain timeout passed; stopping with events in flight");
+                }
+            }
+        }
+        let _ = stop.send(());
+        // tonic waits for every connection to close; the sidecar may keep
+        // its connection open, so the wait is bounded.
+        match tokio::time::timeout(Duration::from_secs(5), server).await {
+            Ok(result) => result.map_err(Error::from)?,
+            Err(_) => tracing::warn!("connections still open after shutdown; exiting anyway"),
+        }
+        tracing::info!("eventbus server stopped");
+        Ok(())
+    }
+}
+
+/// Completes on ctrl-c or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

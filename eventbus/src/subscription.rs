@@ -1,0 +1,198 @@
+//! What a consumer subscribes to, as the sidecar reads it from
+//! `ListTopicSubscriptions`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A routing rule: when the CEL expression `matches`, the sidecar delivers the
+/// event on `path`. Rules of a topic are evaluated in registration order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// A CEL expression over the CloudEvent, e.g. `event.type == "order.v2"`.
+    pub matches: String,
+    /// The path the sidecar sends matching events on.
+    pub path: String,
+}
+
+impl Rule {
+    /// A rule.
+    pub fn new(matches: impl Into<String>, path: impl Into<String>) -> Self {
+        Rule { matches: matches.into(), path: path.into() }
+    }
+}
+
+/// Bulk delivery settings (`bulkSubscribe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bulk {
+    /// Most messages in one batch.
+    pub max_messages: u32,
+    /// Longest wait for a batch to fill, in milliseconds.
+    pub max_await_ms: u32,
+}
+
+impl Default for Bulk {
+    fn default() -> Self {
+        // Dapr's own defaults.
+        Bulk { max_messages: 100, max_await_ms: 1000 }
+    }
+}
+
+/// One handler's subscription.
+///
+/// A subscription without rules is the topic's *default* route; with rules it
+/// receives the events those rules match. Several handlers may share a topic
+/// (one default and any number of rule handlers); topic-wide settings
+/// (dead-letter topic, metadata, bulk) must then agree.
+///
+/// ```
+/// use eventbus::{Subscription, Rule};
+/// use std::time::Duration;
+///
+/// let subscription = Subscription::new("order.completed")
+///     .pubsub("pubsub-redis")
+///     .rule("event.type == \"order.completed.v2\"", "/orders/v2")
+///     .dead_letter("order.completed.dlq")
+///     .metadata("rawPayload", "true")
+///     .bulk(100, 500)
+///     .timeout(Duration::from_secs(5))
+///     .concurrency(32);
+/// assert_eq!(subscription.topic, "order.completed");
+/// assert_eq!(subscription.rules, vec![Rule::new("event.type == \"order.completed.v2\"", "/orders/v2")]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Subscription {
+    /// The pub/sub component; `None` takes the server's default.
+    pub pubsub: Option<String>,
+    /// The topic.
+    pub topic: String,
+    /// Routing rules handled by this consumer, in order.
+    pub rules: Vec<Rule>,
+    /// The path of the default route; `None` uses the topic name.
+    pub path: Option<String>,
+    /// Dead-letter topic for dropped and exhausted events.
+    pub dead_letter: Option<String>,
+    /// Subscription metadata (`rawPayload`, component-specific keys).
+    pub metadata: BTreeMap<String, String>,
+    /// Bulk delivery, when enabled.
+    pub bulk: Option<Bulk>,
+    /// Handler timeout; `None` takes the server's.
+    pub timeout: Option<Duration>,
+    /// Most events handled at once; `None` takes the server's.
+    pub concurrency: Option<usize>,
+}
+
+impl Subscription {
+    /// A subscription to `topic` on the server's default pub/sub.
+    pub fn new(topic: impl Into<String>) -> Self {
+        Subscription { topic: topic.into(), ..Subscription::default() }
+    }
+
+    /// The pub/sub component.
+    #[must_use]
+    pub fn pubsub(mut self, pubsub: impl Into<String>) -> Self {
+        self.pubsub = Some(pubsub.into());
+        self
+    }
+
+    /// Adds a routing rule (after the ones already added).
+    #[must_use]
+    pub fn rule(mut self, matches: impl Into<String>, path: impl Into<String>) -> Self {
+        self.rules.push(Rule::new(matches, path));
+        self
+    }
+
+    /// The path of the default route.
+    #[must_use]
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// The dead-letter topic.
+    #[must_use]
+    pub fn dead_letter(mut self, topic: impl Into<String>) -> Self {
+        self.dead_letter = Some(topic.into());
+        self
+    }
+
+    /// A metadata entry.
+    #[must_use]
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// `rawPayload: true`: the sidecar delivers the publisher's bytes without
+    /// a CloudEvent wrapper.
+    #[must_use]
+    pub fn raw_payload(self) -> Self {
+        self.metadata("rawPayload", "true")
+    }
+
+    /// Enables bulk delivery.
+    #[must_use]
+    pub fn bulk(mut self, max_messages: u32, max_await_ms: u32) -> Self {
+        self.bulk = Some(Bulk { max_messages, max_await_ms });
+        self
+    }
+
+    /// Handler timeout: a slower handler's event is answered `Retry`.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Most events of this handler in flight; beyond it events get `Retry`.
+    #[must_use]
+    pub fn concurrency(mut self, limit: usize) -> Self {
+        self.concurrency = Some(limit);
+        self
+    }
+
+    /// The path of the default route: the one set, else the topic.
+    pub fn default_path(&self) -> &str {
+        self.path.as_deref().unwrap_or(&self.topic)
+    }
+
+    /// Checks what can be checked without the other subscriptions.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        fn bad(name: &str) -> bool {
+            name.is_empty() || name.chars().any(char::is_whitespace)
+        }
+        if bad(&self.topic) {
+            return Err(format!("topic {:?} is empty or has whitespace", self.topic));
+        }
+        if self.pubsub.as_deref().is_some_and(bad) {
+            return Err("pubsub is empty or has whitespace".into());
+        }
+        if self.dead_letter.as_deref().is_some_and(bad) {
+            return Err("dead-letter topic is empty or has whitespace".into());
+        }
+        if self.rules.iter().any(|r| r.matches.trim().is_empty() || r.path.is_empty()) {
+            return Err("a routing rule has an empty match or path".into());
+        }
+        if self.concurrency == Some(0) {
+            return Err("concurrency must be at least 1".into());
+        }
+        if self.bulk.is_some_and(|b| b.max_messages == 0) {
+            return Err("bulk max_messages must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_problem() {
+        assert!(Subscription::new("").validate().unwrap_err().contains("empty"));
+        assert!(Subscription::new("a b").validate().is_err());
+        assert!(Subscription::new("t").pubsub("").validate().is_err());
+        assert!(Subscription::new("t").concurrency(0).validate().is_err());
+        assert!(Subscription::new("t").validate().is_ok());
+        assert_eq!(Subscription::new("t").default_path(), "t");
+    }
+}
