@@ -1,0 +1,519 @@
+//! A sidecar for tests: drives an app over real gRPC the way daprd does.
+//!
+//! [`TestSidecar`] reads the app's subscriptions with
+//! `ListTopicSubscriptions`, publishes CloudEvents to it (single or bulk),
+//! chooses the route from the subscription's rules, sends the
+//! `dapr-api-token`, and settles each event as daprd would:
+//!
+//! | the app answers | the test sidecar |
+//! |---|---|
+//! | `SUCCESS` | acknowledges ([`Settlement::Acked`]) |
+//! | `RETRY`, or a gRPC error other than `Unimplemented` | delivers again, up to `max_attempts`; then dead-letters, or leaves it to the broker ([`Settlement::Nacked`]) |
+//! | `DROP` | dead-letters at once ([`Settlement::DeadLettered`]), or acknowledges when there is no dead-letter topic ([`Settlement::Dropped`]) |
+//! | gRPC `Unimplemented` | drops it silently, no dead letter ([`Settlement::SilentlyDropped`]) |
+//! | bulk entry without a status | as `RETRY` |
+//!
+//! A dead-lettered event is also delivered to the dead-letter topic when the
+//! app subscribes to it. Retries are immediate: there is no backoff to wait for.
+//!
+//! ```no_run
+//! use eventbus::testing::{CloudEvent, Settlement, TestSidecar};
+//!
+//! # async fn run(address: std::net::SocketAddr) -> anyhow::Result<()> {
+//! let sidecar = TestSidecar::connect(address).await?.pubsub("pubsub-redis").max_attempts(3);
+//! let delivery = sidecar.publish("order.completed", CloudEvent::json(&serde_json::json!({"order_id": "o-1"}))).await?;
+//! assert_eq!(delivery.settlement, Settlement::Acked);
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dapr::dapr::proto::common::v1::{InvokeRequest, InvokeResponse};
+use dapr::dapr::proto::runtime::v1 as pb;
+use dapr::dapr::proto::runtime::v1::app_callback_alpha_client::AppCallbackAlphaClient;
+use dapr::dapr::proto::runtime::v1::app_callback_client::AppCallbackClient;
+use dapr::dapr::proto::runtime::v1::app_callback_health_check_client::AppCallbackHealthCheckClient;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+use crate::event::Extensions;
+use crate::outcome::Outcome;
+use crate::server::TOKEN_HEADER;
+
+mod cel;
+
+/// A CloudEvent to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudEvent {
+    /// `id`; a fresh one is assigned when empty.
+    pub id: String,
+    /// `source`.
+    pub source: String,
+    /// `type`.
+    pub event_type: String,
+    /// `specversion`.
+    pub spec_version: String,
+    /// `datacontenttype`.
+    pub content_type: String,
+    /// The data.
+    pub data: Vec<u8>,
+    /// Extension attributes (`time`, `traceparent`, custom).
+    pub extensions: Extensions,
+    /// gRPC metadata sent with the call (broker metadata).
+    pub metadata: HashMap<String, String>,
+}
+
+impl Default for CloudEvent {
+    fn default() -> Self {
+        CloudEvent {
+            id: String::new(),
+            source: "test-sidecar".into(),
+            event_type: "com.dapr.event.sent".into(),
+            spec_version: "1.0".into(),
+            content_type: "application/json".into(),
+            data: Vec::new(),
+            extensions: Extensions::default(),
+            metadata: HashMap::new(),
+        }
+    }
+}
+
+impl CloudEvent {
+    /// A JSON event.
+    pub fn json<T: serde::Serialize + ?Sized>(data: &T) -> Self {
+        CloudEvent { data: serde_json::to_vec(data).unwrap_or_default(), ..CloudEvent::default() }
+    }
+
+    /// An event with raw bytes and a content type.
+    pub fn bytes(content_type: impl Into<String>, data: impl Into<Vec<u8>>) -> Self {
+        CloudEvent { content_type: content_type.into(), data: data.into(), ..CloudEvent::default() }
+    }
+
+    /// Sets `id`.
+    #[must_use]
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// Sets `type`.
+    #[must_use]
+    pub fn event_type(mut self, event_type: impl Into<String>) -> Self {
+        self.event_type = event_type.into();
+        self
+    }
+
+    /// Sets an extension attribute.
+    #[must_use]
+    pub fn extension(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extensions.insert(key, value);
+        self
+    }
+
+    /// Sets a gRPC metadata entry of the call.
+    #[must_use]
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// How an event ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// The app answered `SUCCESS`.
+    Acked,
+    /// Sent to this dead-letter topic (after `DROP`, exhausted retries or no matching rule).
+    DeadLettered(String),
+    /// `DROP` with no dead-letter topic: acknowledged and gone.
+    Dropped,
+    /// `Unimplemented`: daprd drops it without a dead letter.
+    SilentlyDropped,
+    /// Retries exhausted and no dead-letter topic: back to the broker.
+    Nacked,
+    /// No rule matched and no default route: acknowledged.
+    Unrouted,
+    /// The app does not subscribe to the topic: nothing was sent.
+    NotSubscribed,
+}
+
+/// One attempt to deliver: the status, or the gRPC error code.
+pub type Attempt = Result<Outcome, Code>;
+
+/// What happened to one published event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The pub/sub component.
+    pub pubsub: String,
+    /// The topic.
+    pub topic: String,
+    /// The path the rules chose.
+    pub path: String,
+    /// The CloudEvent id (or bulk entry id).
+    pub event_id: String,
+    /// Every attempt, in order.
+    pub attempts: Vec<Attempt>,
+    /// How it ended.
+    pub settlement: Settlement,
+}
+
+/// An error of the sidecar itself (not of the app's answer).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SidecarError {
+    /// Could not connect.
+    #[error("cannot connect to the app: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    /// `ListTopicSubscriptions` failed.
+    #[error("ListTopicSubscriptions failed: {0}")]
+    Subscriptions(Status),
+    /// A routing rule uses CEL the test sidecar does not evaluate.
+    #[error("cannot evaluate routing rule: {0}")]
+    Rule(String),
+}
+
+/// A sidecar for tests; see the [module documentation](self).
+pub struct TestSidecar {
+    channel: Channel,
+    subscriptions: Vec<pb::TopicSubscription>,
+    pubsub: String,
+    token: Option<String>,
+    max_attempts: u32,
+    next_id: AtomicU64,
+    deliveries: Arc<Mutex<Vec<Delivery>>>,
+}
+
+impl TestSidecar {
+    /// Connects to the app and reads its subscriptions, as daprd does at start.
+    pub async fn connect(address: SocketAddr) -> Result<Self, SidecarError> {
+        let channel = Channel::from_shared(format!("http://{address}"))
+            .map_err(|e| SidecarError::Subscriptions(Status::invalid_argument(e.to_string())))?
+            .connect()
+            .await?;
+        let mut sidecar = TestSidecar {
+            channel,
+            subscriptions: Vec::new(),
+            pubsub: String::new(),
+            token: None,
+            max_attempts: 3,
+            next_id: AtomicU64::new(1),
+            deliveries: Arc::default(),
+        };
+        sidecar.reload().await?;
+        sidecar.pubsub = sidecar.subscriptions.first().map(|s| s.pubsub_name.clone()).unwrap_or_else(|| "pubsub".into());
+        Ok(sidecar)
+    }
+
+    /// Reads the subscriptions again.
+    pub async fn reload(&mut self) -> Result<(), SidecarError> {
+        let response = self.app().list_topic_subscriptions(Request::new(())).await.map_err(SidecarError::Subscriptions)?;
+        self.subscriptions = response.into_inner().subscriptions;
+        Ok(())
+    }
+
+    /// The pub/sub that [`publish`](Self::publish) uses (default: the first subscription's).
+    #[must_use]
+    pub fn pubsub(mut self, pubsub: impl Into<String>) -> Self {
+        self.pubsub = pubsub.into();
+        self
+    }
+
+    /// The `dapr-api-token` to send on data-plane calls.
+    #[must_use]
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Deliveries per event before giving up (default 3).
+    #[must_use]
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The app's subscriptions.
+    pub fn subscriptions(&self) -> &[pb::TopicSubscription] {
+        &self.subscriptions
+    }
+
+    /// The subscription of a topic on the sidecar's pub/sub.
+    pub fn subscription(&self, topic: &str) -> Option<&pb::TopicSubscription> {
+        self.find(&self.pubsub, topic)
+    }
+
+    /// Every delivery so far, dead-letter deliveries included.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.deliveries.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The deliveries that ended in a dead-letter topic.
+    pub fn dead_letters(&self) -> Vec<Delivery> {
+        self.deliveries().into_iter().filter(|d| matches!(d.settlement, Settlement::DeadLettered(_))).collect()
+    }
+
+    /// A client of the app's `AppCallback` service (no token attached).
+    pub fn app(&self) -> AppCallbackClient<Channel> {
+        AppCallbackClient::new(self.channel.clone()).max_decoding_message_size(usize::MAX)
+    }
+
+    /// A client of the app's `AppCallbackAlpha` service.
+    pub fn app_alpha(&self) -> AppCallbackAlphaClient<Channel> {
+        AppCallbackAlphaClient::new(self.channel.clone())
+    }
+
+    /// Calls `HealthCheck`, as daprd's app health probe does (without token).
+    pub async fn health(&self) -> Result<(), Status> {
+        AppCallbackHealthCheckClient::new(self.channel.clone()).health_check(Request::new(())).await.map(|_| ())
+    }
+
+    /// Wraps a message with the token, as daprd does on data-plane calls.
+    pub fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Some(token) = self.token.as_deref().and_then(|t| t.parse().ok()) {
+            request.metadata_mut().insert(TOKEN_HEADER, token);
+        }
+        request
+    }
+
+    /// Invokes a method (`OnInvoke`).
+    pub async fn invoke(&self, method: &str, data: &[u8]) -> Result<InvokeResponse, Status> {
+        let request = InvokeRequest {
+            method: method.to_owned(),
+            data: Some(prost_types::Any { type_url: String::new(), value: data.to_vec() }),
+            content_type: "application/json".into(),
+            http_extension: None,
+        };
+        self.app().on_invoke(self.request(request)).await.map(|r| r.into_inner())
+    }
+
+    /// Triggers a job (`OnJobEvent`).
+    pub async fn trigger_job(&self, name: &str, data: &[u8]) -> Result<(), Status> {
+        let request = pb::JobEventRequest {
+            name: name.to_owned(),
+            data: Some(prost_types::Any { type_url: String::new(), value: data.to_vec() }),
+            method: format!("job/{name}"),
+            content_type: "application/json".into(),
+            http_extension: None,
+        };
+        self.app().on_job_event(self.request(request)).await.map(|_| ())
+    }
+
+    /// Publishes one event on the sidecar's pub/sub and delivers it until it settles.
+    pub async fn publish(&self, topic: &str, event: CloudEvent) -> Result<Delivery, SidecarError> {
+        let pubsub = self.pubsub.clone();
+        self.publish_to(&pubsub, topic, event).await
+    }
+
+    /// Publishes one event on `pubsub`.
+    pub async fn publish_to(&self, pubsub: &str, topic: &str, mut event: CloudEvent) -> Result<Delivery, SidecarError> {
+        if event.id.is_empty() {
+            event.id = format!("test-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        }
+        let delivery = self.deliver(pubsub, topic, &event).await?;
+        self.dead_letter(pubsub, &delivery, &event).await?;
+        Ok(delivery)
+    }
+
+    async fn deliver(&self, pubsub: &str, topic: &str, event: &CloudEvent) -> Result<Delivery, SidecarError> {
+        let mut delivery = Delivery {
+            pubsub: pubsub.to_owned(),
+            topic: topic.to_owned(),
+            path: String::new(),
+            event_id: event.id.clone(),
+            attempts: Vec::new(),
+            settlement: Settlement::NotSubscribed,
+        };
+        let Some(subscription) = self.find(pubsub, topic) else {
+            return Ok(self.record(delivery));
+        };
+        let dead_letter = subscription.dead_letter_topic.clone();
+        let Some(path) = route(subscription, event, topic)? else {
+            delivery.settlement = settle_unrouted(&dead_letter);
+            return Ok(self.record(delivery));
+        };
+        delivery.path = path;
+        let request = pb::TopicEventRequest {
+            id: event.id.clone(),
+            source: event.source.clone(),
+            r#type: event.event_type.clone(),
+            spec_version: event.spec_version.clone(),
+            data_content_type: event.content_type.clone(),
+            data: event.data.clone(),
+            topic: topic.to_owned(),
+            pubsub_name: pubsub.to_owned(),
+            path: delivery.path.clone(),
+            extensions: Some(event.extensions.0.clone()),
+        };
+        for _ in 0..self.max_attempts {
+            let mut call = self.request(request.clone());
+            for (key, value) in &event.metadata {
+                if let (Ok(key), Ok(value)) = (key.parse::<tonic::metadata::MetadataKey<_>>(), value.parse()) {
+                    call.metadata_mut().insert(key, value);
+                }
+            }
+            let attempt = match self.app().on_topic_event(call).await {
+                Ok(response) => Ok(Outcome::from_status(response.into_inner().status)),
+                Err(status) => Err(status.code()),
+            };
+            delivery.attempts.push(attempt);
+            if let Some(settlement) = settle(attempt, &dead_letter) {
+                delivery.settlement = settlement;
+                return Ok(self.record(delivery));
+            }
+        }
+        delivery.settlement = exhausted(&dead_letter);
+        Ok(self.record(delivery))
+    }
+
+    /// Publishes events as one bulk call (`OnBulkTopicEvent`, falling back to
+    /// the Alpha1 RPC on `Unimplemented`), re-sending the entries answered
+    /// `RETRY` or not at all. One [`Delivery`] per event, in order.
+    pub async fn publish_bulk(&self, topic: &str, events: Vec<CloudEvent>) -> Result<Vec<Delivery>, SidecarError> {
+        let pubsub = self.pubsub.clone();
+        let Some(subscription) = self.find(&pubsub, topic) else {
+            return Ok(Vec::new());
+        };
+        let dead_letter = subscription.dead_letter_topic.clone();
+        let path = subscription.routes.as_ref().map(|r| r.default.clone()).unwrap_or_default();
+        let mut events = events;
+        for event in &mut events {
+            if event.id.is_empty() {
+                event.id = format!("test-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+            }
+        }
+        let mut deliveries: Vec<Delivery> = events
+            .iter()
+            .map(|e| Delivery {
+                pubsub: pubsub.clone(),
+                topic: topic.to_owned(),
+                path: path.clone(),
+                event_id: e.id.clone(),
+                attempts: Vec::new(),
+                settlement: Settlement::Nacked,
+            })
+            .collect();
+        let mut pending: Vec<usize> = (0..events.len()).collect();
+        for _ in 0..self.max_attempts {
+            if pending.is_empty() {
+                break;
+            }
+            let entries = pending.iter().map(|&i| bulk_entry(&events[i])).collect();
+            let request = pb::TopicEventBulkRequest {
+                id: format!("bulk-{}", self.next_id.fetch_add(1, Ordering::Relaxed)),
+                entries,
+                metadata: HashMap::new(),
+                topic: topic.to_owned(),
+                pubsub_name: pubsub.clone(),
+                r#type: "com.dapr.event.sent".into(),
+                path: path.clone(),
+            };
+            let statuses: Result<HashMap<String, i32>, Code> = match self.app().on_bulk_topic_event(self.request(request.clone())).await {
+                Ok(response) => Ok(response.into_inner().statuses.into_iter().map(|s| (s.entry_id, s.status)).collect()),
+                Err(status) if status.code() == Code::Unimplemented => {
+                    #[allow(deprecated)] // daprd still falls back to it
+                    let alpha = self.app_alpha().on_bulk_topic_event_alpha1(self.request(request)).await;
+                    match alpha {
+                        Ok(response) => Ok(response.into_inner().statuses.into_iter().map(|s| (s.entry_id, s.status)).collect()),
+                        Err(status) => Err(status.code()),
+                    }
+                }
+                Err(status) => Err(status.code()),
+            };
+            let mut still_pending = Vec::new();
+            for i in pending {
+                let attempt = match &statuses {
+                    // An entry with no status counts as RETRY.
+                    Ok(statuses) => Ok(statuses.get(&events[i].id).map_or(Outcome::Retry, |s| Outcome::from_status(*s))),
+                    Err(code) => Err(*code),
+                };
+                deliveries[i].attempts.push(attempt);
+                match settle(attempt, &dead_letter) {
+                    Some(settlement) => deliveries[i].settlement = settlement,
+                    None => still_pending.push(i),
+                }
+            }
+            pending = still_pending;
+        }
+        for i in pending {
+            deliveries[i].settlement = exhausted(&dead_letter);
+        }
+        for (delivery, event) in deliveries.iter().zip(&events) {
+            self.record(delivery.clone());
+            self.dead_letter(&pubsub, delivery, event).await?;
+        }
+        Ok(deliveries)
+    }
+
+    /// Delivers a dead-lettered event to its dead-letter topic when the app
+    /// subscribes to it (once: dead letters of dead letters are not followed).
+    async fn dead_letter(&self, pubsub: &str, delivery: &Delivery, event: &CloudEvent) -> Result<(), SidecarError> {
+        if let Settlement::DeadLettered(dead_letter_topic) = &delivery.settlement {
+            if self.find(pubsub, dead_letter_topic).is_some() {
+                self.deliver(pubsub, dead_letter_topic, event).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn find(&self, pubsub: &str, topic: &str) -> Option<&pb::TopicSubscription> {
+        self.subscriptions.iter().find(|s| s.pubsub_name == pubsub && s.topic == topic)
+    }
+
+    fn record(&self, delivery: Delivery) -> Delivery {
+        self.deliveries.lock().unwrap_or_else(|p| p.into_inner()).push(delivery.clone());
+        delivery
+    }
+}
+
+/// The path daprd would deliver on: the first matching rule's, else the
+/// default; `None` when nothing matches and there is no default.
+fn route(subscription: &pb::TopicSubscription, event: &CloudEvent, topic: &str) -> Result<Option<String>, SidecarError> {
+    let Some(routes) = &subscription.routes else { return Ok(Some(String::new())) };
+    for rule in &routes.rules {
+        if cel::matches(&rule.r#match, event, topic).map_err(SidecarError::Rule)? {
+            return Ok(Some(rule.path.clone()));
+        }
+    }
+    Ok((!routes.default.is_empty() || routes.rules.is_empty()).then(|| routes.default.clone()))
+}
+
+/// The settlement an attempt decides, or `None` to try again.
+fn settle(attempt: Attempt, dead_letter: &str) -> Option<Settlement> {
+    match attempt {
+        Ok(Outcome::Success) => Some(Settlement::Acked),
+        Ok(Outcome::Drop) if dead_letter.is_empty() => Some(Settlement::Dropped),
+        Ok(Outcome::Drop) => Some(Settlement::DeadLettered(dead_letter.to_owned())),
+        Err(Code::Unimplemented) => Some(Settlement::SilentlyDropped),
+        Ok(Outcome::Retry) | Err(_) => None,
+    }
+}
+
+fn exhausted(dead_letter: &str) -> Settlement {
+    if dead_letter.is_empty() { Settlement::Nacked } else { Settlement::DeadLettered(dead_letter.to_owned()) }
+}
+
+fn settle_unrouted(dead_letter: &str) -> Settlement {
+    if dead_letter.is_empty() { Settlement::Unrouted } else { Settlement::DeadLettered(dead_letter.to_owned()) }
+}
+
+fn bulk_entry(event: &CloudEvent) -> pb::TopicEventBulkRequestEntry {
+    use dapr::dapr::proto::runtime::v1::topic_event_bulk_request_entry::Event;
+    pb::TopicEventBulkRequestEntry {
+        entry_id: event.id.clone(),
+        content_type: event.content_type.clone(),
+        metadata: event.metadata.clone(),
+        event: Some(Event::CloudEvent(pb::TopicEventCeRequest {
+            id: event.id.clone(),
+            source: event.source.clone(),
+            r#type: event.event_type.clone(),
+            spec_version: event.spec_version.clone(),
+            data_content_type: event.content_type.clone(),
+            data: event.data.clone(),
+            extensions: Some(event.extensions.0.clone()),
+        })),
+    }
+}
