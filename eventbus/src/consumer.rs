@@ -214,12 +214,7 @@ pub fn handler<H, T, Args>(subscription: Subscription, handler: H) -> HandlerCon
 where
     H: Handler<T, Args>,
 {
-    HandlerConsumer {
-        name: std::any::type_name::<H>().to_owned(),
-        subscription,
-        handler,
-        _types: PhantomData,
-    }
+    HandlerConsumer { name: std::any::type_name::<H>().to_owned(), subscription, handler, _types: PhantomData }
 }
 
 impl<H, T, Args> HandlerConsumer<H, T, Args> {

@@ -129,9 +129,7 @@ fn value_to_json(value: &prost_types::Value) -> serde_json::Value {
         Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n).map_or(J::Null, J::Number),
         Some(Kind::StringValue(s)) => J::String(s.clone()),
         Some(Kind::ListValue(list)) => J::Array(list.values.iter().map(value_to_json).collect()),
-        Some(Kind::StructValue(s)) => {
-            J::Object(s.fields.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect())
-        }
+        Some(Kind::StructValue(s)) => J::Object(s.fields.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect()),
     }
 }
 
@@ -263,8 +261,7 @@ impl<T: DeserializeOwned + Send + 'static> EventData for T {
         if is_protobuf(&envelope.data_content_type) {
             return Err(DecodeError::new(envelope, std::any::type_name::<T>(), "expected JSON"));
         }
-        serde_json::from_slice(&envelope.data)
-            .map_err(|e| DecodeError::new(envelope, std::any::type_name::<T>(), e))
+        serde_json::from_slice(&envelope.data).map_err(|e| DecodeError::new(envelope, std::any::type_name::<T>(), e))
     }
 }
 

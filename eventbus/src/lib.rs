@@ -81,13 +81,18 @@ mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use consumer::{Consumer, ConsumerGroup, Context, FromContext, Handler, HandlerConsumer, IntoConsumers, State, handler};
+pub use consumer::{
+    Consumer, ConsumerGroup, Context, FromContext, Handler, HandlerConsumer, IntoConsumers, State, handler,
+};
 pub use error::{Error, ErrorKind, HandlerError, Result, ResultExt};
 pub use event::{DecodeError, Envelope, Event, EventData, Extensions, Protobuf, Raw};
 pub use eventbus_macros::{consumer, subscribe};
 pub use outcome::{ACK, HandlerResult, IntoOutcome, Outcome};
 pub use registry::{Registry, Route};
-pub use server::{DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PORT, Job, Server, ServerBuilder, ServerHandle, TOKEN_ENV, TOKEN_HEADER, shutdown_signal};
+pub use server::{
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PORT, Job, Server, ServerBuilder, ServerHandle, TOKEN_ENV, TOKEN_HEADER,
+    shutdown_signal,
+};
 pub use subscription::{Bulk, Rule, Subscription};
 
 /// The Dapr protocol types (`dapr.proto.*`), from the `dapr` crate.

@@ -22,7 +22,11 @@ pub struct Message {
 
 impl Message {
     /// A JSON message.
-    pub fn json<T: serde::Serialize>(pubsub: impl Into<String>, topic: impl Into<String>, data: &T) -> Result<Self, PublishError> {
+    pub fn json<T: serde::Serialize>(
+        pubsub: impl Into<String>,
+        topic: impl Into<String>,
+        data: &T,
+    ) -> Result<Self, PublishError> {
         let data = serde_json::to_vec(data).map_err(|e| PublishError::Encode(e.to_string()))?;
         Ok(Message {
             pubsub: pubsub.into(),
@@ -111,7 +115,13 @@ impl Publisher for DaprPublisher {
         let mut client = self.client.lock().await.clone();
         let topic = message.topic.clone();
         client
-            .publish_event(message.pubsub, message.topic, message.content_type, message.data.to_vec(), Some(message.metadata))
+            .publish_event(
+                message.pubsub,
+                message.topic,
+                message.content_type,
+                message.data.to_vec(),
+                Some(message.metadata),
+            )
             .await
             .map_err(|e| PublishError::Sidecar { topic, reason: e.to_string() })
     }

@@ -92,7 +92,11 @@ struct TopicEntry {
 }
 
 impl Registry {
-    pub(crate) fn build(consumers: &[Arc<dyn Consumer>], defaults: &Defaults, ctx: &Context) -> Result<Registry, Error> {
+    pub(crate) fn build(
+        consumers: &[Arc<dyn Consumer>],
+        defaults: &Defaults,
+        ctx: &Context,
+    ) -> Result<Registry, Error> {
         let mut topics: HashMap<String, HashMap<String, TopicRoutes>> = HashMap::new();
         let mut entries: Vec<TopicEntry> = Vec::new();
         let mut topic_limiters: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
@@ -100,12 +104,8 @@ impl Registry {
         for consumer in consumers {
             let name = consumer.name().to_owned();
             let subscription = consumer.subscription();
-            subscription
-                .validate()
-                .map_err(|reason| Error::InvalidSubscription { handler: name.clone(), reason })?;
-            consumer
-                .check(ctx)
-                .map_err(|what| Error::MissingState { handler: name.clone(), what })?;
+            subscription.validate().map_err(|reason| Error::InvalidSubscription { handler: name.clone(), reason })?;
+            consumer.check(ctx).map_err(|what| Error::MissingState { handler: name.clone(), what })?;
 
             let pubsub = subscription.pubsub.clone().unwrap_or_else(|| defaults.pubsub.clone());
             let topic = subscription.topic.clone();
@@ -128,7 +128,10 @@ impl Registry {
                 limiter,
             });
 
-            let entry_index = match entries.iter().position(|e| e.subscription.pubsub_name == pubsub && e.subscription.topic == topic) {
+            let entry_index = match entries
+                .iter()
+                .position(|e| e.subscription.pubsub_name == pubsub && e.subscription.topic == topic)
+            {
                 Some(index) => index,
                 None => {
                     entries.push(TopicEntry {

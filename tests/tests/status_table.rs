@@ -42,7 +42,8 @@ async fn anyhow_error_is_retry_and_without_dead_letter_goes_back_to_the_broker()
         Err::<(), anyhow::Error>(anyhow::anyhow!("later"))
     })))
     .await;
-    let delivery = app.sidecar().await.max_attempts(2).publish("anyhow", CloudEvent::json(&order("o-1"))).await.unwrap();
+    let delivery =
+        app.sidecar().await.max_attempts(2).publish("anyhow", CloudEvent::json(&order("o-1"))).await.unwrap();
     assert_eq!(delivery.attempts, vec![Ok(Outcome::Retry); 2]);
     assert_eq!(delivery.settlement, Settlement::Nacked);
 }
@@ -65,7 +66,8 @@ async fn explicit_outcome_is_answered_as_is() {
     })))
     .await;
     let sidecar = app.sidecar().await;
-    let small = sidecar.publish("explicit", CloudEvent::json(&serde_json::json!({"order_id": "a", "total": 5}))).await.unwrap();
+    let small =
+        sidecar.publish("explicit", CloudEvent::json(&serde_json::json!({"order_id": "a", "total": 5}))).await.unwrap();
     let big = sidecar.publish("explicit", CloudEvent::json(&order("b"))).await.unwrap();
     assert_eq!(small.settlement, Settlement::Acked);
     assert_eq!(big.attempts, vec![Ok(Outcome::Drop)]);
@@ -80,7 +82,8 @@ async fn undecodable_payload_is_drop_without_calling_the_handler() {
     })))
     .await;
     let sidecar = app.sidecar().await;
-    let missing_field = sidecar.publish("typed", CloudEvent::json(&serde_json::json!({"order_id": "o-1"}))).await.unwrap();
+    let missing_field =
+        sidecar.publish("typed", CloudEvent::json(&serde_json::json!({"order_id": "o-1"}))).await.unwrap();
     let not_json = sidecar.publish("typed", CloudEvent::bytes("application/json", b"{oops".to_vec())).await.unwrap();
     for delivery in [missing_field, not_json] {
         assert_eq!(delivery.attempts, vec![Ok(Outcome::Drop)]);
@@ -137,10 +140,11 @@ async fn panicking_handler_is_retry_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn handler_over_its_timeout_is_retry() {
-    let app = start(builder().consumer(handler(
-        Subscription::new("slow").timeout(Duration::from_millis(50)),
-        |_: Event<Order>| std::future::pending::<()>(),
-    )))
+    let app = start(
+        builder().consumer(handler(Subscription::new("slow").timeout(Duration::from_millis(50)), |_: Event<Order>| {
+            std::future::pending::<()>()
+        })),
+    )
     .await;
     let delivery = app.sidecar().await.max_attempts(1).publish("slow", CloudEvent::json(&order("o"))).await.unwrap();
     assert_eq!(delivery.attempts, vec![Ok(Outcome::Retry)]);
@@ -151,15 +155,16 @@ async fn full_concurrency_limit_is_retry() {
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let (started_tx, started_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let handler_gate = gate.clone();
-    let app = start(builder().consumer(handler(Subscription::new("limited").concurrency(1), move |_: Event<Order>| {
-        let gate = handler_gate.clone();
-        let started = started_tx.clone();
-        async move {
-            let _ = started.send(());
-            let _permit = gate.acquire().await;
-        }
-    })))
-    .await;
+    let app =
+        start(builder().consumer(handler(Subscription::new("limited").concurrency(1), move |_: Event<Order>| {
+            let gate = handler_gate.clone();
+            let started = started_tx.clone();
+            async move {
+                let _ = started.send(());
+                let _permit = gate.acquire().await;
+            }
+        })))
+        .await;
     let sidecar = std::sync::Arc::new(app.sidecar().await.max_attempts(1));
     let first = tokio::spawn({
         let sidecar = sidecar.clone();

@@ -43,10 +43,7 @@ where
     }
 
     fn call(&mut self, request: EventRequest) -> Self::Future {
-        let labels = [
-            ("pubsub", request.route.pubsub().to_owned()),
-            ("topic", request.route.topic().to_owned()),
-        ];
+        let labels = [("pubsub", request.route.pubsub().to_owned()), ("topic", request.route.topic().to_owned())];
         let in_flight = metrics::gauge!("eventbus_events_in_flight", &labels);
         in_flight.increment(1.0);
         let started = Instant::now();

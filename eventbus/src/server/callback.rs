@@ -67,11 +67,16 @@ impl Shared {
             );
             return self.unknown_topic;
         };
-        let request = EventRequest { envelope: Arc::new(envelope), route: route.clone(), context: self.context.clone() };
+        let request =
+            EventRequest { envelope: Arc::new(envelope), route: route.clone(), context: self.context.clone() };
         middleware::run(self.service.clone(), request).await
     }
 
-    async fn bulk(&self, request: Request<pb::TopicEventBulkRequest>, rpc: &str) -> Result<pb::TopicEventBulkResponse, Status> {
+    async fn bulk(
+        &self,
+        request: Request<pb::TopicEventBulkRequest>,
+        rpc: &str,
+    ) -> Result<pb::TopicEventBulkResponse, Status> {
         let (metadata, _, bulk) = request.into_parts();
         token::check(self.token.as_deref(), &metadata, rpc, &bulk.id)?;
         let metadata = Arc::new(metadata);
@@ -186,12 +191,18 @@ impl pb::app_callback_server::AppCallback for Callback {
         handler(request.into_inner()).await.map(Response::new)
     }
 
-    async fn list_topic_subscriptions(&self, _: Request<()>) -> Result<Response<pb::ListTopicSubscriptionsResponse>, Status> {
+    async fn list_topic_subscriptions(
+        &self,
+        _: Request<()>,
+    ) -> Result<Response<pb::ListTopicSubscriptionsResponse>, Status> {
         let subscriptions = self.0.registry.subscriptions().to_vec();
         Ok(Response::new(pb::ListTopicSubscriptionsResponse { subscriptions }))
     }
 
-    async fn on_topic_event(&self, request: Request<pb::TopicEventRequest>) -> Result<Response<pb::TopicEventResponse>, Status> {
+    async fn on_topic_event(
+        &self,
+        request: Request<pb::TopicEventRequest>,
+    ) -> Result<Response<pb::TopicEventResponse>, Status> {
         let (mut envelope, metadata) = topic_envelope(request);
         token::check(self.0.token.as_deref(), &metadata, "OnTopicEvent", &envelope.id)?;
         envelope.metadata = Arc::new(metadata);
@@ -205,7 +216,10 @@ impl pb::app_callback_server::AppCallback for Callback {
         Ok(Response::new(pb::ListInputBindingsResponse { bindings }))
     }
 
-    async fn on_binding_event(&self, request: Request<pb::BindingEventRequest>) -> Result<Response<pb::BindingEventResponse>, Status> {
+    async fn on_binding_event(
+        &self,
+        request: Request<pb::BindingEventRequest>,
+    ) -> Result<Response<pb::BindingEventResponse>, Status> {
         let name = request.get_ref().name.clone();
         token::check(self.0.token.as_deref(), request.metadata(), "OnBindingEvent", &name)?;
         let Some(handler) = self.0.bindings.get(&name) else {
@@ -223,7 +237,10 @@ impl pb::app_callback_server::AppCallback for Callback {
         self.0.bulk(request, "OnBulkTopicEvent").await.map(Response::new)
     }
 
-    async fn on_job_event(&self, request: Request<pb::JobEventRequest>) -> Result<Response<pb::JobEventResponse>, Status> {
+    async fn on_job_event(
+        &self,
+        request: Request<pb::JobEventRequest>,
+    ) -> Result<Response<pb::JobEventResponse>, Status> {
         self.0.job(request, "OnJobEvent").await.map(Response::new)
     }
 }
@@ -237,7 +254,10 @@ impl pb::app_callback_alpha_server::AppCallbackAlpha for Callback {
         self.0.bulk(request, "OnBulkTopicEventAlpha1").await.map(Response::new)
     }
 
-    async fn on_job_event_alpha1(&self, request: Request<pb::JobEventRequest>) -> Result<Response<pb::JobEventResponse>, Status> {
+    async fn on_job_event_alpha1(
+        &self,
+        request: Request<pb::JobEventRequest>,
+    ) -> Result<Response<pb::JobEventResponse>, Status> {
         self.0.job(request, "OnJobEventAlpha1").await.map(Response::new)
     }
 }

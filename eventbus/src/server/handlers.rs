@@ -12,7 +12,8 @@ use tonic::Status;
 use crate::error::HandlerError;
 
 /// A boxed invocation handler.
-pub(crate) type InvocationFn = Arc<dyn Fn(InvokeRequest) -> BoxFuture<'static, Result<InvokeResponse, Status>> + Send + Sync>;
+pub(crate) type InvocationFn =
+    Arc<dyn Fn(InvokeRequest) -> BoxFuture<'static, Result<InvokeResponse, Status>> + Send + Sync>;
 /// A boxed binding handler.
 pub(crate) type BindingFn =
     Arc<dyn Fn(BindingEventRequest) -> BoxFuture<'static, Result<BindingEventResponse, Status>> + Send + Sync>;

@@ -21,7 +21,8 @@ use tower::{Layer, Service, ServiceBuilder};
 use crate::consumer::{Consumer, Context, IntoConsumers};
 use crate::error::{Error, HandlerError};
 use crate::middleware::{
-    CatchPanicLayer, ConcurrencyLimitLayer, EventRequest, EventService, HandlerService, MetricsLayer, TimeoutLayer, TraceLayer,
+    CatchPanicLayer, ConcurrencyLimitLayer, EventRequest, EventService, HandlerService, MetricsLayer, TimeoutLayer,
+    TraceLayer,
 };
 use crate::outcome::Outcome;
 use crate::registry::{Defaults, Registry};
@@ -63,7 +64,11 @@ impl Default for ServerBuilder {
     fn default() -> Self {
         ServerBuilder {
             consumers: Vec::new(),
-            defaults: Defaults { pubsub: "pubsub".into(), timeout: Some(Duration::from_secs(30)), concurrency: Some(256) },
+            defaults: Defaults {
+                pubsub: "pubsub".into(),
+                timeout: Some(Duration::from_secs(30)),
+                concurrency: Some(256),
+            },
             context: Context::default(),
             layers: Vec::new(),
             invocations: Vec::new(),
@@ -184,7 +189,8 @@ impl ServerBuilder {
     pub fn layer<L>(mut self, layer: L) -> Self
     where
         L: Layer<EventService> + Send + 'static,
-        L::Service: Service<EventRequest, Response = Outcome, Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+        L::Service:
+            Service<EventRequest, Response = Outcome, Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
         <L::Service as Service<EventRequest>>::Future: Send + 'static,
     {
         self.layers.push(Box::new(move |inner| BoxCloneSyncService::new(layer.layer(inner))));
@@ -343,10 +349,15 @@ impl Server {
     pub fn routes(&self) -> Routes {
         let limit = self.callback.0.max_message_size.saturating_mul(4).max(DEFAULT_MAX_MESSAGE_SIZE);
         let mut routes = Routes::default();
-        routes = routes.add_service(pb::app_callback_server::AppCallbackServer::new(self.callback.clone()).max_decoding_message_size(limit));
-        routes = routes
-            .add_service(pb::app_callback_alpha_server::AppCallbackAlphaServer::new(self.callback.clone()).max_decoding_message_size(limit));
-        routes.add_service(pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(self.callback.clone()))
+        routes = routes.add_service(
+            pb::app_callback_server::AppCallbackServer::new(self.callback.clone()).max_decoding_message_size(limit),
+        );
+        routes = routes.add_service(
+            pb::app_callback_alpha_server::AppCallbackAlphaServer::new(self.callback.clone())
+                .max_decoding_message_size(limit),
+        );
+        routes
+            .add_service(pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(self.callback.clone()))
     }
 
     /// Serves on `address` until SIGTERM or ctrl-c, then shuts down gracefully.
@@ -355,7 +366,11 @@ impl Server {
     }
 
     /// Serves on `address` until `signal` completes, then shuts down gracefully.
-    pub async fn serve_with_shutdown(self, address: SocketAddr, signal: impl Future<Output = ()> + Send) -> Result<(), Error> {
+    pub async fn serve_with_shutdown(
+        self,
+        address: SocketAddr,
+        signal: impl Future<Output = ()> + Send,
+    ) -> Result<(), Error> {
         let listener = TcpListener::bind(address).await.map_err(|source| Error::Bind { address, source })?;
         self.serve_with_listener(listener, signal).await
     }
@@ -365,7 +380,11 @@ impl Server {
     /// Shutdown: health turns not-serving and new events get `Retry` at once;
     /// in-flight handlers get up to the drain timeout to finish; then the
     /// gRPC server stops and this returns.
-    pub async fn serve_with_listener(self, listener: TcpListener, signal: impl Future<Output = ()> + Send) -> Result<(), Error> {
+    pub async fn serve_with_listener(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send,
+    ) -> Result<(), Error> {
         let address = listener.local_addr().ok();
         let routes = self.routes();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

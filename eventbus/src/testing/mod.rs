@@ -203,13 +203,15 @@ impl TestSidecar {
             deliveries: Arc::default(),
         };
         sidecar.reload().await?;
-        sidecar.pubsub = sidecar.subscriptions.first().map(|s| s.pubsub_name.clone()).unwrap_or_else(|| "pubsub".into());
+        sidecar.pubsub =
+            sidecar.subscriptions.first().map(|s| s.pubsub_name.clone()).unwrap_or_else(|| "pubsub".into());
         Ok(sidecar)
     }
 
     /// Reads the subscriptions again.
     pub async fn reload(&mut self) -> Result<(), SidecarError> {
-        let response = self.app().list_topic_subscriptions(Request::new(())).await.map_err(SidecarError::Subscriptions)?;
+        let response =
+            self.app().list_topic_subscriptions(Request::new(())).await.map_err(SidecarError::Subscriptions)?;
         self.subscriptions = response.into_inner().subscriptions;
         Ok(())
     }
@@ -411,23 +413,30 @@ impl TestSidecar {
                 r#type: "com.dapr.event.sent".into(),
                 path: path.clone(),
             };
-            let statuses: Result<HashMap<String, i32>, Code> = match self.app().on_bulk_topic_event(self.request(request.clone())).await {
-                Ok(response) => Ok(response.into_inner().statuses.into_iter().map(|s| (s.entry_id, s.status)).collect()),
-                Err(status) if status.code() == Code::Unimplemented => {
-                    #[allow(deprecated)] // daprd still falls back to it
-                    let alpha = self.app_alpha().on_bulk_topic_event_alpha1(self.request(request)).await;
-                    match alpha {
-                        Ok(response) => Ok(response.into_inner().statuses.into_iter().map(|s| (s.entry_id, s.status)).collect()),
-                        Err(status) => Err(status.code()),
+            let statuses: Result<HashMap<String, i32>, Code> =
+                match self.app().on_bulk_topic_event(self.request(request.clone())).await {
+                    Ok(response) => {
+                        Ok(response.into_inner().statuses.into_iter().map(|s| (s.entry_id, s.status)).collect())
                     }
-                }
-                Err(status) => Err(status.code()),
-            };
+                    Err(status) if status.code() == Code::Unimplemented => {
+                        #[allow(deprecated)] // daprd still falls back to it
+                        let alpha = self.app_alpha().on_bulk_topic_event_alpha1(self.request(request)).await;
+                        match alpha {
+                            Ok(response) => {
+                                Ok(response.into_inner().statuses.into_iter().map(|s| (s.entry_id, s.status)).collect())
+                            }
+                            Err(status) => Err(status.code()),
+                        }
+                    }
+                    Err(status) => Err(status.code()),
+                };
             let mut still_pending = Vec::new();
             for i in pending {
                 let attempt = match &statuses {
                     // An entry with no status counts as RETRY.
-                    Ok(statuses) => Ok(statuses.get(&events[i].id).map_or(Outcome::Retry, |s| Outcome::from_status(*s))),
+                    Ok(statuses) => {
+                        Ok(statuses.get(&events[i].id).map_or(Outcome::Retry, |s| Outcome::from_status(*s)))
+                    }
                     Err(code) => Err(*code),
                 };
                 deliveries[i].attempts.push(attempt);
@@ -471,7 +480,11 @@ impl TestSidecar {
 
 /// The path daprd would deliver on: the first matching rule's, else the
 /// default; `None` when nothing matches and there is no default.
-fn route(subscription: &pb::TopicSubscription, event: &CloudEvent, topic: &str) -> Result<Option<String>, SidecarError> {
+fn route(
+    subscription: &pb::TopicSubscription,
+    event: &CloudEvent,
+    topic: &str,
+) -> Result<Option<String>, SidecarError> {
     let Some(routes) = &subscription.routes else { return Ok(Some(String::new())) };
     for rule in &routes.rules {
         if cel::matches(&rule.r#match, event, topic).map_err(SidecarError::Rule)? {

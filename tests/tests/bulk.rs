@@ -1,0 +1,108 @@
+//! Bulk delivery: every entry gets a status, through the same pipeline.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Order, builder, order, start};
+use eventbus::proto::runtime::topic_event_bulk_request_entry::Event as BulkEvent;
+use eventbus::proto::runtime::{TopicEventBulkRequest, TopicEventBulkRequestEntry};
+use eventbus::testing::{CloudEvent, Settlement};
+use eventbus::{Event, HandlerError, Outcome, Subscription, handler};
+
+fn mixed() -> eventbus::ServerBuilder {
+    builder().consumer(handler(
+        Subscription::new("orders").dead_letter("orders.dlq").bulk(100, 50),
+        |event: Event<Order>| async move {
+            match event.data.order_id.as_str() {
+                "retry" => Err(HandlerError::transient(anyhow::anyhow!("busy"))),
+                "drop" => Err(HandlerError::permanent(anyhow::anyhow!("poison"))),
+                "panic" => panic!("bug"),
+                _ => Ok(()),
+            }
+        },
+    ))
+}
+
+#[tokio::test]
+async fn mixed_outcomes_and_an_undecodable_entry_each_get_their_status() {
+    let app = start(mixed()).await;
+    let sidecar = app.sidecar().await.max_attempts(2);
+    let events = vec![
+        CloudEvent::json(&order("ok-1")).id("e1"),
+        CloudEvent::json(&order("retry")).id("e2"),
+        CloudEvent::json(&order("drop")).id("e3"),
+        CloudEvent::bytes("application/json", b"not json".to_vec()).id("e4"),
+        CloudEvent::json(&order("panic")).id("e5"),
+        CloudEvent::json(&order("ok-2")).id("e6"),
+    ];
+    let deliveries = sidecar.publish_bulk("orders", events).await.unwrap();
+    let got: Vec<(&str, &[Result<Outcome, tonic::Code>], &Settlement)> =
+        deliveries.iter().map(|d| (d.event_id.as_str(), d.attempts.as_slice(), &d.settlement)).collect();
+    let dlq = Settlement::DeadLettered("orders.dlq".into());
+    assert_eq!(
+        got,
+        vec![
+            ("e1", &[Ok(Outcome::Success)][..], &Settlement::Acked),
+            ("e2", &[Ok(Outcome::Retry), Ok(Outcome::Retry)][..], &dlq),
+            ("e3", &[Ok(Outcome::Drop)][..], &dlq),
+            ("e4", &[Ok(Outcome::Drop)][..], &dlq),
+            ("e5", &[Ok(Outcome::Retry), Ok(Outcome::Retry)][..], &dlq),
+            ("e6", &[Ok(Outcome::Success)][..], &Settlement::Acked),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn every_entry_id_is_answered_including_raw_and_empty_entries() {
+    let app = start(mixed()).await;
+    let sidecar = app.sidecar().await;
+    let entry = |id: &str, event: Option<BulkEvent>| TopicEventBulkRequestEntry {
+        entry_id: id.into(),
+        content_type: "application/json".into(),
+        metadata: Default::default(),
+        event,
+    };
+    let request = TopicEventBulkRequest {
+        id: "b1".into(),
+        entries: vec![
+            entry("raw-ok", Some(BulkEvent::Bytes(serde_json::to_vec(&order("x")).unwrap()))),
+            entry("raw-bad", Some(BulkEvent::Bytes(b"\xff".to_vec()))),
+            entry("empty", None),
+        ],
+        topic: "orders".into(),
+        pubsub_name: "pubsub".into(),
+        path: "orders".into(),
+        ..Default::default()
+    };
+    let response = sidecar.app().on_bulk_topic_event(request.clone()).await.unwrap().into_inner();
+    let statuses: Vec<(String, Outcome)> =
+        response.statuses.into_iter().map(|s| (s.entry_id, Outcome::from_status(s.status))).collect();
+    assert_eq!(
+        statuses,
+        vec![("raw-ok".into(), Outcome::Success), ("raw-bad".into(), Outcome::Drop), ("empty".into(), Outcome::Drop)]
+    );
+
+    // The Alpha1 RPC, which daprd ≤ 1.17 calls, answers the same.
+    #[allow(deprecated)]
+    let alpha = sidecar.app_alpha().on_bulk_topic_event_alpha1(request).await.unwrap().into_inner();
+    assert_eq!(alpha.statuses.len(), 3);
+}
+
+#[tokio::test]
+async fn bulk_to_an_unknown_topic_drops_every_entry() {
+    let app = start(mixed()).await;
+    let request = TopicEventBulkRequest {
+        id: "b2".into(),
+        entries: vec![TopicEventBulkRequestEntry {
+            entry_id: "a".into(),
+            event: Some(BulkEvent::Bytes(b"{}".to_vec())),
+            ..Default::default()
+        }],
+        topic: "nobody".into(),
+        pubsub_name: "pubsub".into(),
+        ..Default::default()
+    };
+    let response = app.sidecar().await.app().on_bulk_topic_event(request).await.unwrap().into_inner();
+    assert_eq!(response.statuses.len(), 1);
+    assert_eq!(Outcome::from_status(response.statuses[0].status), Outcome::Drop);
+}

@@ -1,0 +1,80 @@
+//! Every AppCallback and AppCallbackAlpha RPC is answered, never with a panic.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{builder, start};
+use eventbus::proto::common::InvokeResponse;
+use eventbus::proto::runtime::{BindingEventRequest, BindingEventResponse, JobEventRequest};
+use eventbus::{HandlerError, Job};
+use tonic::Code;
+
+async fn app() -> common::App {
+    start(
+        builder()
+            .invocation("stock", |request| async move {
+                let sku = request.data.map(|d| d.value).unwrap_or_default();
+                Ok(InvokeResponse {
+                    data: Some(prost_types::Any {
+                        type_url: String::new(),
+                        value: [b"stock of ".as_slice(), &sku].concat(),
+                    }),
+                    content_type: "text/plain".into(),
+                })
+            })
+            .binding("orders-queue", |request| async move {
+                Ok(BindingEventResponse { data: request.data, ..Default::default() })
+            })
+            .job("nightly", |job: Job| async move {
+                if job.data.as_ref() == b"fail" {
+                    Err(HandlerError::transient(anyhow::anyhow!("failed")))
+                } else {
+                    Ok(())
+                }
+            }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn invocation_registered_and_unregistered() {
+    let app = app().await;
+    let sidecar = app.sidecar().await;
+    let response = sidecar.invoke("stock", b"sku-1").await.unwrap();
+    assert_eq!(response.data.unwrap().value, b"stock of sku-1");
+    assert_eq!(sidecar.invoke("nope", b"").await.unwrap_err().code(), Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn bindings_listed_and_delivered() {
+    let app = app().await;
+    let sidecar = app.sidecar().await;
+    let listed = sidecar.app().list_input_bindings(()).await.unwrap().into_inner();
+    assert_eq!(listed.bindings, vec!["orders-queue".to_string()]);
+    let request = BindingEventRequest { name: "orders-queue".into(), data: b"payload".to_vec(), ..Default::default() };
+    assert_eq!(sidecar.app().on_binding_event(request).await.unwrap().into_inner().data, b"payload");
+    let unknown = BindingEventRequest { name: "other".into(), ..Default::default() };
+    assert_eq!(sidecar.app().on_binding_event(unknown).await.unwrap_err().code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn jobs_on_the_stable_and_alpha_rpcs() {
+    let app = app().await;
+    let sidecar = app.sidecar().await;
+    sidecar.trigger_job("nightly", b"ok").await.unwrap();
+    assert_eq!(sidecar.trigger_job("nightly", b"fail").await.unwrap_err().code(), Code::Internal);
+    assert_eq!(sidecar.trigger_job("unknown", b"").await.unwrap_err().code(), Code::NotFound);
+    // The name may arrive only in `method` ("job/<name>").
+    let by_method = JobEventRequest { method: "job/nightly".into(), ..Default::default() };
+    #[allow(deprecated)]
+    let alpha = sidecar.app_alpha().on_job_event_alpha1(by_method).await;
+    alpha.unwrap();
+}
+
+#[tokio::test]
+async fn list_topic_subscriptions_and_health_with_nothing_registered() {
+    let app = start(builder()).await;
+    let sidecar = app.sidecar().await;
+    assert!(sidecar.subscriptions().is_empty());
+    sidecar.health().await.unwrap();
+}

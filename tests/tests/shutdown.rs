@@ -1,0 +1,83 @@
+//! Graceful shutdown: health turns not-serving, late events get RETRY,
+//! in-flight handlers finish, then the server returns.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Order, builder, order, start};
+use eventbus::testing::{CloudEvent, Settlement};
+use eventbus::{Event, Outcome, Subscription, handler};
+use tokio::sync::{Semaphore, mpsc};
+use tonic::Code;
+
+fn gated(gate: Arc<Semaphore>, started: mpsc::UnboundedSender<String>) -> eventbus::ServerBuilder {
+    builder().consumer(handler(Subscription::new("orders"), move |event: Event<Order>| {
+        let gate = gate.clone();
+        let started = started.clone();
+        async move {
+            let _ = started.send(event.data.order_id.clone());
+            let _permit = gate.acquire().await;
+        }
+    }))
+}
+
+#[tokio::test]
+async fn in_flight_handler_finishes_and_a_late_event_gets_retry() {
+    let gate = Arc::new(Semaphore::new(0));
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let mut app = start(gated(gate.clone(), started_tx)).await;
+    let sidecar = Arc::new(app.sidecar().await.max_attempts(1));
+    sidecar.health().await.unwrap();
+
+    let in_flight = tokio::spawn({
+        let sidecar = sidecar.clone();
+        async move { sidecar.publish("orders", CloudEvent::json(&order("early"))).await.unwrap() }
+    });
+    assert_eq!(started.recv().await.unwrap(), "early");
+
+    app.signal_shutdown();
+    app.until_draining().await;
+    assert_eq!(sidecar.health().await.unwrap_err().code(), Code::Unavailable);
+    let late = sidecar.publish("orders", CloudEvent::json(&order("late"))).await.unwrap();
+    assert_eq!(late.attempts, vec![Ok(Outcome::Retry)]);
+
+    gate.add_permits(1);
+    assert_eq!(in_flight.await.unwrap().settlement, Settlement::Acked);
+    app.join().await.unwrap();
+    assert!(started.try_recv().is_err(), "the late event never reached the handler");
+}
+
+#[tokio::test]
+async fn drain_deadline_bounds_a_stuck_handler() {
+    let gate = Arc::new(Semaphore::new(0));
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let mut app = start(gated(gate, started_tx).drain_timeout(Duration::from_millis(100))).await;
+    let sidecar = app.sidecar().await.max_attempts(1);
+    let stuck = tokio::spawn(async move { sidecar.publish("orders", CloudEvent::json(&order("stuck"))).await });
+    started.recv().await.unwrap();
+    app.signal_shutdown();
+    // Returns although the handler never finishes.
+    app.join().await.unwrap();
+    stuck.abort();
+}
+
+#[tokio::test]
+async fn readiness_probe_decides_health() {
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = ready.clone();
+    let app = start(builder().readiness(move || {
+        let ready = probe.load(std::sync::atomic::Ordering::SeqCst);
+        async move { if ready { Ok(()) } else { Err("database unreachable".to_string()) } }
+    }))
+    .await;
+    let sidecar = app.sidecar().await;
+    let error = sidecar.health().await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert_eq!(error.message(), "database unreachable");
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    sidecar.health().await.unwrap();
+    app.stop().await.unwrap();
+}
