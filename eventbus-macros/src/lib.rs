@@ -1,14 +1,60 @@
-//! Macros of `eventbus` (placeholder until the macro issue lands).
-use proc_macro::TokenStream;
+//! The attributes of [`eventbus`](https://docs.rs/eventbus): `#[subscribe]`
+//! and `#[consumer]`. Use them through `eventbus`, which re-exports them and
+//! documents them with examples.
 
-/// Placeholder.
+use proc_macro::TokenStream;
+use quote::ToTokens;
+
+mod expand;
+mod options;
+mod signature;
+
+/// Turns an async handler into a consumer of a topic.
+///
+/// See `eventbus::subscribe` for the documentation.
 #[proc_macro_attribute]
-pub fn subscribe(_attr: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn subscribe(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let function = match syn::parse::<syn::ItemFn>(item.clone()) {
+        Ok(function) => function,
+        Err(_) => {
+            let error = syn::Error::new(
+                proc_macro2::Span::call_site(),
+                "`#[subscribe]` goes on an `async fn`, or on a method of an impl block marked `#[eventbus::consumer]`",
+            );
+            return with_item(error, item);
+        }
+    };
+    let result = syn::parse::<options::Options>(attr).and_then(|options| expand::subscribe_fn(options, function));
+    match result {
+        Ok(tokens) => tokens.into(),
+        Err(error) => with_item(error, item),
+    }
 }
 
-/// Placeholder.
+/// Makes the `#[subscribe]` methods of an impl block consumers; `Arc<Self>`
+/// then registers them all with `ServerBuilder::consumers`.
+///
+/// See `eventbus::consumer` for the documentation.
 #[proc_macro_attribute]
-pub fn consumer(_attr: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn consumer(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item_impl = match syn::parse::<syn::ItemImpl>(item.clone()) {
+        Ok(item_impl) => item_impl,
+        Err(_) => {
+            let error =
+                syn::Error::new(proc_macro2::Span::call_site(), "`#[eventbus::consumer]` goes on an impl block");
+            return with_item(error, item);
+        }
+    };
+    let result = syn::parse::<options::CrateOnly>(attr).and_then(|krate| expand::consumer_impl(krate.0, item_impl));
+    match result {
+        Ok(tokens) => tokens.into(),
+        Err(error) => with_item(error, item),
+    }
+}
+
+/// The error, plus the user's item unchanged so later errors and IDEs stay sane.
+fn with_item(error: syn::Error, item: TokenStream) -> TokenStream {
+    let mut tokens = error.to_compile_error();
+    tokens.extend(proc_macro2::TokenStream::from(item));
+    tokens.into_token_stream().into()
 }

@@ -86,7 +86,93 @@ pub use consumer::{
 };
 pub use error::{Error, ErrorKind, HandlerError, Result, ResultExt};
 pub use event::{DecodeError, Envelope, Event, EventData, Extensions, Protobuf, Raw};
-pub use eventbus_macros::{consumer, subscribe};
+/// Turns an async handler into a consumer of a topic.
+///
+/// On a function, the function becomes a unit struct of the same name that
+/// *is* the [`Consumer`]: register it with `.consumer(name)`. It stays
+/// callable as before (`name(event, state).await`, boxed) and as
+/// `name::call(event, state).await` (unboxed), with its attributes and docs.
+///
+/// The handler takes one [`Event<T>`] (its payload type decides decoding) and
+/// any number of [`FromContext`] arguments such as [`State<S>`], in any
+/// order, and returns `()`, [`Outcome`] or `Result<T, E>` with
+/// `E: Into<HandlerError>`.
+///
+/// ```
+/// use eventbus::{Event, HandlerError, Outcome, Server, State, subscribe};
+///
+/// #[derive(serde::Deserialize)]
+/// struct PriceChanged { sku: String, cents: i64 }
+///
+/// #[derive(Clone)]
+/// struct Catalog;
+///
+/// /// Reprices one product.
+/// #[subscribe(
+///     "price.changed",
+///     pubsub = "pubsub-kafka",                                   // default: the server's
+///     rule(match = "event.type == \"price.v2\"", path = "/v2"),  // rules, in order; several allowed
+///     rule(match = "event.type == \"price.v3\"", path = "/v3"),
+///     dead_letter = "price.changed.dlq",
+///     metadata(rawPayload = "false", "consumerID" = "pricing"),
+///     bulk(max_messages = 100, max_await_ms = 500),
+///     timeout = "5s",                                            // "500ms", "5s", "2m"
+///     concurrency = 32,
+///     crate = "eventbus",                                        // when re-exported elsewhere
+/// )]
+/// async fn on_price(event: Event<PriceChanged>, State(_catalog): State<Catalog>) -> Result<Outcome, HandlerError> {
+///     if event.data.cents < 0 {
+///         return Ok(Outcome::Drop);
+///     }
+///     let _ = event.data.sku;
+///     Ok(Outcome::Success)
+/// }
+///
+/// #[subscribe("order.completed", raw_payload, path = "/orders")]
+/// async fn on_order(_event: Event<serde_json::Value>) {}
+///
+/// let server = Server::builder().state(Catalog).consumer(on_price).consumer(on_order).build().unwrap();
+/// assert_eq!(server.subscriptions().len(), 2);
+/// ```
+///
+/// On the methods of an impl block marked [`#[consumer]`](macro@consumer), each
+/// `#[subscribe]` method stays a plain method; `Arc<Self>` registers them all
+/// with `.consumers(..)`:
+///
+/// ```
+/// use std::sync::Arc;
+/// use eventbus::{Event, Server, subscribe};
+///
+/// struct OrderConsumer { shop: String }
+///
+/// #[eventbus::consumer]
+/// impl OrderConsumer {
+///     #[subscribe("order.completed")]
+///     async fn completed(&self, event: Event<serde_json::Value>) -> eventbus::Result {
+///         tracing::info!(shop = %self.shop, id = event.id(), "completed");
+///         Ok(())
+///     }
+///
+///     #[subscribe("order.cancelled", dead_letter = "order.cancelled.dlq")]
+///     async fn cancelled(&self, _event: Event<serde_json::Value>) -> eventbus::Result {
+///         Ok(())
+///     }
+/// }
+///
+/// let consumer = Arc::new(OrderConsumer { shop: "eu".into() });
+/// let server = Server::builder().consumers(consumer).build().unwrap();
+/// assert_eq!(server.subscriptions().len(), 2);
+/// ```
+///
+/// Mistakes are compile errors on the offending token: a missing, empty or
+/// spaced topic; an unknown or repeated option; a non-async or generic
+/// function; no `Event<T>` argument; an argument the framework cannot supply;
+/// an unsupported return type.
+pub use eventbus_macros::subscribe;
+
+/// Makes the `#[subscribe]` methods of an inherent impl block consumers; see
+/// [`macro@subscribe`]. Takes `crate = "path"` when `eventbus` is re-exported.
+pub use eventbus_macros::consumer;
 pub use outcome::{ACK, HandlerResult, IntoOutcome, Outcome};
 pub use registry::{Registry, Route};
 pub use server::{

@@ -1,6 +1,6 @@
 //! The validated table of subscriptions, built once at start-up.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,7 +87,7 @@ impl std::fmt::Debug for Registry {
 /// The topic-wide part of a subscription while consumers are merged.
 struct TopicEntry {
     subscription: pb::TopicSubscription,
-    settings: Option<(Option<String>, Vec<(String, String)>, Option<Bulk>)>,
+    settings: Option<TopicSettings>,
     settings_owner: String,
 }
 
@@ -195,37 +195,46 @@ impl Registry {
     }
 }
 
+/// The settings of a subscription that belong to its whole topic.
+#[derive(PartialEq)]
+struct TopicSettings {
+    dead_letter: Option<String>,
+    metadata: BTreeMap<String, String>,
+    bulk: Option<Bulk>,
+}
+
 /// Dead-letter topic, metadata and bulk settings are per topic: handlers
 /// sharing a topic must agree on any of them they set.
 fn merge_topic_settings(entry: &mut TopicEntry, subscription: &Subscription, name: &str) -> Result<(), Error> {
-    let metadata: Vec<(String, String)> = subscription.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let mine = (subscription.dead_letter.clone(), metadata, subscription.bulk);
-    let is_empty = mine.0.is_none() && mine.1.is_empty() && mine.2.is_none();
-    match &entry.settings {
-        _ if is_empty => return Ok(()),
-        Some(existing) => {
-            let setting = if existing.0 != mine.0 {
-                "dead-letter topic"
-            } else if existing.1 != mine.1 {
-                "metadata"
-            } else if existing.2 != mine.2 {
-                "bulk settings"
-            } else {
-                return Ok(());
-            };
-            return Err(Error::ConflictingSubscription {
-                topic: format!("{}/{}", entry.subscription.pubsub_name, entry.subscription.topic),
-                setting,
-                first: entry.settings_owner.clone(),
-                second: name.to_owned(),
-            });
-        }
-        None => {}
+    let mine = TopicSettings {
+        dead_letter: subscription.dead_letter.clone(),
+        metadata: subscription.metadata.clone(),
+        bulk: subscription.bulk,
+    };
+    if mine.dead_letter.is_none() && mine.metadata.is_empty() && mine.bulk.is_none() {
+        return Ok(());
+    }
+    if let Some(existing) = &entry.settings {
+        let setting = if existing.dead_letter != mine.dead_letter {
+            "dead-letter topic"
+        } else if existing.metadata != mine.metadata {
+            "metadata"
+        } else if existing.bulk != mine.bulk {
+            "bulk settings"
+        } else {
+            return Ok(());
+        };
+        return Err(Error::ConflictingSubscription {
+            topic: format!("{}/{}", entry.subscription.pubsub_name, entry.subscription.topic),
+            setting,
+            first: entry.settings_owner.clone(),
+            second: name.to_owned(),
+        });
     }
     let sub = &mut entry.subscription;
-    sub.dead_letter_topic = mine.0.clone().unwrap_or_default();
-    sub.metadata = mine.1.iter().cloned().collect();
-    sub.bulk_subscribe = mine.2.map(|b| pb::BulkSubscribeConfig {
+    sub.dead_letter_topic = mine.dead_letter.clone().unwrap_or_default();
+    sub.metadata = mine.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    sub.bulk_subscribe = mine.bulk.map(|b| pb::BulkSubscribeConfig {
         enabled: true,
         max_messages_count: i32::try_from(b.max_messages).unwrap_or(i32::MAX),
         max_await_duration_ms: i32::try_from(b.max_await_ms).unwrap_or(i32::MAX),

@@ -6,7 +6,7 @@ mod common;
 use common::{Order, builder, order, start};
 use eventbus::proto::runtime::topic_event_bulk_request_entry::Event as BulkEvent;
 use eventbus::proto::runtime::{TopicEventBulkRequest, TopicEventBulkRequestEntry};
-use eventbus::testing::{CloudEvent, Settlement};
+use eventbus::testing::{Attempt, CloudEvent, Settlement};
 use eventbus::{Event, HandlerError, Outcome, Subscription, handler};
 
 fn mixed() -> eventbus::ServerBuilder {
@@ -36,7 +36,7 @@ async fn mixed_outcomes_and_an_undecodable_entry_each_get_their_status() {
         CloudEvent::json(&order("ok-2")).id("e6"),
     ];
     let deliveries = sidecar.publish_bulk("orders", events).await.unwrap();
-    let got: Vec<(&str, &[Result<Outcome, tonic::Code>], &Settlement)> =
+    let got: Vec<(&str, &[Attempt], &Settlement)> =
         deliveries.iter().map(|d| (d.event_id.as_str(), d.attempts.as_slice(), &d.settlement)).collect();
     let dlq = Settlement::DeadLettered("orders.dlq".into());
     assert_eq!(

@@ -175,13 +175,13 @@ impl ServerBuilder {
     /// added first are outermost.
     ///
     /// ```
-    /// use eventbus::{Server, middleware::EventRequest};
-    /// use tower::ServiceBuilder;
+    /// use eventbus::Server;
+    /// use eventbus::middleware::{EventRequest, EventService};
+    /// use tower::ServiceExt;
     ///
-    /// let builder = Server::builder().layer(tower::layer::layer_fn(|inner| {
+    /// let builder = Server::builder().layer(tower::layer::layer_fn(|inner: EventService| {
     ///     tower::service_fn(move |request: EventRequest| {
-    ///         use tower::ServiceExt;
-    ///         tracing::info!(id = %request.envelope.id, "audit");
+    ///         tracing::info!(id = %request.envelope.id, topic = request.route.topic(), "audit");
     ///         inner.clone().oneshot(request)
     ///     })
     /// }));

@@ -460,10 +460,10 @@ impl TestSidecar {
     /// Delivers a dead-lettered event to its dead-letter topic when the app
     /// subscribes to it (once: dead letters of dead letters are not followed).
     async fn dead_letter(&self, pubsub: &str, delivery: &Delivery, event: &CloudEvent) -> Result<(), SidecarError> {
-        if let Settlement::DeadLettered(dead_letter_topic) = &delivery.settlement {
-            if self.find(pubsub, dead_letter_topic).is_some() {
-                self.deliver(pubsub, dead_letter_topic, event).await?;
-            }
+        if let Settlement::DeadLettered(dead_letter_topic) = &delivery.settlement
+            && self.find(pubsub, dead_letter_topic).is_some()
+        {
+            self.deliver(pubsub, dead_letter_topic, event).await?;
         }
         Ok(())
     }

@@ -1,0 +1,171 @@
+//! Code generation of `#[subscribe]` on functions and of `#[consumer]` on impl blocks.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::{ImplItem, ItemFn, ItemImpl, Type};
+
+use crate::options::{Options, crate_path, spanned_err};
+use crate::signature::{self, Handler};
+
+/// `Consumer` methods shared by both forms.
+fn consumer_methods(
+    krate: &TokenStream,
+    name: TokenStream,
+    options: &Options,
+    handler: &Handler,
+    call: impl FnOnce(&[syn::Ident]) -> TokenStream,
+) -> TokenStream {
+    let subscription = options.subscription(krate);
+    let body = handler.handle_body(krate, call);
+    let check = handler.check_body(krate);
+    quote! {
+        fn name(&self) -> &str {
+            #name
+        }
+        fn subscription(&self) -> #krate::Subscription {
+            #subscription
+        }
+        fn handle<'__a>(
+            &'__a self,
+            __envelope: ::std::sync::Arc<#krate::Envelope>,
+            __ctx: &'__a #krate::Context,
+        ) -> #krate::__private::BoxFuture<'__a, #krate::HandlerResult> {
+            #body
+        }
+        fn check(&self, __ctx: &#krate::Context) -> ::core::result::Result<(), ::std::string::String> {
+            #check
+        }
+    }
+}
+
+/// `#[subscribe]` on a free function: the function becomes a unit struct of
+/// the same name that is the consumer, callable as before (through `Deref` to
+/// a function pointer) and as `name::call(..)`.
+pub fn subscribe_fn(options: Options, function: ItemFn) -> syn::Result<TokenStream> {
+    let handler = signature::analyse(&function.sig)?;
+    if handler.has_receiver {
+        return Err(spanned_err(
+            &function.sig.inputs,
+            "`#[subscribe]` on a method needs `#[eventbus::consumer]` on its impl block",
+        ));
+    }
+    let krate = crate_path(&options.krate);
+    let ItemFn { attrs, vis, sig, block } = function;
+    let name = &sig.ident;
+    let mut call_sig = sig.clone();
+    call_sig.ident = format_ident!("call");
+    let docs: Vec<_> = attrs.iter().filter(|a| a.path().is_ident("doc")).collect();
+    let types = handler.arg_types();
+    let names = handler.arg_names();
+    let ret = &handler.ret;
+    let methods = consumer_methods(
+        &krate,
+        quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name))),
+        &options,
+        &handler,
+        |args| quote!(#name::call(#(#args),*)),
+    );
+    Ok(quote! {
+        #(#docs)*
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, Default)]
+        #vis struct #name;
+
+        impl #name {
+            #(#attrs)*
+            #vis #call_sig #block
+        }
+
+        impl ::core::ops::Deref for #name {
+            type Target = fn(#(#types),*) -> #krate::__private::BoxFuture<'static, #ret>;
+            fn deref(&self) -> &Self::Target {
+                const CALL: fn(#(#types),*) -> #krate::__private::BoxFuture<'static, #ret> =
+                    |#(#names),*| ::std::boxed::Box::pin(#name::call(#(#names),*));
+                &CALL
+            }
+        }
+
+        impl #krate::Consumer for #name {
+            #methods
+        }
+    })
+}
+
+/// `#[consumer]` on an impl block: every method marked `#[subscribe]` stays a
+/// plain method and gets a consumer beside it; `Arc<Self>` registers them all.
+pub fn consumer_impl(krate: Option<syn::Path>, mut item: ItemImpl) -> syn::Result<TokenStream> {
+    if !item.generics.params.is_empty() {
+        return Err(spanned_err(&item.generics, "`#[eventbus::consumer]` does not support generic impl blocks"));
+    }
+    if let Some((_, path, _)) = &item.trait_ {
+        return Err(spanned_err(path, "`#[eventbus::consumer]` goes on an inherent impl block, not a trait impl"));
+    }
+    let self_ty = (*item.self_ty).clone();
+    let Type::Path(type_path) = &self_ty else {
+        return Err(spanned_err(&self_ty, "`#[eventbus::consumer]` needs a named type"));
+    };
+    let type_name = type_path
+        .path
+        .segments
+        .last()
+        .map(|s| s.ident.clone())
+        .ok_or_else(|| spanned_err(&self_ty, "expected a type name"))?;
+
+    let mut errors: Option<syn::Error> = None;
+    let mut generated = Vec::new();
+    let mut constructors = Vec::new();
+    for impl_item in &mut item.items {
+        let ImplItem::Fn(method) = impl_item else { continue };
+        let Some(position) =
+            method.attrs.iter().position(|a| a.path().segments.last().is_some_and(|s| s.ident == "subscribe"))
+        else {
+            continue;
+        };
+        let attribute = method.attrs.remove(position);
+        let result = attribute.parse_args::<Options>().and_then(|mut options| {
+            let handler = signature::analyse(&method.sig)?;
+            if !handler.has_receiver {
+                return Err(spanned_err(&method.sig.ident, "a handler in a `#[eventbus::consumer]` impl takes `&self`"));
+            }
+            options.krate = options.krate.take().or_else(|| krate.clone());
+            let crate_tokens = crate_path(&options.krate);
+            let method_name = &method.sig.ident;
+            let struct_name = format_ident!("__eventbus_{}_{}", type_name, method_name);
+            let display = format!("{type_name}::{method_name}");
+            let methods = consumer_methods(&crate_tokens, quote!(#display), &options, &handler, |args| quote!(self.0.#method_name(#(#args),*)));
+            generated.push(quote! {
+                #[doc(hidden)]
+                #[allow(non_camel_case_types)]
+                struct #struct_name(::std::sync::Arc<#self_ty>);
+                impl #crate_tokens::Consumer for #struct_name {
+                    #methods
+                }
+            });
+            constructors.push(quote!(::std::sync::Arc::new(#struct_name(::std::sync::Arc::clone(&self))) as ::std::sync::Arc<dyn #crate_tokens::Consumer>));
+            Ok(())
+        });
+        if let Err(error) = result {
+            match &mut errors {
+                Some(all) => all.combine(error),
+                None => errors = Some(error),
+            }
+        }
+    }
+    if let Some(errors) = errors {
+        let errors = errors.to_compile_error();
+        return Ok(quote!(#item #errors));
+    }
+    if constructors.is_empty() {
+        return Err(spanned_err(&item.self_ty, "no method of this impl block is marked `#[subscribe(\"topic\")]`"));
+    }
+    let krate = crate_path(&krate);
+    Ok(quote! {
+        #item
+        #(#generated)*
+        impl #krate::ConsumerGroup for #self_ty {
+            fn consumers(self: ::std::sync::Arc<Self>) -> ::std::vec::Vec<::std::sync::Arc<dyn #krate::Consumer>> {
+                ::std::vec![#(#constructors),*]
+            }
+        }
+    })
+}
