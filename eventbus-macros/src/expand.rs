@@ -114,6 +114,7 @@ pub fn consumer_impl(krate: Option<syn::Path>, mut item: ItemImpl) -> syn::Resul
     let mut errors: Option<syn::Error> = None;
     let mut generated = Vec::new();
     let mut constructors = Vec::new();
+    let mut attribute_paths: Vec<syn::Path> = Vec::new();
     for impl_item in &mut item.items {
         let ImplItem::Fn(method) = impl_item else { continue };
         let Some(position) =
@@ -122,6 +123,9 @@ pub fn consumer_impl(krate: Option<syn::Path>, mut item: ItemImpl) -> syn::Resul
             continue;
         };
         let attribute = method.attrs.remove(position);
+        if !attribute_paths.contains(attribute.path()) {
+            attribute_paths.push(attribute.path().clone());
+        }
         let result = attribute.parse_args::<Options>().and_then(|mut options| {
             let handler = signature::analyse(&method.sig)?;
             if !handler.has_receiver {
@@ -161,6 +165,11 @@ pub fn consumer_impl(krate: Option<syn::Path>, mut item: ItemImpl) -> syn::Resul
     let krate = crate_path(&krate);
     Ok(quote! {
         #item
+        // The `#[subscribe]` attributes were consumed here; this keeps their
+        // imports from looking unused.
+        const _: () = {
+            #(#[allow(unused_imports)] use #attribute_paths as _;)*
+        };
         #(#generated)*
         impl #krate::ConsumerGroup for #self_ty {
             fn consumers(self: ::std::sync::Arc<Self>) -> ::std::vec::Vec<::std::sync::Arc<dyn #krate::Consumer>> {

@@ -1,0 +1,6 @@
+use eventbus::{Event, subscribe};
+
+#[subscribe("orders")]
+async fn handler<T: Send>(_: Event<T>) {}
+
+fn main() {}

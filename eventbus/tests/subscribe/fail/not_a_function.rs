@@ -1,0 +1,6 @@
+use eventbus::subscribe;
+
+#[subscribe("orders")]
+struct Handler;
+
+fn main() {}
