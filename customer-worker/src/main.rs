@@ -1,1 +1,131 @@
-fn main() {}
+//! `customer-worker --conf configs/config.yaml --mode all`
+//!
+//! Also: `replay <file>` (CloudEvents, one a line, through the consumers),
+//! `customer <id>` (a customer's figures), `run-job <segments|stats|cleanup>`.
+
+use std::io::BufReader;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use customer_worker::app::{self, Mode};
+use customer_worker::config::Config;
+use customer_worker::jobs::{JobKind, Jobs};
+use customer_worker::store::Store;
+use customer_worker::{describe_customer, replay};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "customer-worker",
+    about = "Consumes order and auth events into the customer database; runs the customer jobs."
+)]
+struct Cli {
+    /// The configuration file (default: the built-in configs/config.yaml).
+    #[arg(long, global = true)]
+    conf: Option<PathBuf>,
+    /// What to run.
+    #[arg(long, value_enum, default_value = "all")]
+    mode: Mode,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Feeds CloudEvents (structured JSON, one a line) through the consumers and prints each outcome.
+    Replay {
+        /// The file; `-` for standard input.
+        file: PathBuf,
+    },
+    /// Prints a customer's figures.
+    Customer {
+        /// The customer id.
+        id: String,
+    },
+    /// Runs one job now.
+    RunJob {
+        /// `segments`, `stats` or `cleanup`.
+        job: JobKind,
+    },
+}
+
+fn init_logging(config: &Config, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log.json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.conf.as_deref())?;
+    match cli.command {
+        None => {
+            init_logging(&config, &config.log.level);
+            let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .context("cannot install the metrics recorder")?;
+            let running = app::start(config, cli.mode, Some(metrics)).await?;
+            let signal = tokio::spawn(eventbus::shutdown_signal());
+            tokio::select! {
+                _ = signal => {
+                    tracing::info!("shutdown signal received");
+                    running.shutdown();
+                }
+                () = std::future::pending::<()>() => {}
+            }
+            running.wait().await
+        }
+        Some(Command::Replay { file }) => {
+            init_logging(&config, "warn");
+            let store = Store::connect(&config.data.database).await?;
+            let jobs = Jobs::new(store.clone(), config.clone())?;
+            let server = app::event_server(&config, &store, &jobs, &CancellationToken::new())?;
+            let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+                Box::new(BufReader::new(std::io::stdin()))
+            } else {
+                Box::new(BufReader::new(
+                    std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?,
+                ))
+            };
+            let mut out = std::io::stdout().lock();
+            let summary = replay::replay(&server, input, &mut out).await?;
+            println!(
+                "\n{} events: {} success, {} retry, {} drop, {} unreadable\n",
+                summary.success + summary.retry + summary.drop + summary.unreadable,
+                summary.success,
+                summary.retry,
+                summary.drop,
+                summary.unreadable
+            );
+            for id in &summary.customers {
+                if let Some(customer) = store.customer(id).await? {
+                    println!("{}\n", describe_customer(&customer));
+                }
+            }
+            Ok(())
+        }
+        Some(Command::Customer { id }) => {
+            init_logging(&config, "warn");
+            let store = Store::connect(&config.data.database).await?;
+            match store.customer(&id).await? {
+                Some(customer) => println!("{}", describe_customer(&customer)),
+                None => anyhow::bail!("no customer {id:?}"),
+            }
+            Ok(())
+        }
+        Some(Command::RunJob { job }) => {
+            init_logging(&config, &config.log.level);
+            let store = Store::connect(&config.data.database).await?;
+            let report = Jobs::new(store, config)?.run(job, &CancellationToken::new()).await?;
+            println!("{job}: {report:?}");
+            Ok(())
+        }
+    }
+}

@@ -20,6 +20,7 @@ use tower::{Layer, Service, ServiceBuilder};
 
 use crate::consumer::{Consumer, Context, IntoConsumers};
 use crate::error::{Error, HandlerError};
+use crate::event::Envelope;
 use crate::middleware::{
     CatchPanicLayer, ConcurrencyLimitLayer, EventRequest, EventService, HandlerService, MetricsLayer, TimeoutLayer,
     TraceLayer,
@@ -266,7 +267,11 @@ impl ServerBuilder {
             draining: AtomicBool::new(false),
             in_flight: TaskTracker::new(),
         };
-        Ok(Server { callback: Callback(Arc::new(shared)), drain_timeout: self.drain_timeout })
+        Ok(Server {
+            callback: Callback(Arc::new(shared)),
+            drain_timeout: self.drain_timeout,
+            default_pubsub: self.defaults.pubsub,
+        })
     }
 }
 
@@ -299,6 +304,7 @@ fn unique<T>(kind: &'static str, entries: Vec<(String, T)>) -> Result<HashMap<St
 pub struct Server {
     callback: Callback,
     drain_timeout: Duration,
+    default_pubsub: String,
 }
 
 impl std::fmt::Debug for Server {
@@ -337,6 +343,19 @@ impl Server {
     /// The subscriptions, as `ListTopicSubscriptions` answers them.
     pub fn subscriptions(&self) -> &[pb::TopicSubscription] {
         self.callback.0.registry.subscriptions()
+    }
+
+    /// Runs one event through the same registry, middleware and handlers as
+    /// `OnTopicEvent`, without a socket: for replaying recorded or
+    /// dead-lettered events, and for tests that need no gRPC.
+    ///
+    /// An empty `pubsub` is taken as the default pub/sub and an empty path as
+    /// the topic's default route.
+    pub async fn dispatch(&self, mut envelope: Envelope) -> Outcome {
+        if envelope.pubsub.is_empty() {
+            envelope.pubsub = self.default_pubsub.clone();
+        }
+        self.callback.0.dispatch(envelope).await
     }
 
     /// A handle to watch the server while it runs.

@@ -1,0 +1,251 @@
+//! The customer database: SQLite or PostgreSQL behind one pool, the same
+//! migrations, and one transaction per event (effect + inbox row).
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Row};
+
+use crate::config::DatabaseConfig;
+
+/// Which database the URL chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Why an event's effect could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed (unreachable, locked, …): worth retrying.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The event contradicts what is stored: retrying cannot help.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+impl StoreError {
+    /// Database failures are retried; rejections are dropped to the dead letter.
+    pub fn into_handler_error(self) -> eventbus::HandlerError {
+        match self {
+            StoreError::Database(e) => eventbus::HandlerError::transient(e),
+            StoreError::Rejected(reason) => eventbus::HandlerError::permanent(anyhow::anyhow!(reason)),
+        }
+    }
+}
+
+/// Whether an event changed anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The effect is written.
+    Done,
+    /// This consumer already applied this event id.
+    Duplicate,
+}
+
+/// A customer's figures.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Customer {
+    pub customer_id: String,
+    pub currency: Option<String>,
+    pub order_count: i64,
+    pub total_spent_minor: i64,
+    pub cancelled_count: i64,
+    pub returned_count: i64,
+    pub refunded_minor: i64,
+    pub first_order_at: Option<i64>,
+    pub last_order_at: Option<i64>,
+    pub last_login_at: Option<i64>,
+    pub created_at: i64,
+    pub segments: Vec<String>,
+}
+
+/// Milliseconds since the epoch.
+pub fn millis(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+/// Now, in milliseconds since the epoch.
+pub fn now_millis() -> i64 {
+    millis(Utc::now())
+}
+
+static MIGRATIONS: &[(i64, &str, &str)] = &[(1, "customers", include_str!("../migrations/0001_customers.sql"))];
+
+fn migrator() -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, Cow::Borrowed(*sql), false)
+        })
+        .collect::<Vec<_>>();
+    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+}
+
+/// The store: a pool and the backend it talks to. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// A transaction on the store.
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+impl Store {
+    /// Connects (creating a SQLite file if the URL says `mode=rwc`) and runs
+    /// the migrations.
+    pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if config.url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let options: AnyConnectOptions =
+            config.url.parse().with_context(|| format!("data.database.url: cannot parse {}", config.redacted_url()))?;
+        let busy_timeout_ms = config.busy_timeout_ms;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite {
+                config.max_connections.max(1)
+            } else {
+                config.max_connections
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Durable commits, readers beside the writer, and a
+                        // bounded wait for the write lock (then RETRY).
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL".to_owned(),
+                            "PRAGMA synchronous = FULL".to_owned(),
+                            format!("PRAGMA busy_timeout = {busy_timeout_ms}"),
+                        ] {
+                            sqlx::query(&pragma).execute(&mut *connection).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot connect to {}", config.redacted_url()))?;
+        let store = Store { pool, backend };
+        migrator().run(&store.pool).await.context("database migrations failed")?;
+        Ok(store)
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for jobs and tests.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection; later calls fail (as if the database were down).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// `Ok` when the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+
+    /// Runs `effect` in a transaction that first claims (`consumer`, `event_id`)
+    /// in the inbox; a claimed id means the event was applied already.
+    pub async fn apply<F>(&self, consumer: &str, event_id: &str, effect: F) -> Result<Applied, StoreError>
+    where
+        F: for<'t> FnOnce(&'t mut Tx) -> futures_util::future::BoxFuture<'t, Result<(), StoreError>>,
+    {
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO inbox (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT (consumer, event_id) DO NOTHING",
+        )
+        .bind(consumer)
+        .bind(event_id)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            tx.rollback().await?;
+            return Ok(Applied::Duplicate);
+        }
+        effect(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Applied::Done)
+    }
+
+    /// A customer and their segments.
+    pub async fn customer(&self, customer_id: &str) -> Result<Option<Customer>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT customer_id, currency, order_count, total_spent_minor, cancelled_count, returned_count, refunded_minor,
+                    first_order_at, last_order_at, last_login_at, created_at
+             FROM customers WHERE customer_id = $1",
+        )
+        .bind(customer_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let segments = sqlx::query("SELECT segment FROM customer_segments WHERE customer_id = $1 ORDER BY segment")
+            .bind(customer_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(Customer {
+            customer_id: row.try_get(0)?,
+            currency: row.try_get(1)?,
+            order_count: row.try_get(2)?,
+            total_spent_minor: row.try_get(3)?,
+            cancelled_count: row.try_get(4)?,
+            returned_count: row.try_get(5)?,
+            refunded_minor: row.try_get(6)?,
+            first_order_at: row.try_get(7)?,
+            last_order_at: row.try_get(8)?,
+            last_login_at: row.try_get(9)?,
+            created_at: row.try_get(10)?,
+            segments,
+        }))
+    }
+
+    /// Every customer id, in order.
+    pub async fn customer_ids(&self) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query("SELECT customer_id FROM customers ORDER BY customer_id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect()
+    }
+
+    /// Counts the rows of a table (for tests and the CLI).
+    pub async fn count(&self, table: Table) -> Result<i64, sqlx::Error> {
+        let sql = match table {
+            Table::Inbox => "SELECT COUNT(*) FROM inbox",
+            Table::Orders => "SELECT COUNT(*) FROM orders",
+            Table::Customers => "SELECT COUNT(*) FROM customers",
+            Table::SecurityEvents => "SELECT COUNT(*) FROM security_events",
+            Table::DailyStats => "SELECT COUNT(*) FROM daily_stats",
+        };
+        sqlx::query(sql).fetch_one(&self.pool).await?.try_get(0)
+    }
+}
+
+/// Tables [`Store::count`] can count.
+#[derive(Debug, Clone, Copy)]
+pub enum Table {
+    Inbox,
+    Orders,
+    Customers,
+    SecurityEvents,
+    DailyStats,
+}
