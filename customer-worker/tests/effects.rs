@@ -1,0 +1,175 @@
+//! Each consumer's effect, exactly once, on SQLite and PostgreSQL, through
+//! the worker's real gRPC server and the test sidecar.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{cancelled, completed, databases, login, returned, worker};
+use customer_worker::store::{Table, millis};
+use eventbus::Outcome;
+use eventbus::testing::{CloudEvent, Settlement};
+
+fn at(text: &str) -> i64 {
+    millis(text.parse().unwrap())
+}
+
+#[tokio::test]
+async fn order_completed_counts_once_per_order_whatever_the_event_id() {
+    for db in databases().await {
+        let w = worker(&db).await;
+        let s = &w.sidecar;
+        s.publish("order.completed", completed("o-1", "c-1", "129.90", "2026-11-20T10:00:00Z").id("e1")).await.unwrap();
+        // The same event again, and the same order under a new event id.
+        s.publish("order.completed", completed("o-1", "c-1", "129.90", "2026-11-20T10:00:00Z").id("e1")).await.unwrap();
+        s.publish("order.completed", completed("o-1", "c-1", "129.90", "2026-11-20T10:00:00Z").id("e1-again"))
+            .await
+            .unwrap();
+        s.publish("order.completed", completed("o-2", "c-1", "0.10", "2026-11-21T10:00:00Z").id("e2")).await.unwrap();
+        let c = w.store.customer("c-1").await.unwrap().unwrap();
+        assert_eq!((c.order_count, c.total_spent_minor), (2, 13000), "{}", db.label);
+        assert_eq!(c.last_order_at, Some(at("2026-11-21T10:00:00Z")), "{}", db.label);
+        assert_eq!(c.first_order_at, Some(at("2026-11-20T10:00:00Z")), "{}", db.label);
+        assert_eq!(c.currency.as_deref(), Some("EUR"));
+    }
+}
+
+#[tokio::test]
+async fn cancel_after_completion_reverses_and_before_only_counts() {
+    for db in databases().await {
+        let w = worker(&db).await;
+        let s = &w.sidecar;
+        // After: completed then cancelled.
+        s.publish("order.completed", completed("o-a", "c-1", "50.00", "2026-11-20T10:00:00Z")).await.unwrap();
+        s.publish("order.cancelled", cancelled("o-a", "c-1", "50.00", "2026-11-20T11:00:00Z")).await.unwrap();
+        // Before: cancelled, and its completion arrives late (out of order).
+        s.publish("order.cancelled", cancelled("o-b", "c-1", "70.00", "2026-11-20T11:00:00Z")).await.unwrap();
+        s.publish("order.completed", completed("o-b", "c-1", "70.00", "2026-11-20T10:00:00Z")).await.unwrap();
+        // Without completion at all.
+        s.publish("order.cancelled", cancelled("o-c", "c-1", "10.00", "2026-11-20T11:00:00Z")).await.unwrap();
+        s.publish("order.completed", completed("o-d", "c-1", "5.00", "2026-11-22T10:00:00Z")).await.unwrap();
+        let c = w.store.customer("c-1").await.unwrap().unwrap();
+        assert_eq!((c.order_count, c.total_spent_minor, c.cancelled_count), (1, 500, 3), "{}", db.label);
+        assert_eq!(c.last_order_at, Some(at("2026-11-22T10:00:00Z")));
+    }
+}
+
+#[tokio::test]
+async fn returns_reduce_total_spent_never_below_zero() {
+    for db in databases().await {
+        let w = worker(&db).await;
+        let s = &w.sidecar;
+        s.publish("order.completed", completed("o-1", "c-1", "100.00", "2026-11-20T10:00:00Z")).await.unwrap();
+        s.publish("order.completed", completed("o-2", "c-1", "40.00", "2026-11-20T10:00:00Z")).await.unwrap();
+        s.publish("order.returned", returned("o-1", "c-1", "30.00", "2026-11-21T10:00:00Z")).await.unwrap();
+        s.publish("order.returned", returned("o-2", "c-1", "25.00", "2026-11-21T10:00:00Z")).await.unwrap();
+        s.publish("order.returned", returned("o-2", "c-1", "25.00", "2026-11-22T10:00:00Z")).await.unwrap();
+        let c = w.store.customer("c-1").await.unwrap().unwrap();
+        // 100 - 30 = 70; 40 - 50 clamps at 0.
+        assert_eq!((c.total_spent_minor, c.returned_count, c.refunded_minor), (7000, 3, 8000), "{}", db.label);
+        assert_eq!(c.order_count, 2);
+    }
+}
+
+#[tokio::test]
+async fn a_return_before_its_completion_ends_in_the_same_state() {
+    for db in databases().await {
+        let w = worker(&db).await;
+        let s = &w.sidecar;
+        s.publish("order.returned", returned("o-1", "c-1", "30.00", "2026-11-21T10:00:00Z")).await.unwrap();
+        s.publish("order.completed", completed("o-1", "c-1", "100.00", "2026-11-20T10:00:00Z")).await.unwrap();
+        let c = w.store.customer("c-1").await.unwrap().unwrap();
+        assert_eq!((c.order_count, c.total_spent_minor), (1, 7000), "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn last_login_never_moves_back_for_a_late_event() {
+    for db in databases().await {
+        let w = worker(&db).await;
+        let s = &w.sidecar;
+        s.publish("auth.login", login("c-1", "2026-11-23T08:00:00Z")).await.unwrap();
+        s.publish("auth.login", login("c-1", "2026-11-19T08:00:00Z")).await.unwrap();
+        assert_eq!(w.store.customer("c-1").await.unwrap().unwrap().last_login_at, Some(at("2026-11-23T08:00:00Z")));
+        s.publish("auth.login", login("c-1", "2026-11-24T08:00:00Z")).await.unwrap();
+        assert_eq!(w.store.customer("c-1").await.unwrap().unwrap().last_login_at, Some(at("2026-11-24T08:00:00Z")));
+    }
+}
+
+#[tokio::test]
+async fn password_change_records_a_security_event_once() {
+    for db in databases().await {
+        let w = worker(&db).await;
+        let event = CloudEvent::json(&serde_json::json!({
+            "customer_id": "c-1", "changed_at": "2026-11-23T08:05:00Z", "ip_address": "203.0.113.7", "user_agent": "curl/8"
+        }))
+        .id("pw-1");
+        w.sidecar.publish("auth.password_changed", event.clone()).await.unwrap();
+        w.sidecar.publish("auth.password_changed", event).await.unwrap();
+        let row: (String, i64, Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT customer_id, occurred_at, ip_address, user_agent FROM security_events WHERE event_id = 'pw-1'",
+        )
+        .fetch_one(w.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(row, ("c-1".into(), at("2026-11-23T08:05:00Z"), Some("203.0.113.7".into()), Some("curl/8".into())));
+        assert_eq!(w.store.count(Table::SecurityEvents).await.unwrap(), 1, "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn malformed_and_incomplete_payloads_are_dropped_and_change_nothing() {
+    for db in databases().await {
+        let w = worker(&db).await;
+        let s = &w.sidecar;
+        let bad = [
+            (
+                "order.completed",
+                serde_json::json!({"order_id": "o-1", "customer_id": "c-1", "currency": "EUR", "completed_at": "2026-11-20T10:00:00Z"}),
+            ),
+            (
+                "order.completed",
+                serde_json::json!({"order_id": "o-1", "customer_id": "c-1", "total_amount": "12,50", "currency": "EUR", "completed_at": "2026-11-20T10:00:00Z"}),
+            ),
+            (
+                "order.completed",
+                serde_json::json!({"order_id": "o-1", "customer_id": "c-1", "total_amount": "1.999", "currency": "EUR", "completed_at": "2026-11-20T10:00:00Z"}),
+            ),
+            (
+                "order.cancelled",
+                serde_json::json!({"order_id": "", "customer_id": "c-1", "total_amount": "1", "currency": "EUR", "cancelled_at": "2026-11-20T10:00:00Z"}),
+            ),
+            (
+                "order.returned",
+                serde_json::json!({"order_id": "o-1", "customer_id": "c-1", "refund_amount": "-5", "currency": "EUR", "returned_at": "2026-11-20T10:00:00Z"}),
+            ),
+            ("auth.login", serde_json::json!({"customer_id": "c-1", "login_at": "last tuesday"})),
+            ("auth.password_changed", serde_json::json!({"changed_at": "2026-11-20T10:00:00Z"})),
+        ];
+        for (topic, payload) in bad {
+            let delivery = s.publish(topic, CloudEvent::json(&payload)).await.unwrap();
+            assert_eq!(delivery.attempts, vec![Ok(Outcome::Drop)], "{} {topic} {payload}", db.label);
+            assert_eq!(delivery.settlement, Settlement::DeadLettered(format!("{topic}.dlq")));
+        }
+        let not_json =
+            s.publish("order.completed", CloudEvent::bytes("application/json", b"{oops".to_vec())).await.unwrap();
+        assert_eq!(not_json.attempts, vec![Ok(Outcome::Drop)]);
+        for table in [Table::Inbox, Table::Orders, Table::Customers, Table::SecurityEvents] {
+            assert_eq!(w.store.count(table).await.unwrap(), 0, "{} {table:?}", db.label);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_order_in_another_currency_is_dropped_and_changes_nothing() {
+    for db in databases().await {
+        let w = worker(&db).await;
+        w.sidecar.publish("order.completed", completed("o-1", "c-1", "10.00", "2026-11-20T10:00:00Z")).await.unwrap();
+        let usd = CloudEvent::json(&serde_json::json!({
+            "order_id": "o-2", "customer_id": "c-1", "total_amount": "5.00", "currency": "USD", "completed_at": "2026-11-20T10:00:00Z"
+        }));
+        let delivery = w.sidecar.publish("order.completed", usd).await.unwrap();
+        assert_eq!(delivery.attempts, vec![Ok(Outcome::Drop)], "{}", db.label);
+        assert_eq!(w.store.count(Table::Orders).await.unwrap(), 1);
+        assert_eq!(w.store.count(Table::Inbox).await.unwrap(), 1);
+    }
+}
