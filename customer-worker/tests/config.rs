@@ -1,0 +1,69 @@
+//! Configuration: files, environment overrides, and errors that name the key.
+#![allow(clippy::unwrap_used)]
+
+use customer_worker::config::{Config, DEFAULT_CONFIG, redact};
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+#[test]
+fn shipped_configs_load() {
+    for file in ["config.yaml", "config-dev.yaml", "config-docker.yaml"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(file);
+        let config = Config::load(Some(&path)).unwrap_or_else(|e| panic!("{file}: {e:#}"));
+        assert_eq!(config.data.eventbus.default_pubsub, "pubsub-redis", "{file}");
+    }
+    let default = Config::load(None).unwrap();
+    assert_eq!(default.server.grpc_addr.port(), 5005);
+}
+
+#[test]
+fn environment_overrides_any_key() {
+    let config = Config::parse(
+        DEFAULT_CONFIG,
+        env(&[
+            ("CUSTOMER_WORKER__DATA__DATABASE__URL", "postgres://app:s3cret@db:5432/customer"),
+            ("CUSTOMER_WORKER__SERVER__GRPC_ADDR", "127.0.0.1:6006"),
+            ("CUSTOMER_WORKER__JOBS__BATCH_SIZE", "42"),
+            ("CUSTOMER_WORKER__LOG__JSON", "true"),
+            ("UNRELATED", "x"),
+        ]),
+        "test",
+    )
+    .unwrap();
+    assert_eq!(config.server.grpc_addr.port(), 6006);
+    assert_eq!(config.jobs.batch_size, 42);
+    assert!(config.log.json);
+    // The password never reaches logs.
+    let shown = format!("{:?}", config.data.database);
+    assert!(!shown.contains("s3cret") && shown.contains("postgres://app:***@db:5432/customer"), "{shown}");
+}
+
+#[test]
+fn mistakes_stop_start_up_naming_the_key() {
+    let cases = [
+        (DEFAULT_CONFIG.replace("busy_timeout_ms: 5000", "busy_timeout_ms: 5000\n    pool_size: 3"), "pool_size"),
+        (DEFAULT_CONFIG.replace("\"*/15 * * * *\"", "\"every 15 minutes\""), "jobs.segments.schedule"),
+        (DEFAULT_CONFIG.replace("\"5 0 * * *\"", "\"61 0 * * *\""), "jobs.stats.schedule"),
+        (DEFAULT_CONFIG.replace("sqlite://customer-worker.db?mode=rwc", "mysql://u:pw@h/db"), "data.database.url"),
+        (DEFAULT_CONFIG.replace("min_total_spent: \"1000.00\"", "min_total_spent: \"lots\""), "min_total_spent"),
+    ];
+    for (text, key) in cases {
+        let error = format!("{:#}", Config::parse(&text, Vec::new(), "test").unwrap_err());
+        assert!(error.contains(key), "expected {key:?} in: {error}");
+        assert!(!error.contains(":pw@"), "secret in: {error}");
+    }
+    let error = format!(
+        "{:#}",
+        Config::parse(DEFAULT_CONFIG, env(&[("CUSTOMER_WORKER__SERVER__NOPE", "1")]), "test").unwrap_err()
+    );
+    assert!(error.contains("nope"), "{error}");
+}
+
+#[test]
+fn redaction() {
+    assert_eq!(redact("postgres://u:p@h/db"), "postgres://u:***@h/db");
+    assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+}

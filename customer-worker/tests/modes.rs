@@ -1,0 +1,58 @@
+//! Each mode starts only what it names; the admin port answers.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{config, databases};
+use customer_worker::app::{self, Mode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A minimal HTTP/1.0 GET over loopback: (status, body).
+async fn get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn each_mode_starts_only_what_it_names() {
+    let db = databases().await.remove(0);
+    for (mode, grpc, cron) in [(Mode::Events, true, false), (Mode::Cron, false, true), (Mode::All, true, true)] {
+        let running = app::start(config(&db), mode, None).await.unwrap();
+        assert_eq!(running.grpc_addr.is_some(), grpc, "{mode:?}");
+        assert_eq!(running.scheduler, cron, "{mode:?}");
+        if let Some(address) = running.grpc_addr {
+            let sidecar = eventbus::testing::TestSidecar::connect(address).await.unwrap();
+            assert_eq!(sidecar.subscriptions().len(), 5);
+        }
+        assert_eq!(get(running.admin_addr, "/healthz").await, (200, "ok".into()));
+        assert_eq!(get(running.admin_addr, "/readyz").await, (200, "ready".into()));
+        running.shutdown();
+        running.wait().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_worker_subscribes_to_the_five_topics_with_dead_letters() {
+    let db = databases().await.remove(0);
+    let running = app::start(config(&db), Mode::Events, None).await.unwrap();
+    let sidecar = eventbus::testing::TestSidecar::connect(running.grpc_addr.unwrap()).await.unwrap();
+    let mut topics: Vec<(String, String, String)> = sidecar
+        .subscriptions()
+        .iter()
+        .map(|s| (s.pubsub_name.clone(), s.topic.clone(), s.dead_letter_topic.clone()))
+        .collect();
+    topics.sort();
+    let expected: Vec<(String, String, String)> =
+        ["auth.login", "auth.password_changed", "order.cancelled", "order.completed", "order.returned"]
+            .into_iter()
+            .map(|t| ("pubsub-redis".to_owned(), t.to_owned(), format!("{t}.dlq")))
+            .collect();
+    assert_eq!(topics, expected);
+    running.shutdown();
+    running.wait().await.unwrap();
+}
