@@ -85,6 +85,11 @@ impl Running {
         self.shutdown.cancel();
     }
 
+    /// The token that stops everything when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
     /// Waits until every part has stopped; the first error wins.
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let mut first_error = None;

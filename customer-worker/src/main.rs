@@ -72,14 +72,14 @@ async fn main() -> anyhow::Result<()> {
                 .install_recorder()
                 .context("cannot install the metrics recorder")?;
             let running = app::start(config, cli.mode, Some(metrics)).await?;
-            let signal = tokio::spawn(eventbus::shutdown_signal());
-            tokio::select! {
-                _ = signal => {
-                    tracing::info!("shutdown signal received");
-                    running.shutdown();
-                }
-                () = std::future::pending::<()>() => {}
-            }
+            let shutdown = running.shutdown_token();
+            tokio::spawn(async move {
+                eventbus::shutdown_signal().await;
+                tracing::info!("shutdown signal received");
+                shutdown.cancel();
+            });
+            // Returns when every part has stopped: after the signal, or at
+            // once if one part fails.
             running.wait().await
         }
         Some(Command::Replay { file }) => {

@@ -157,3 +157,16 @@ async fn event_attributes_extensions_and_metadata_reach_the_handler() {
         )
     );
 }
+
+#[tokio::test]
+async fn raw_payload_subscriptions_decode_the_publishers_bytes() {
+    let seen = Seen::default();
+    let app = start(builder().consumer(handler(Subscription::new("raw").raw_payload(), recorder(&seen, "raw")))).await;
+    let sidecar = app.sidecar().await;
+    assert_eq!(sidecar.subscription("raw").unwrap().metadata.get("rawPayload").map(String::as_str), Some("true"));
+    // daprd wraps a raw payload as application/octet-stream.
+    let bytes = serde_json::to_vec(&order("r-1")).unwrap();
+    let delivery = sidecar.publish("raw", CloudEvent::bytes("application/octet-stream", bytes)).await.unwrap();
+    assert_eq!(delivery.settlement, Settlement::Acked);
+    assert_eq!(*seen.lock().unwrap(), vec!["raw:raw:r-1".to_string()]);
+}

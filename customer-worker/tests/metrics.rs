@@ -1,0 +1,37 @@
+//! `/metrics` exposes event counts by topic and outcome, handler latency and job runs.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{completed, config, databases};
+use customer_worker::app::{self, Mode};
+use eventbus::testing::{CloudEvent, TestSidecar};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn prometheus_metrics_count_events_and_jobs() {
+    // This test binary owns the process-wide recorder.
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().unwrap();
+    let db = databases().await.remove(0);
+    let running = app::start(config(&db), Mode::Events, Some(handle)).await.unwrap();
+    let sidecar =
+        TestSidecar::connect(running.grpc_addr.unwrap()).await.unwrap().pubsub("pubsub-redis").max_attempts(1);
+    sidecar.publish("order.completed", completed("o-1", "c-1", "1.00", "2026-11-20T10:00:00Z")).await.unwrap();
+    sidecar.publish("order.completed", CloudEvent::json(&serde_json::json!({"bad": true}))).await.unwrap();
+    sidecar.trigger_job("stats", b"").await.unwrap();
+
+    let mut stream = tokio::net::TcpStream::connect(running.admin_addr).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    for expected in [
+        r#"eventbus_events_total{pubsub="pubsub-redis",topic="order.completed",outcome="success"} 1"#,
+        r#"eventbus_events_total{pubsub="pubsub-redis",topic="order.completed",outcome="drop"} 1"#,
+        r#"eventbus_handler_duration_seconds_count{pubsub="pubsub-redis",topic="order.completed"} 2"#,
+        r#"customer_worker_job_runs_total{job="stats",outcome="success"} 1"#,
+    ] {
+        assert!(body.contains(expected), "missing {expected} in:\n{body}");
+    }
+    running.shutdown();
+    running.wait().await.unwrap();
+}
