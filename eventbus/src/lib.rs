@@ -185,7 +185,12 @@ pub use subscription::{Bulk, Rule, Subscription};
 pub mod proto {
     pub use dapr::dapr::proto::common::v1 as common;
     pub use dapr::dapr::proto::runtime::v1 as runtime;
+    pub use prost_types::Any;
 }
+
+/// The gRPC crate the server is built on (for `tonic::Status` in invocation
+/// and binding handlers).
+pub use tonic;
 
 #[doc(hidden)]
 pub mod __private {

@@ -44,6 +44,9 @@ use crate::outcome::Outcome;
 use crate::server::TOKEN_HEADER;
 
 mod cel;
+mod dapr_api;
+
+pub use dapr_api::{DaprApiStub, Published};
 
 /// A CloudEvent to publish.
 #[derive(Debug, Clone, PartialEq)]

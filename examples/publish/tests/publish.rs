@@ -1,0 +1,29 @@
+//! Publishing over real gRPC with `dapr::Client`, to a stand-in of the sidecar's API.
+#![allow(clippy::unwrap_used)]
+
+use eventbus::publisher::DaprPublisher;
+use eventbus::testing::DaprApiStub;
+
+#[tokio::test]
+async fn publishes_through_the_sidecar_api() {
+    let stub = DaprApiStub::start().await.unwrap();
+    let publisher = DaprPublisher::connect_to(format!("http://{}", stub.address())).await.unwrap();
+    example_publish::publish(
+        &publisher,
+        "pubsub-redis",
+        "order.created",
+        r#"{"order_id":"o-1"}"#,
+        &["ttlInSeconds=60".into()],
+    )
+    .await
+    .unwrap();
+    let published = stub.published();
+    assert_eq!(published.len(), 1);
+    assert_eq!((published[0].pubsub.as_str(), published[0].topic.as_str()), ("pubsub-redis", "order.created"));
+    assert_eq!(published[0].content_type, "application/json");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&published[0].data).unwrap()["order_id"], "o-1");
+    assert_eq!(published[0].metadata.get("ttlInSeconds").map(String::as_str), Some("60"));
+
+    let error = example_publish::publish(&publisher, "p", "t", "{not json", &[]).await.unwrap_err();
+    assert!(error.to_string().contains("not JSON"));
+}
