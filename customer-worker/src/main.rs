@@ -48,6 +48,28 @@ enum Command {
         /// `segments`, `stats` or `cleanup`.
         job: JobKind,
     },
+    /// Exits 0 when the admin port answers `/healthz` (the container's HEALTHCHECK).
+    Healthcheck {
+        /// The admin address.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        addr: std::net::SocketAddr,
+    },
+}
+
+/// `GET /healthz` over plain HTTP/1.0, without an HTTP client dependency.
+fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    match response.split_whitespace().nth(1) {
+        Some("200") => Ok(()),
+        status => anyhow::bail!("/healthz answered {status:?}"),
+    }
 }
 
 fn init_logging(config: &Config, default_level: &str) {
@@ -64,6 +86,9 @@ fn init_logging(config: &Config, default_level: &str) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Healthcheck { addr }) = cli.command {
+        return healthcheck(addr);
+    }
     let config = Config::load(cli.conf.as_deref())?;
     match cli.command {
         None => {
@@ -120,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Some(Command::Healthcheck { .. }) => Ok(()),
         Some(Command::RunJob { job }) => {
             init_logging(&config, &config.log.level);
             let store = Store::connect(&config.data.database).await?;

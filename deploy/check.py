@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Checks the deployment files for real; exits non-zero on the first kind of failure found.
+
+1. The Helm chart is linted and rendered by Helm's own engine (helm-python-sdk,
+   which binds Helm's Go SDK), with the default and the production values.
+2. Every rendered manifest and every plain manifest in deploy/ is validated:
+   Kubernetes kinds against the Kubernetes OpenAPI schemas (kubernetes-validate,
+   strict: unknown fields fail); the Dapr, Argo CD and Prometheus Operator custom
+   resources against deploy/schemas/*.json (the fields this repository uses).
+3. What the worker needs is there: the Dapr annotations, probes on the admin port.
+
+Needs: pip install helm-python-sdk kubernetes-validate
+"""
+
+import json
+import pathlib
+import sys
+
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import yaml
+
+DEPLOY = pathlib.Path(__file__).resolve().parent
+CHART = DEPLOY / "helm" / "customer-worker"
+KUBERNETES_VERSION = "1.33.0"
+CUSTOM_SCHEMAS = {
+    ("dapr.io/v1alpha1", "Component"): "dapr-component.json",
+    ("dapr.io/v1alpha1", "Resiliency"): "dapr-resiliency.json",
+    ("argoproj.io/v1alpha1", "Application"): "argocd-application.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor.json",
+}
+
+failures = []
+
+
+def fail(where, message):
+    failures.append(f"{where}: {message}")
+
+
+def validate(where, doc):
+    key = (doc.get("apiVersion"), doc.get("kind"))
+    if key in CUSTOM_SCHEMAS:
+        schema = json.loads((DEPLOY / "schemas" / CUSTOM_SCHEMAS[key]).read_text())
+        for error in jsonschema.Draft202012Validator(schema).iter_errors(doc):
+            fail(where, f"{key[1]} {'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message}")
+        return
+    try:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        path = "/".join(map(str, error.path)) or "(root)"
+        fail(where, f"{key[1]} {path}: {error.message}")
+    except kubernetes_validate.SchemaNotFoundError:
+        fail(where, f"no schema for {key[0]} {key[1]}")
+
+
+def check_worker_deployment(where, doc):
+    template = doc["spec"]["template"]
+    annotations = template["metadata"].get("annotations", {})
+    expected = {
+        "dapr.io/enabled": "true",
+        "dapr.io/app-id": "customer-worker",
+        "dapr.io/app-port": "5005",
+        "dapr.io/app-protocol": "grpc",
+        "dapr.io/enable-app-health-check": "true",
+    }
+    for key, value in expected.items():
+        if annotations.get(key) != value:
+            fail(where, f"annotation {key} is {annotations.get(key)!r}, expected {value!r}")
+    container = template["spec"]["containers"][0]
+    for probe, path in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
+        http = container.get(probe, {}).get("httpGet", {})
+        if http.get("path") != path or http.get("port") != "metrics":
+            fail(where, f"{probe} must GET {path} on the metrics (admin) port, got {http}")
+    if "--mode" not in container.get("args", []):
+        fail(where, "container args lack --mode")
+
+
+def check_chart():
+    report = helm.lint(str(CHART), strict=True)
+    for error in report.get("errors", []):
+        fail("helm lint", error)
+    for message in report.get("messages", []):
+        if message.get("severity", 0) >= 2:  # warning or error
+            fail(f"helm lint {message.get('path')}", message.get("error"))
+    for values_file in [None, "values-production.yaml"]:
+        overrides = yaml.safe_load((CHART / values_file).read_text()) if values_file else {}
+        label = f"chart ({values_file or 'values.yaml'})"
+        with helm.Chart.load(str(CHART)) as chart:
+            try:
+                rendered = chart.render(overrides, name="customer-worker", namespace="customer")
+            except Exception as error:  # noqa: BLE001 - report any rendering failure
+                fail(label, f"does not render: {error}")
+                continue
+        kinds = []
+        for template, text in sorted(rendered.items()):
+            if not template.endswith((".yaml", ".yml")):
+                continue
+            for doc in yaml.safe_load_all(text):
+                if not doc:
+                    continue
+                kinds.append(doc["kind"])
+                validate(f"{label} {template}", doc)
+                if doc["kind"] == "Deployment":
+                    check_worker_deployment(f"{label} {template}", doc)
+        for kind in ["Deployment", "ConfigMap", "Service"]:
+            if kind not in kinds:
+                fail(label, f"renders no {kind}")
+        if values_file and "ServiceMonitor" not in kinds:
+            fail(label, "renders no ServiceMonitor")
+
+
+def check_manifests():
+    for path in sorted((DEPLOY / "dapr").glob("*.yaml")) + sorted((DEPLOY / "argocd").glob("*.yaml")):
+        try:
+            docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        except yaml.YAMLError as error:
+            fail(path.relative_to(DEPLOY), f"invalid YAML: {error}")
+            continue
+        for doc in docs:
+            validate(path.relative_to(DEPLOY), doc)
+
+
+check_chart()
+check_manifests()
+if failures:
+    print("deployment check FAILED:")
+    for failure in failures:
+        print("  " + failure)
+    sys.exit(1)
+print("deployment check passed: chart renders and lints; every manifest validates")
