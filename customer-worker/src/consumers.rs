@@ -37,6 +37,7 @@ impl CustomerConsumers {
         let applied = self
             .store
             .apply("order.completed", event.id(), move |tx| {
+                let order = order.clone();
                 Box::pin(async move {
                     let customer = &order.customer_id.0;
                     lock_customer(tx, customer).await?;
@@ -74,6 +75,7 @@ impl CustomerConsumers {
         let applied = self
             .store
             .apply("order.cancelled", event.id(), move |tx| {
+                let order = order.clone();
                 Box::pin(async move {
                     let customer = &order.customer_id.0;
                     lock_customer(tx, customer).await?;
@@ -114,6 +116,7 @@ impl CustomerConsumers {
         let applied = self
             .store
             .apply("order.returned", event.id(), move |tx| {
+                let order = order.clone();
                 Box::pin(async move {
                     let customer = &order.customer_id.0;
                     lock_customer(tx, customer).await?;
@@ -147,6 +150,7 @@ impl CustomerConsumers {
         let applied = self
             .store
             .apply("auth.login", event.id(), move |tx| {
+                let login = login.clone();
                 Box::pin(async move {
                     let customer = &login.customer_id.0;
                     lock_customer(tx, customer).await?;
@@ -176,6 +180,7 @@ impl CustomerConsumers {
         let applied = self
             .store
             .apply("auth.password_changed", event.id(), move |tx| {
+                let (change, event_id) = (change.clone(), event_id.clone());
                 Box::pin(async move {
                     sqlx::query(
                         "INSERT INTO security_events (event_id, customer_id, kind, occurred_at, ip_address, user_agent, recorded_at)

@@ -10,6 +10,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row};
 
+use crate::commit::{self, Job};
 use crate::config::DatabaseConfig;
 
 /// Which database the URL chose.
@@ -93,6 +94,7 @@ fn migrator() -> Migrator {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    commits: tokio::sync::mpsc::Sender<Job>,
 }
 
 /// A transaction on the store.
@@ -133,7 +135,8 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot connect to {}", config.redacted_url()))?;
-        let store = Store { pool, backend };
+        let commits = commit::start(pool.clone());
+        let store = Store { pool, backend, commits };
         migrator().run(&store.pool).await.context("database migrations failed")?;
         Ok(store)
     }
@@ -158,29 +161,19 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
     }
 
-    /// Runs `effect` in a transaction that first claims (`consumer`, `event_id`)
-    /// in the inbox; a claimed id means the event was applied already.
-    pub async fn apply<F>(&self, consumer: &str, event_id: &str, effect: F) -> Result<Applied, StoreError>
+    /// Writes `effect` and the inbox claim of (`consumer`, `event_id`) in one
+    /// transaction, shared with the effects of other events arriving at the
+    /// same time (group commit). Returns once the commit is durable; a
+    /// claimed id means the event was applied already and nothing is written.
+    pub async fn apply<F>(&self, consumer: &'static str, event_id: &str, effect: F) -> Result<Applied, StoreError>
     where
-        F: for<'t> FnOnce(&'t mut Tx) -> futures_util::future::BoxFuture<'t, Result<(), StoreError>>,
+        F: for<'t> Fn(&'t mut Tx) -> futures_util::future::BoxFuture<'t, Result<(), StoreError>> + Send + Sync + 'static,
     {
-        let mut tx = self.pool.begin().await?;
-        let claimed = sqlx::query(
-            "INSERT INTO inbox (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT (consumer, event_id) DO NOTHING",
-        )
-        .bind(consumer)
-        .bind(event_id)
-        .bind(now_millis())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if claimed == 0 {
-            tx.rollback().await?;
-            return Ok(Applied::Duplicate);
-        }
-        effect(&mut tx).await?;
-        tx.commit().await?;
-        Ok(Applied::Done)
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let job = Job { consumer, event_id: event_id.to_owned(), effect: Box::new(effect), reply };
+        let closed = || StoreError::Database(sqlx::Error::PoolClosed);
+        self.commits.send(job).await.map_err(|_| closed())?;
+        result.await.map_err(|_| closed())?
     }
 
     /// A customer and their segments.

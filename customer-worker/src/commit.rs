@@ -1,0 +1,95 @@
+//! Group commit: effects of events that arrive together are written in one
+//! transaction, so one durable commit (one fsync) acknowledges many events.
+//! No event is answered before the commit that holds its effect.
+//!
+//! One committer task owns the writes: it takes the first queued effect and
+//! every other one already waiting (up to [`MAX_BATCH`]), applies them in
+//! order in one transaction, each behind its inbox claim, and commits. If any
+//! effect fails, the transaction is rolled back and each effect of the batch
+//! is applied alone, so one bad event never fails its neighbours.
+
+use futures_util::future::BoxFuture;
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{Applied, StoreError, Tx, now_millis};
+
+/// Most effects in one transaction.
+pub const MAX_BATCH: usize = 256;
+
+/// An event's effect on the database. It may run twice (the second time
+/// alone, after its batch was rolled back), so it is `Fn`.
+pub trait Effect: Send + Sync + 'static {
+    fn apply<'t>(&'t self, tx: &'t mut Tx) -> BoxFuture<'t, Result<(), StoreError>>;
+}
+
+impl<F> Effect for F
+where
+    F: for<'t> Fn(&'t mut Tx) -> BoxFuture<'t, Result<(), StoreError>> + Send + Sync + 'static,
+{
+    fn apply<'t>(&'t self, tx: &'t mut Tx) -> BoxFuture<'t, Result<(), StoreError>> {
+        self(tx)
+    }
+}
+
+/// One queued effect and where its result goes.
+pub struct Job {
+    pub consumer: &'static str,
+    pub event_id: String,
+    pub effect: Box<dyn Effect>,
+    pub reply: oneshot::Sender<Result<Applied, StoreError>>,
+}
+
+/// Starts the committer; it stops when every sender is dropped.
+pub fn start(pool: AnyPool) -> mpsc::Sender<Job> {
+    let (sender, mut receiver) = mpsc::channel::<Job>(MAX_BATCH * 4);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            commit(&pool, std::mem::take(&mut batch)).await;
+        }
+    });
+    sender
+}
+
+async fn commit(pool: &AnyPool, batch: Vec<Job>) {
+    metrics::histogram!("customer_worker_commit_batch_size").record(batch.len() as f64);
+    if batch.len() > 1 {
+        if let Ok(results) = apply_all(pool, &batch).await {
+            for (job, applied) in batch.into_iter().zip(results) {
+                let _ = job.reply.send(Ok(applied));
+            }
+            return;
+        }
+    }
+    // A single effect, or a batch that failed somewhere: one transaction each.
+    for job in batch {
+        let result = apply_all(pool, std::slice::from_ref(&job)).await.map(|mut applied| applied.remove(0));
+        let _ = job.reply.send(result);
+    }
+}
+
+/// Applies `jobs` in one transaction; any error rolls all of them back.
+async fn apply_all(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Applied>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let claimed = sqlx::query(
+            "INSERT INTO inbox (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT (consumer, event_id) DO NOTHING",
+        )
+        .bind(job.consumer)
+        .bind(&job.event_id)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            results.push(Applied::Duplicate);
+            continue;
+        }
+        job.effect.apply(&mut tx).await?;
+        results.push(Applied::Done);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
