@@ -167,7 +167,10 @@ impl Store {
     /// claimed id means the event was applied already and nothing is written.
     pub async fn apply<F>(&self, consumer: &'static str, event_id: &str, effect: F) -> Result<Applied, StoreError>
     where
-        F: for<'t> Fn(&'t mut Tx) -> futures_util::future::BoxFuture<'t, Result<(), StoreError>> + Send + Sync + 'static,
+        F: for<'t> Fn(&'t mut Tx) -> futures_util::future::BoxFuture<'t, Result<(), StoreError>>
+            + Send
+            + Sync
+            + 'static,
     {
         let (reply, result) = tokio::sync::oneshot::channel();
         let job = Job { consumer, event_id: event_id.to_owned(), effect: Box::new(effect), reply };

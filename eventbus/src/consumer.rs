@@ -50,6 +50,21 @@ pub trait Consumer: Send + Sync + 'static {
     fn check(&self, _ctx: &Context) -> Result<(), String> {
         Ok(())
     }
+
+    /// Handles the entries of one bulk request together (e.g. in one database
+    /// transaction): one result per envelope, in order.
+    ///
+    /// `None`, the default, means each entry goes through
+    /// [`handle`](Consumer::handle) and the middleware on its own. A batch gets
+    /// the route's timeout, concurrency permit and panic containment as a whole.
+    /// Handlers taking `Vec<Event<T>>` get this from `#[subscribe]` or [`batch`].
+    fn handle_batch<'a>(
+        &'a self,
+        _envelopes: &'a [Arc<Envelope>],
+        _ctx: &'a Context,
+    ) -> Option<BoxFuture<'a, Vec<HandlerResult>>> {
+        None
+    }
 }
 
 /// Shared values handlers can ask for with [`State<S>`], one per type.
@@ -271,5 +286,112 @@ impl<G: ConsumerGroup> IntoConsumers for Arc<G> {
 impl IntoConsumers for Vec<Arc<dyn Consumer>> {
     fn into_consumers(self) -> Vec<Arc<dyn Consumer>> {
         self
+    }
+}
+
+/// Decodes a batch for a handler that takes `Vec<Event<T>>`: entries that do
+/// not decode get a permanent error at their place (they are dropped to the
+/// dead letter); the others go to `call` in order, and its results (one per
+/// event) are put back in place. A missing result is a transient error.
+pub async fn decode_batch<T, R, Fut>(
+    envelopes: &[Arc<Envelope>],
+    call: impl FnOnce(Vec<Event<T>>) -> Fut,
+) -> Vec<HandlerResult>
+where
+    T: EventData,
+    R: IntoOutcome,
+    Fut: Future<Output = Vec<R>>,
+{
+    let mut results: Vec<Option<HandlerResult>> = Vec::with_capacity(envelopes.len());
+    let mut events = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        match Event::<T>::decode(envelope.clone()) {
+            Ok(event) => {
+                events.push(event);
+                results.push(None);
+            }
+            Err(error) => results.push(Some(Err(error))),
+        }
+    }
+    let mut outcomes = call(events).await.into_iter();
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.unwrap_or_else(|| match outcomes.next() {
+                Some(result) => result.into_outcome(),
+                None => Err(HandlerError::transient(anyhow::anyhow!("the batch handler returned too few results"))),
+            })
+        })
+        .collect()
+}
+
+/// A [`Consumer`] of whole bulk batches, made of a [`Subscription`] and an
+/// async function of `Vec<Event<T>>`; see [`batch`].
+pub struct BatchConsumer<F, T> {
+    name: String,
+    subscription: Subscription,
+    handler: F,
+    _types: PhantomData<fn() -> T>,
+}
+
+/// Makes a consumer that takes a bulk batch at once: `Vec<Event<T>>` in, one
+/// result per event out. Single events arrive as a batch of one.
+///
+/// ```
+/// use eventbus::{batch, Event, HandlerError, Subscription};
+///
+/// let consumer = batch(Subscription::new("product.updated").bulk(100, 500), |events: Vec<Event<serde_json::Value>>| async move {
+///     // e.g. one multi-row INSERT for the whole batch
+///     events.iter().map(|_| Ok::<(), HandlerError>(())).collect::<Vec<_>>()
+/// })
+/// .name("index_products");
+/// ```
+pub fn batch<F, T, R, Fut>(subscription: Subscription, handler: F) -> BatchConsumer<F, T>
+where
+    F: Fn(Vec<Event<T>>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Vec<R>> + Send + 'static,
+    R: IntoOutcome,
+    T: EventData,
+{
+    BatchConsumer { name: std::any::type_name::<F>().to_owned(), subscription, handler, _types: PhantomData }
+}
+
+impl<F, T> BatchConsumer<F, T> {
+    /// The name used in logs, metrics and errors.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+}
+
+impl<F, T, R, Fut> Consumer for BatchConsumer<F, T>
+where
+    F: Fn(Vec<Event<T>>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Vec<R>> + Send + 'static,
+    R: IntoOutcome + Send + 'static,
+    T: EventData,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn subscription(&self) -> Subscription {
+        self.subscription.clone()
+    }
+
+    fn handle<'a>(&'a self, envelope: Arc<Envelope>, _ctx: &'a Context) -> BoxFuture<'a, HandlerResult> {
+        Box::pin(async move {
+            let mut results = decode_batch(std::slice::from_ref(&envelope), &self.handler).await;
+            results.pop().unwrap_or_else(|| Err(HandlerError::transient(anyhow::anyhow!("no result"))))
+        })
+    }
+
+    fn handle_batch<'a>(
+        &'a self,
+        envelopes: &'a [Arc<Envelope>],
+        _ctx: &'a Context,
+    ) -> Option<BoxFuture<'a, Vec<HandlerResult>>> {
+        Some(Box::pin(decode_batch(envelopes, &self.handler)))
     }
 }

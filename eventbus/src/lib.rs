@@ -82,7 +82,8 @@ mod subscription;
 pub mod testing;
 
 pub use consumer::{
-    Consumer, ConsumerGroup, Context, FromContext, Handler, HandlerConsumer, IntoConsumers, State, handler,
+    BatchConsumer, Consumer, ConsumerGroup, Context, FromContext, Handler, HandlerConsumer, IntoConsumers, State,
+    batch, decode_batch, handler,
 };
 pub use error::{Error, ErrorKind, HandlerError, Result, ResultExt};
 pub use event::{DecodeError, Envelope, Event, EventData, Extensions, Protobuf, Raw};

@@ -106,3 +106,72 @@ async fn bulk_to_an_unknown_topic_drops_every_entry() {
     assert_eq!(response.statuses.len(), 1);
     assert_eq!(Outcome::from_status(response.statuses[0].status), Outcome::Drop);
 }
+
+mod batches {
+    use super::*;
+    use eventbus::batch;
+
+    fn app(behaviour: &'static str) -> eventbus::ServerBuilder {
+        builder().consumer(
+            batch(
+                Subscription::new("orders").dead_letter("orders.dlq").bulk(100, 50),
+                move |events: Vec<Event<Order>>| async move {
+                    match behaviour {
+                        "panic" => panic!("batch bug"),
+                        "hang" => std::future::pending::<Vec<Outcome>>().await,
+                        _ => events
+                            .iter()
+                            .map(|e| match e.data.order_id.as_str() {
+                                "retry" => Outcome::Retry,
+                                "drop" => Outcome::Drop,
+                                _ => Outcome::Success,
+                            })
+                            .collect(),
+                    }
+                },
+            )
+            .name("orders_batch"),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_batch_consumer_answers_every_entry_and_undecodable_ones_are_dropped() {
+        let app = start(app("normal")).await;
+        let sidecar = app.sidecar().await.max_attempts(1);
+        let events = vec![
+            CloudEvent::json(&order("ok")).id("b1"),
+            CloudEvent::bytes("application/json", b"{".to_vec()).id("b2"),
+            CloudEvent::json(&order("retry")).id("b3"),
+            CloudEvent::json(&order("drop")).id("b4"),
+            CloudEvent::json(&order("ok")).id("b5"),
+        ];
+        let deliveries = sidecar.publish_bulk("orders", events).await.unwrap();
+        let attempts: Vec<Attempt> = deliveries.iter().map(|d| d.attempts[0]).collect();
+        assert_eq!(
+            attempts,
+            vec![Ok(Outcome::Success), Ok(Outcome::Drop), Ok(Outcome::Retry), Ok(Outcome::Drop), Ok(Outcome::Success)]
+        );
+        // A single event reaches the same consumer as a batch of one.
+        let single = sidecar.publish("orders", CloudEvent::json(&order("drop"))).await.unwrap();
+        assert_eq!(single.attempts, vec![Ok(Outcome::Drop)]);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_or_hanging_batch_is_retried_whole() {
+        for (behaviour, builder) in
+            [("panic", app("panic")), ("hang", app("hang").timeout(std::time::Duration::from_millis(50)))]
+        {
+            let app = start(builder).await;
+            let sidecar = app.sidecar().await.max_attempts(1);
+            let deliveries = sidecar
+                .publish_bulk("orders", vec![CloudEvent::json(&order("a")), CloudEvent::json(&order("b"))])
+                .await
+                .unwrap();
+            for delivery in deliveries {
+                assert_eq!(delivery.attempts, vec![Ok(Outcome::Retry)], "{behaviour}");
+            }
+            // The server keeps serving.
+            sidecar.health().await.unwrap();
+        }
+    }
+}

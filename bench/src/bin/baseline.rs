@@ -42,17 +42,27 @@ impl AppCallback for Floor {
     async fn on_invoke(&self, _: Request<InvokeRequest>) -> Result<Response<InvokeResponse>, Status> {
         Err(Status::unimplemented("floor"))
     }
-    async fn list_topic_subscriptions(&self, _: Request<()>) -> Result<Response<pb::ListTopicSubscriptionsResponse>, Status> {
-        let subscription = pb::TopicSubscription { pubsub_name: PUBSUB.into(), topic: TOPIC.into(), ..Default::default() };
+    async fn list_topic_subscriptions(
+        &self,
+        _: Request<()>,
+    ) -> Result<Response<pb::ListTopicSubscriptionsResponse>, Status> {
+        let subscription =
+            pb::TopicSubscription { pubsub_name: PUBSUB.into(), topic: TOPIC.into(), ..Default::default() };
         Ok(Response::new(pb::ListTopicSubscriptionsResponse { subscriptions: vec![subscription] }))
     }
-    async fn on_topic_event(&self, _: Request<pb::TopicEventRequest>) -> Result<Response<pb::TopicEventResponse>, Status> {
+    async fn on_topic_event(
+        &self,
+        _: Request<pb::TopicEventRequest>,
+    ) -> Result<Response<pb::TopicEventResponse>, Status> {
         Ok(Response::new(pb::TopicEventResponse { status: 0 }))
     }
     async fn list_input_bindings(&self, _: Request<()>) -> Result<Response<pb::ListInputBindingsResponse>, Status> {
         Ok(Response::new(pb::ListInputBindingsResponse::default()))
     }
-    async fn on_binding_event(&self, _: Request<pb::BindingEventRequest>) -> Result<Response<pb::BindingEventResponse>, Status> {
+    async fn on_binding_event(
+        &self,
+        _: Request<pb::BindingEventRequest>,
+    ) -> Result<Response<pb::BindingEventResponse>, Status> {
         Err(Status::unimplemented("floor"))
     }
     async fn on_bulk_topic_event(
@@ -78,7 +88,8 @@ struct DecodeOrder;
 #[tonic::async_trait]
 impl HandlerMethod for DecodeOrder {
     async fn handler(&self, request: pb::TopicEventRequest) -> Result<Response<pb::TopicEventResponse>, Status> {
-        let order: OrderCompleted = serde_json::from_slice(&request.data).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let order: OrderCompleted =
+            serde_json::from_slice(&request.data).map_err(|e| Status::invalid_argument(e.to_string()))?;
         std::hint::black_box(order);
         Ok(Response::new(pb::TopicEventResponse { status: 0 }))
     }
@@ -103,7 +114,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Kind::DaprSdk => {
             let mut service = AppCallbackService::new();
-            service.add_handler(Handler { pub_sub_name: PUBSUB.into(), topic: TOPIC.into(), handler: Box::new(DecodeOrder) });
+            service.add_handler(Handler {
+                pub_sub_name: PUBSUB.into(),
+                topic: TOPIC.into(),
+                handler: Box::new(DecodeOrder),
+            });
             tonic::transport::Server::builder()
                 .add_service(AppCallbackServer::new(service))
                 .serve_with_shutdown(cli.addr, shutdown)

@@ -94,7 +94,9 @@ fn event(run: &str, n: u64, topic: &str) -> pb::TopicEventRequest {
     let mut extensions = prost_types::Struct::default();
     let traceparent = format!("00-{:032x}-{:016x}-01", u128::from(n) * 0x9e37_79b9_7f4a_7c15 + 1, n + 1);
     for (key, value) in [("traceparent", traceparent.as_str()), ("time", "2026-11-20T10:15:00Z")] {
-        extensions.fields.insert(key.into(), prost_types::Value { kind: Some(prost_types::value::Kind::StringValue(value.into())) });
+        extensions
+            .fields
+            .insert(key.into(), prost_types::Value { kind: Some(prost_types::value::Kind::StringValue(value.into())) });
     }
     pb::TopicEventRequest {
         id: format!("load-{run}-{n}"),
@@ -124,7 +126,14 @@ fn request<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
 }
 
 /// Sends one request (single or bulk) and records its outcome; returns the events it carried.
-async fn send(client: &mut AppCallbackClient<Channel>, cli: &Cli, target: &Target, run: &str, first: u64, counts: &Counts) -> u64 {
+async fn send(
+    client: &mut AppCallbackClient<Channel>,
+    cli: &Cli,
+    target: &Target,
+    run: &str,
+    first: u64,
+    counts: &Counts,
+) -> u64 {
     let token = cli.token.as_deref();
     if cli.bulk == 0 {
         let mut message = event(run, first, &cli.topic);
@@ -202,7 +211,8 @@ async fn phase(
     let mut tasks = Vec::new();
     for worker in 0..cli.concurrency {
         let mut client = clients[worker % clients.len()].clone();
-        let (cli, target, next, counts, run) = (cli.clone(), target.clone(), next.clone(), counts.clone(), run.to_owned());
+        let (cli, target, next, counts, run) =
+            (cli.clone(), target.clone(), next.clone(), counts.clone(), run.to_owned());
         tasks.push(tokio::spawn(async move {
             let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             let mut sent = 0;
@@ -238,7 +248,10 @@ async fn main() -> anyhow::Result<()> {
     let mut clients = Vec::new();
     for _ in 0..cli.connections.max(1) {
         // One Channel per connection: each holds its own HTTP/2 connection.
-        let channel = Channel::from_shared(format!("http://{}", cli.addr))?.connect().await.context("cannot connect to the app")?;
+        let channel = Channel::from_shared(format!("http://{}", cli.addr))?
+            .connect()
+            .await
+            .context("cannot connect to the app")?;
         clients.push(AppCallbackClient::new(channel));
     }
     let subscriptions = clients[0].list_topic_subscriptions(()).await?.into_inner().subscriptions;
@@ -250,7 +263,8 @@ async fn main() -> anyhow::Result<()> {
         pubsub: subscription.pubsub_name.clone(),
         path: subscription.routes.as_ref().map(|r| r.default.clone()).unwrap_or_default(),
     });
-    let run = format!("{}-{}", cli.label, std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis());
+    let run =
+        format!("{}-{}", cli.label, std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis());
 
     // Warm-up: connections, allocator, caches, database pages.
     phase(&cli, &clients, &target, &format!("{run}-warm"), cli.warmup, None).await;

@@ -4,7 +4,7 @@ use std::task::{Context as TaskContext, Poll};
 use tower::Service;
 
 use super::{EventFuture, EventRequest};
-use crate::outcome::Outcome;
+use crate::outcome::{HandlerResult, Outcome};
 
 /// The innermost service: calls the route's consumer and turns its error into
 /// an outcome, logging it with the event id.
@@ -25,18 +25,23 @@ impl Service<EventRequest> for HandlerService {
             let EventRequest { envelope, route, context } = request;
             let id = envelope.id.clone();
             let result = route.consumer().handle(envelope, &context).await;
-            Ok(match result {
-                Ok(outcome) => outcome,
-                Err(error) => {
-                    let outcome = error.outcome();
-                    if error.is_permanent() {
-                        tracing::error!(event.id = %id, handler = route.name(), %outcome, error = %error, "event dropped: permanent error");
-                    } else {
-                        tracing::warn!(event.id = %id, handler = route.name(), %outcome, error = %error, "event will be retried");
-                    }
-                    outcome
-                }
-            })
+            Ok(outcome_of(result, &id, route.name()))
         })
+    }
+}
+
+/// The outcome of a handler's result; errors are logged with the event id.
+pub(crate) fn outcome_of(result: HandlerResult, id: &str, handler: &str) -> Outcome {
+    match result {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            let outcome = error.outcome();
+            if error.is_permanent() {
+                tracing::error!(event.id = %id, handler, %outcome, error = %error, "event dropped: permanent error");
+            } else {
+                tracing::warn!(event.id = %id, handler, %outcome, error = %error, "event will be retried");
+            }
+            outcome
+        }
     }
 }

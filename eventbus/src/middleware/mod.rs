@@ -36,6 +36,7 @@ mod trace;
 pub use catch_panic::{CatchPanic, CatchPanicLayer};
 pub use concurrency::{ConcurrencyLimit, ConcurrencyLimitLayer};
 pub use handler::HandlerService;
+pub(crate) use handler::outcome_of;
 pub use metrics::{Metrics, MetricsLayer};
 pub use timeout::{Timeout, TimeoutLayer};
 pub use trace::{Trace, TraceLayer};

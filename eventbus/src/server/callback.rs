@@ -18,9 +18,16 @@ use super::handlers::{BindingFn, InvocationFn, Job, JobFn, ReadinessFn, job_name
 use super::token;
 use crate::consumer::Context;
 use crate::event::{Envelope, Extensions};
-use crate::middleware::{self, EventRequest, EventService};
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+use tracing::Instrument;
+
+use crate::error::HandlerError;
+use crate::middleware::{self, EventRequest, EventService, outcome_of};
 use crate::outcome::Outcome;
 use crate::registry::Registry;
+use crate::registry::Route;
 
 /// Everything the RPCs share; built once by the server builder.
 pub(crate) struct Shared {
@@ -45,7 +52,7 @@ pub(crate) struct Callback(pub Arc<Shared>);
 
 impl Shared {
     /// Runs one event through the pipeline and answers for it. Never fails.
-    pub(crate) async fn dispatch(&self, envelope: Envelope) -> Outcome {
+    pub(crate) async fn dispatch(&self, envelope: Arc<Envelope>) -> Outcome {
         // Take the in-flight token before looking at `draining`, so a drain
         // that starts now waits for this event.
         let _in_flight = self.in_flight.token();
@@ -67,8 +74,7 @@ impl Shared {
             );
             return self.unknown_topic;
         };
-        let request =
-            EventRequest { envelope: Arc::new(envelope), route: route.clone(), context: self.context.clone() };
+        let request = EventRequest { envelope, route: route.clone(), context: self.context.clone() };
         middleware::run(self.service.clone(), request).await
     }
 
@@ -81,25 +87,150 @@ impl Shared {
         token::check(self.token.as_deref(), &metadata, rpc, &bulk.id)?;
         let metadata = Arc::new(metadata);
         let pb::TopicEventBulkRequest { entries, topic, pubsub_name, path, .. } = bulk;
-        let mut entry_futures = Vec::with_capacity(entries.len());
+        let mut ids = Vec::with_capacity(entries.len());
+        let mut envelopes = Vec::with_capacity(entries.len());
         for entry in entries {
-            let entry_id = entry.entry_id.clone();
-            let envelope = bulk_envelope(entry, &topic, &pubsub_name, &path, &metadata);
-            let topic = &topic;
-            entry_futures.push(async move {
-                let outcome = match envelope {
-                    Ok(envelope) => self.dispatch(envelope).await,
-                    Err(reason) => {
-                        tracing::error!(entry.id = %entry_id, topic = %topic, reason, "bulk entry cannot be read; dropped");
-                        Outcome::Drop
-                    }
-                };
-                pb::TopicEventBulkResponseEntry { entry_id, status: outcome.to_status() as i32 }
-            });
+            ids.push(entry.entry_id.clone());
+            envelopes.push(bulk_envelope(entry, &topic, &pubsub_name, &path, &metadata).map(Arc::new));
         }
-        // `buffered` keeps the entries' order and runs at most N at once.
-        let statuses = futures_util::stream::iter(entry_futures).buffered(self.bulk_concurrency).collect().await;
+        let outcomes = match self.registry.route(&pubsub_name, &topic, &path) {
+            // Asking with no envelopes only tells whether the consumer takes batches.
+            Some(route) if route.consumer().handle_batch(&[], &self.context).is_some() => {
+                self.batch(route, &ids, envelopes).await
+            }
+            _ => {
+                // `buffered` keeps the entries' order and runs at most N at once.
+                let topic = topic.as_str();
+                let mut each = Vec::with_capacity(ids.len());
+                for (envelope, id) in envelopes.into_iter().zip(&ids) {
+                    each.push(async move {
+                        match envelope {
+                            Ok(envelope) => self.dispatch(envelope).await,
+                            Err(reason) => unreadable_entry(id, topic, reason),
+                        }
+                    });
+                }
+                futures_util::stream::iter(each).buffered(self.bulk_concurrency).collect().await
+            }
+        };
+        let statuses = ids
+            .into_iter()
+            .zip(outcomes)
+            .map(|(entry_id, outcome)| pb::TopicEventBulkResponseEntry { entry_id, status: outcome.to_status() as i32 })
+            .collect();
         Ok(pb::TopicEventBulkResponse { statuses })
+    }
+
+    /// A bulk request for a consumer that takes whole batches: one call, under
+    /// the route's concurrency permit, timeout and panic containment.
+    async fn batch(
+        &self,
+        route: &Arc<Route>,
+        ids: &[String],
+        envelopes: Vec<Result<Arc<Envelope>, &'static str>>,
+    ) -> Vec<Outcome> {
+        let _in_flight = self.in_flight.token();
+        let handler = route.name();
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; ids.len()];
+        let mut batch = Vec::with_capacity(ids.len());
+        for (index, envelope) in envelopes.into_iter().enumerate() {
+            match envelope {
+                Ok(envelope) if envelope.data.len() > self.max_message_size => {
+                    tracing::error!(event.id = %envelope.id, bytes = envelope.data.len(), "event larger than max_message_size; dropped");
+                    outcomes[index] = Some(Outcome::Drop);
+                }
+                Ok(envelope) => batch.push((index, envelope)),
+                Err(reason) => outcomes[index] = Some(unreadable_entry(&ids[index], route.topic(), reason)),
+            }
+        }
+        let every = |outcome: Outcome| batch.iter().map(move |(index, _)| (*index, outcome)).collect::<Vec<_>>();
+        let decided: Vec<(usize, Outcome)> = if self.draining.load(Ordering::Acquire) {
+            tracing::info!(entries = batch.len(), "draining for shutdown; batch will be retried");
+            every(Outcome::Retry)
+        } else {
+            let permit = match route.limiter() {
+                Some(limiter) => limiter.clone().try_acquire_owned().map(Some).map_err(|_| ()),
+                None => Ok(None),
+            };
+            match permit {
+                Err(()) => {
+                    tracing::warn!(
+                        topic = route.topic(),
+                        entries = batch.len(),
+                        "concurrency limit reached; batch will be retried"
+                    );
+                    every(Outcome::Retry)
+                }
+                Ok(_permit) => self.run_batch(route, &batch).await,
+            }
+        };
+        for (index, outcome) in decided {
+            outcomes[index] = Some(outcome);
+        }
+        let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Retry)).collect();
+        for outcome in &outcomes {
+            let labels = [
+                ("pubsub", route.pubsub().to_owned()),
+                ("topic", route.topic().to_owned()),
+                ("outcome", outcome.as_str().to_owned()),
+            ];
+            metrics::counter!("eventbus_events_total", &labels).increment(1);
+        }
+        tracing::debug!(handler, entries = outcomes.len(), "batch handled");
+        outcomes
+    }
+
+    async fn run_batch(&self, route: &Arc<Route>, batch: &[(usize, Arc<Envelope>)]) -> Vec<(usize, Outcome)> {
+        let envelopes: Vec<Arc<Envelope>> = batch.iter().map(|(_, envelope)| envelope.clone()).collect();
+        let every = |outcome: Outcome| batch.iter().map(|(index, _)| (*index, outcome)).collect::<Vec<_>>();
+        let Some(future) = route.consumer().handle_batch(&envelopes, &self.context) else {
+            return every(Outcome::Retry);
+        };
+        let started = std::time::Instant::now();
+        let span = tracing::info_span!(
+            "batch",
+            topic = route.topic(),
+            pubsub = route.pubsub(),
+            handler = route.name(),
+            entries = batch.len()
+        );
+        let guarded = AssertUnwindSafe(future).catch_unwind().instrument(span);
+        let result = match route.timeout() {
+            Some(limit) => tokio::time::timeout(limit, guarded).await.ok(),
+            None => Some(guarded.await),
+        };
+        metrics::histogram!("eventbus_batch_duration_seconds", "topic" => route.topic().to_owned())
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            None => {
+                tracing::warn!(
+                    handler = route.name(),
+                    entries = batch.len(),
+                    "batch handler timed out; batch will be retried"
+                );
+                every(Outcome::Retry)
+            }
+            Some(Err(_panic)) => {
+                tracing::error!(
+                    handler = route.name(),
+                    entries = batch.len(),
+                    "batch handler panicked; batch will be retried"
+                );
+                every(Outcome::Retry)
+            }
+            Some(Ok(results)) => {
+                let mut results = results.into_iter();
+                batch
+                    .iter()
+                    .map(|(index, envelope)| {
+                        let result = results.next().unwrap_or_else(|| {
+                            Err(HandlerError::transient(anyhow::anyhow!("no result for this entry")))
+                        });
+                        (*index, outcome_of(result, &envelope.id, route.name()))
+                    })
+                    .collect()
+            }
+        }
     }
 
     async fn job(&self, request: Request<pb::JobEventRequest>, rpc: &str) -> Result<pb::JobEventResponse, Status> {
@@ -121,6 +252,11 @@ impl Shared {
             }
         }
     }
+}
+
+fn unreadable_entry(id: &str, topic: &str, reason: &str) -> Outcome {
+    tracing::error!(entry.id = %id, topic, reason, "bulk entry cannot be read; dropped");
+    Outcome::Drop
 }
 
 /// The envelope of one bulk entry: its own CloudEvent, or raw bytes
@@ -206,7 +342,7 @@ impl pb::app_callback_server::AppCallback for Callback {
         let (mut envelope, metadata) = topic_envelope(request);
         token::check(self.0.token.as_deref(), &metadata, "OnTopicEvent", &envelope.id)?;
         envelope.metadata = Arc::new(metadata);
-        let outcome = self.0.dispatch(envelope).await;
+        let outcome = self.0.dispatch(Arc::new(envelope)).await;
         Ok(Response::new(pb::TopicEventResponse { status: outcome.to_status() as i32 }))
     }
 

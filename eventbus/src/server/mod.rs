@@ -355,7 +355,7 @@ impl Server {
         if envelope.pubsub.is_empty() {
             envelope.pubsub = self.default_pubsub.clone();
         }
-        self.callback.0.dispatch(envelope).await
+        self.callback.0.dispatch(Arc::new(envelope)).await
     }
 
     /// A handle to watch the server while it runs.
