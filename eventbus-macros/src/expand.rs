@@ -13,11 +13,36 @@ fn consumer_methods(
     name: TokenStream,
     options: &Options,
     handler: &Handler,
-    call: impl FnOnce(&[syn::Ident]) -> TokenStream,
+    call: impl Fn(&[syn::Ident]) -> TokenStream,
 ) -> TokenStream {
     let subscription = options.subscription(krate);
-    let body = handler.handle_body(krate, call);
     let check = handler.check_body(krate);
+    let (body, batch) = if handler.is_batch() {
+        // Single events run as a batch of one.
+        let single = handler.batch_body(krate, &call);
+        let whole = handler.batch_body(krate, &call);
+        (
+            quote! {
+                ::std::boxed::Box::pin(async move {
+                    let __one = [__envelope];
+                    let __envelopes: &[::std::sync::Arc<#krate::Envelope>] = &__one;
+                    let mut __results: ::std::vec::Vec<#krate::HandlerResult> = #single;
+                    __results.pop().unwrap_or_else(#krate::__private::no_result)
+                })
+            },
+            quote! {
+                fn handle_batch<'__a>(
+                    &'__a self,
+                    __envelopes: &'__a [::std::sync::Arc<#krate::Envelope>],
+                    __ctx: &'__a #krate::Context,
+                ) -> ::core::option::Option<#krate::__private::BoxFuture<'__a, ::std::vec::Vec<#krate::HandlerResult>>> {
+                    ::core::option::Option::Some(::std::boxed::Box::pin(async move { #whole }))
+                }
+            },
+        )
+    } else {
+        (handler.handle_body(krate, call), quote!())
+    };
     quote! {
         fn name(&self) -> &str {
             #name
@@ -35,6 +60,7 @@ fn consumer_methods(
         fn check(&self, __ctx: &#krate::Context) -> ::core::result::Result<(), ::std::string::String> {
             #check
         }
+        #batch
     }
 }
 

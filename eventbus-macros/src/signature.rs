@@ -11,6 +11,8 @@ pub struct Arg {
     pub ty: Type,
     /// `Some(T)` for the `Event<T>` argument.
     pub event_data: Option<Type>,
+    /// `Some(T)` for a `Vec<Event<T>>` argument: the handler takes whole batches.
+    pub batch_data: Option<Type>,
 }
 
 /// A checked handler signature.
@@ -29,6 +31,20 @@ fn event_data(ty: &Type) -> Option<&Type> {
     let PathArguments::AngleBracketed(generics) = &last.arguments else { return None };
     match generics.args.first()? {
         GenericArgument::Type(data) if generics.args.len() == 1 => Some(data),
+        _ => None,
+    }
+}
+
+/// `T` of `Vec<Event<T>>`.
+fn batch_data(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Vec" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(generics) = &last.arguments else { return None };
+    match generics.args.first()? {
+        GenericArgument::Type(inner) if generics.args.len() == 1 => event_data(inner),
         _ => None,
     }
 }
@@ -81,20 +97,24 @@ pub fn analyse(sig: &Signature) -> syn::Result<Handler> {
                     continue;
                 }
                 let data = event_data(&ty).cloned();
-                if data.is_some() {
+                let batch = batch_data(&ty).cloned();
+                if data.is_some() || batch.is_some() {
                     if event_seen {
-                        push(syn::Error::new(ty.span(), "a handler takes exactly one `Event<T>` argument"));
+                        push(syn::Error::new(
+                            ty.span(),
+                            "a handler takes exactly one `Event<T>` (or `Vec<Event<T>>`) argument",
+                        ));
                     }
                     event_seen = true;
                 }
-                args.push(Arg { ty, event_data: data });
+                args.push(Arg { ty, event_data: data, batch_data: batch });
             }
         }
     }
     if !event_seen {
         push(syn::Error::new(
             sig.ident.span(),
-            "a handler takes an `Event<T>` argument, e.g. `event: Event<OrderCompleted>`",
+            "a handler takes an `Event<T>` argument, e.g. `event: Event<OrderCompleted>` (or `Vec<Event<T>>` for whole batches)",
         ));
     }
     let ret = match &sig.output {
@@ -159,9 +179,49 @@ impl Handler {
         }
     }
 
+    /// `true` when the handler takes `Vec<Event<T>>`.
+    pub fn is_batch(&self) -> bool {
+        self.args.iter().any(|a| a.batch_data.is_some())
+    }
+
+    /// An expression (of type `Vec<HandlerResult>`) that runs a batch
+    /// handler on `__envelopes: &[Arc<Envelope>]`.
+    pub fn batch_body(&self, krate: &TokenStream, call: impl FnOnce(&[syn::Ident]) -> TokenStream) -> TokenStream {
+        let names = self.arg_names();
+        let mut data = None;
+        let bindings: Vec<TokenStream> = self
+            .args
+            .iter()
+            .zip(&names)
+            .filter_map(|(arg, name)| {
+                if let Some(batch) = &arg.batch_data {
+                    data = Some(batch.clone());
+                    return None;
+                }
+                let ty = &arg.ty;
+                let take = quote_spanned!(ty.span()=> <#ty as #krate::FromContext>::from_context(__ctx));
+                Some(quote! {
+                    let #name = match #take {
+                        ::core::result::Result::Ok(value) => value,
+                        ::core::result::Result::Err(error) => return #krate::__private::failed_batch(__envelopes.len(), error),
+                    };
+                })
+            })
+            .collect();
+        let batch_name = self.args.iter().zip(&names).find(|(a, _)| a.batch_data.is_some()).map(|(_, n)| n.clone());
+        let call = call(&names);
+        quote! {
+            async {
+                #(#bindings)*
+                #krate::decode_batch::<#data, _, _>(__envelopes, move |#batch_name| #call).await
+            }
+            .await
+        }
+    }
+
     /// The body of `Consumer::check`.
     pub fn check_body(&self, krate: &TokenStream) -> TokenStream {
-        let checks = self.args.iter().filter(|a| a.event_data.is_none()).map(|arg| {
+        let checks = self.args.iter().filter(|a| a.event_data.is_none() && a.batch_data.is_none()).map(|arg| {
             let ty = &arg.ty;
             quote_spanned!(ty.span()=> <#ty as #krate::FromContext>::check(__ctx)?;)
         });

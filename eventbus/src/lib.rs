@@ -197,4 +197,17 @@ pub use tonic;
 pub mod __private {
     //! Used by the macros; not public API.
     pub use futures_util::future::BoxFuture;
+
+    use crate::{HandlerError, HandlerResult};
+
+    /// Every entry of a batch fails with (a copy of) `error`, which is transient.
+    pub fn failed_batch(len: usize, error: HandlerError) -> Vec<HandlerResult> {
+        let message = error.to_string();
+        (0..len).map(|_| Err(HandlerError::transient(anyhow::anyhow!("{message}")))).collect()
+    }
+
+    /// The error of a batch handler that returned nothing for an event.
+    pub fn no_result() -> HandlerResult {
+        Err(HandlerError::transient(anyhow::anyhow!("the batch handler returned no result for this event")))
+    }
 }

@@ -127,3 +127,32 @@ async fn the_handler_stays_an_ordinary_callable_function() {
     price_v2::call(State(seen.clone()), event).await.unwrap();
     assert_eq!(seen.take(), vec!["default:direct", "v2:direct"]);
 }
+
+/// A whole bulk batch at once; the index state counts calls.
+#[subscribe("batched", bulk(max_messages = 50))]
+async fn batched(events: Vec<Event<Order>>, State(seen): State<Seen>) -> Vec<Result<(), HandlerError>> {
+    seen.push(format!("batch of {}", events.len()));
+    events
+        .iter()
+        .map(|e| if e.data.total < 0 { Err(HandlerError::permanent(anyhow::anyhow!("negative"))) } else { Ok(()) })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_handler_gets_the_bulk_request_at_once_and_single_events_as_batches_of_one() {
+    let seen = Seen::default();
+    let app = start(builder().state(seen.clone()).consumer(batched)).await;
+    let sidecar = app.sidecar().await.max_attempts(1);
+    let events = vec![
+        CloudEvent::json(&order("a")),
+        CloudEvent::json(&serde_json::json!({"order_id": "n", "total": -1})),
+        CloudEvent::bytes("application/json", b"x".to_vec()),
+        CloudEvent::json(&order("b")),
+    ];
+    let deliveries = sidecar.publish_bulk("batched", events).await.unwrap();
+    let attempts: Vec<_> = deliveries.iter().map(|d| d.attempts[0]).collect();
+    assert_eq!(attempts, vec![Ok(Outcome::Success), Ok(Outcome::Drop), Ok(Outcome::Drop), Ok(Outcome::Success)]);
+    sidecar.publish("batched", CloudEvent::json(&order("c"))).await.unwrap();
+    // The undecodable entry never reached the handler.
+    assert_eq!(seen.take(), vec!["batch of 3", "batch of 1"]);
+}
