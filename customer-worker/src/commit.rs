@@ -40,16 +40,58 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<Applied, StoreError>>,
 }
 
+/// The effect of a whole bulk batch, written with multi-row statements. It
+/// claims its own inbox rows and answers per entry: applied, duplicate, or
+/// refused (a refused entry leaves nothing behind, its inbox claim included).
+pub trait BatchEffect: Send + Sync + 'static {
+    fn apply<'t>(&'t self, tx: &'t mut Tx) -> BoxFuture<'t, Result<Vec<Result<Applied, String>>, sqlx::Error>>;
+}
+
+/// A batch effect and where its results go.
+pub struct BatchJob {
+    pub effect: Box<dyn BatchEffect>,
+    pub reply: oneshot::Sender<Result<Vec<Result<Applied, StoreError>>, StoreError>>,
+}
+
+/// What the committer is asked to write.
+pub enum Queued {
+    One(Job),
+    Batch(BatchJob),
+}
+
 /// Starts the committer; it stops when every sender is dropped.
-pub fn start(pool: AnyPool) -> mpsc::Sender<Job> {
-    let (sender, mut receiver) = mpsc::channel::<Job>(MAX_BATCH * 4);
+pub fn start(pool: AnyPool) -> mpsc::Sender<Queued> {
+    let (sender, mut receiver) = mpsc::channel::<Queued>(MAX_BATCH * 4);
     tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            commit(&pool, std::mem::take(&mut batch)).await;
+        let mut queued = Vec::with_capacity(MAX_BATCH);
+        while receiver.recv_many(&mut queued, MAX_BATCH).await > 0 {
+            let mut ones = Vec::with_capacity(queued.len());
+            for item in queued.drain(..) {
+                match item {
+                    Queued::One(job) => ones.push(job),
+                    Queued::Batch(job) => commit_batch(&pool, job).await,
+                }
+            }
+            if !ones.is_empty() {
+                commit(&pool, ones).await;
+            }
         }
     });
     sender
+}
+
+async fn commit_batch(pool: &AnyPool, job: BatchJob) {
+    let result = async {
+        let mut tx = pool.begin().await?;
+        let results = job.effect.apply(&mut tx).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(results)
+    }
+    .await;
+    let reply = result
+        .map(|results| results.into_iter().map(|r| r.map_err(StoreError::Rejected)).collect())
+        .map_err(StoreError::Database);
+    let _ = job.reply.send(reply);
 }
 
 async fn commit(pool: &AnyPool, batch: Vec<Job>) {

@@ -10,7 +10,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row};
 
-use crate::commit::{self, Job};
+use crate::commit::{self, BatchEffect, BatchJob, Job, Queued};
 use crate::config::DatabaseConfig;
 
 /// Which database the URL chose.
@@ -94,7 +94,7 @@ fn migrator() -> Migrator {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    commits: tokio::sync::mpsc::Sender<Job>,
+    commits: tokio::sync::mpsc::Sender<Queued>,
 }
 
 /// A transaction on the store.
@@ -175,7 +175,16 @@ impl Store {
         let (reply, result) = tokio::sync::oneshot::channel();
         let job = Job { consumer, event_id: event_id.to_owned(), effect: Box::new(effect), reply };
         let closed = || StoreError::Database(sqlx::Error::PoolClosed);
-        self.commits.send(job).await.map_err(|_| closed())?;
+        self.commits.send(Queued::One(job)).await.map_err(|_| closed())?;
+        result.await.map_err(|_| closed())?
+    }
+
+    /// Writes a whole batch with its own multi-row statements, in one
+    /// transaction; one result per entry, in the effect's order.
+    pub async fn apply_batch(&self, effect: impl BatchEffect) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let closed = || StoreError::Database(sqlx::Error::PoolClosed);
+        self.commits.send(Queued::Batch(BatchJob { effect: Box::new(effect), reply })).await.map_err(|_| closed())?;
         result.await.map_err(|_| closed())?
     }
 

@@ -173,3 +173,43 @@ async fn an_order_in_another_currency_is_dropped_and_changes_nothing() {
         assert_eq!(w.store.count(Table::Inbox).await.unwrap(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_bulk_batch_is_written_at_once_with_each_entry_answered() {
+    for db in databases().await {
+        let w = worker(&db).await;
+        let s = &w.sidecar;
+        // A customer with EUR orders already.
+        s.publish("order.completed", completed("o-0", "c-1", "1.00", "2026-11-19T10:00:00Z").id("e0")).await.unwrap();
+        let usd = CloudEvent::json(&serde_json::json!({
+            "order_id": "o-usd", "customer_id": "c-1", "total_amount": "5.00", "currency": "USD", "completed_at": "2026-11-20T10:00:00Z"
+        }));
+        let batch = vec![
+            completed("o-1", "c-1", "10.00", "2026-11-20T10:00:00Z").id("b1"),
+            completed("o-1", "c-1", "10.00", "2026-11-20T10:00:00Z").id("b1"), // same event twice
+            completed("o-1", "c-1", "10.00", "2026-11-20T10:00:00Z").id("b1-again"), // same order, new id
+            usd.id("b-usd"),
+            CloudEvent::bytes("application/json", b"{".to_vec()).id("b-bad"),
+            completed("o-2", "c-2", "2.50", "2026-11-21T10:00:00Z").id("b2"),
+            completed("o-0", "c-1", "1.00", "2026-11-19T10:00:00Z").id("e0"), // already applied
+        ];
+        let deliveries = s.publish_bulk("order.completed", batch).await.unwrap();
+        let attempts: Vec<_> = deliveries.iter().map(|d| d.attempts[0]).collect();
+        let (ok, drop) = (Ok(Outcome::Success), Ok(Outcome::Drop));
+        assert_eq!(attempts, vec![ok, ok, ok, drop, drop, ok, ok], "{}", db.label);
+        let c1 = w.store.customer("c-1").await.unwrap().unwrap();
+        assert_eq!((c1.order_count, c1.total_spent_minor), (2, 1100), "{}", db.label);
+        let c2 = w.store.customer("c-2").await.unwrap().unwrap();
+        assert_eq!((c2.order_count, c2.total_spent_minor), (1, 250));
+        // Inbox: e0, b1, b1-again, b2; the refused USD event left no claim.
+        assert_eq!(w.store.count(Table::Inbox).await.unwrap(), 4, "{}", db.label);
+        // Redelivering the whole batch changes nothing.
+        let again = vec![
+            completed("o-1", "c-1", "10.00", "2026-11-20T10:00:00Z").id("b1"),
+            completed("o-2", "c-2", "2.50", "2026-11-21T10:00:00Z").id("b2"),
+        ];
+        s.publish_bulk("order.completed", again).await.unwrap();
+        assert_eq!(w.store.customer("c-1").await.unwrap().unwrap().total_spent_minor, 1100);
+        assert_eq!(w.store.count(Table::Inbox).await.unwrap(), 4);
+    }
+}
