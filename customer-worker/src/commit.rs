@@ -96,13 +96,13 @@ async fn commit_batch(pool: &AnyPool, job: BatchJob) {
 
 async fn commit(pool: &AnyPool, batch: Vec<Job>) {
     metrics::histogram!("customer_worker_commit_batch_size").record(batch.len() as f64);
-    if batch.len() > 1 {
-        if let Ok(results) = apply_all(pool, &batch).await {
-            for (job, applied) in batch.into_iter().zip(results) {
-                let _ = job.reply.send(Ok(applied));
-            }
-            return;
+    if batch.len() > 1
+        && let Ok(results) = apply_all(pool, &batch).await
+    {
+        for (job, applied) in batch.into_iter().zip(results) {
+            let _ = job.reply.send(Ok(applied));
         }
+        return;
     }
     // A single effect, or a batch that failed somewhere: one transaction each.
     for job in batch {

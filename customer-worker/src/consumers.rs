@@ -1,15 +1,17 @@
 //! The five consumers. Each writes its effect and its inbox row in one
-//! transaction; the customer's figures are recomputed from the order rows,
-//! so duplicates, redeliveries and out-of-order events all end in the same
-//! state.
+//! transaction (shared with concurrent events: group commit). Order events
+//! update the order's row and move the customer's figures by the order's
+//! change (see [`crate::orders`]), so duplicates, redeliveries and
+//! out-of-order events all end in the same state, in O(1) per event.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use eventbus::{Event, HandlerError, subscribe};
 use futures_util::future::BoxFuture;
 
 use crate::commit::BatchEffect;
 use crate::contracts::{AuthLogin, AuthPasswordChanged, OrderCancelled, OrderCompleted, OrderReturned};
+use crate::orders::{Delta, OrderEvent, OrderState};
 use crate::store::{Applied, Store, StoreError, Tx, millis, now_millis};
 
 /// The worker's consumers, sharing the store.
@@ -21,6 +23,26 @@ impl CustomerConsumers {
     pub fn new(store: Store) -> Self {
         CustomerConsumers { store }
     }
+
+    /// Applies one order event in the group-committed transaction.
+    async fn order_event(
+        &self,
+        topic: &'static str,
+        event_id: &str,
+        order: OrderRef,
+        change: OrderEvent,
+    ) -> Result<(), HandlerError> {
+        let applied = self
+            .store
+            .apply(topic, event_id, move |tx| {
+                let (order, change) = (order.clone(), change.clone());
+                Box::pin(async move { apply_order_event(tx, &order, &change).await })
+            })
+            .await
+            .map_err(StoreError::into_handler_error)?;
+        log_applied(event_id, topic, applied);
+        Ok(())
+    }
 }
 
 fn log_applied(event_id: &str, topic: &str, applied: Applied) {
@@ -30,57 +52,67 @@ fn log_applied(event_id: &str, topic: &str, applied: Applied) {
     }
 }
 
+fn minor(amount: &crate::contracts::Amount, currency: &str) -> Result<i64, HandlerError> {
+    amount.to_minor(currency).map_err(|e| HandlerError::permanent(anyhow::anyhow!(e)))
+}
+
+/// The order and customer an event is about.
+#[derive(Debug, Clone)]
+struct OrderRef {
+    order_id: String,
+    customer_id: String,
+}
+
 #[eventbus::consumer]
 impl CustomerConsumers {
-    /// Counts the order once (whatever the event id), unless it was cancelled.
+    /// Counts the order once (whatever the event id), unless it is cancelled.
     ///
-    /// Delivered in bulk (up to 100 events, or what arrived in 100 ms): the
-    /// batch is written with multi-row statements in one transaction. A single
-    /// event goes through group commit with its concurrent neighbours.
+    /// Delivered in bulk (up to 100 events, or what arrived in 100 ms): a batch
+    /// is written with multi-row statements in one transaction. A single event
+    /// goes through group commit with its concurrent neighbours.
     #[subscribe("order.completed", dead_letter = "order.completed.dlq", bulk(max_messages = 100, max_await_ms = 100))]
     async fn order_completed(&self, events: Vec<Event<OrderCompleted>>) -> Vec<Result<(), HandlerError>> {
         let mut results: Vec<Option<Result<(), HandlerError>>> = Vec::with_capacity(events.len());
         let mut items = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
-            match event.data.total_amount.to_minor(&event.data.currency.0) {
+            let order = &event.data;
+            match minor(&order.total_amount, &order.currency.0) {
                 Ok(amount) => {
-                    items.push(Completed { index, event_id: event.id().to_owned(), order: event.data.clone(), amount });
+                    let change = OrderEvent::Completed {
+                        currency: order.currency.0.clone(),
+                        amount,
+                        at: millis(order.completed_at),
+                    };
+                    let target =
+                        OrderRef { order_id: order.order_id.0.clone(), customer_id: order.customer_id.0.clone() };
+                    items.push(Item { index, event_id: event.id().to_owned(), order: target, change });
                     results.push(None);
                 }
-                Err(reason) => results.push(Some(Err(HandlerError::permanent(anyhow::anyhow!(reason))))),
+                Err(error) => results.push(Some(Err(error))),
             }
         }
-        let applied: Vec<(usize, Result<Applied, StoreError>)> = match items.len() {
-            0 => Vec::new(),
-            1 => {
-                let item = items.remove(0);
-                let index = item.index;
-                let event_id = item.event_id.clone();
-                let result = self.store.apply("order.completed", &event_id, move |tx| {
-                    let item = item.clone();
-                    Box::pin(async move { complete_one(tx, &item).await })
-                });
-                vec![(index, result.await)]
-            }
-            _ => {
-                let indices: Vec<usize> = items.iter().map(|i| i.index).collect();
-                match self.store.apply_batch(CompletedBatch(items)).await {
-                    Ok(per_entry) => indices.into_iter().zip(per_entry).collect(),
-                    Err(error) => {
-                        let message = error.to_string();
-                        indices
-                            .into_iter()
-                            .map(|i| (i, Err(StoreError::Database(sqlx::Error::Protocol(message.clone())))))
-                            .collect()
+        if let [item] = items.as_slice() {
+            let result =
+                self.order_event("order.completed", &item.event_id, item.order.clone(), item.change.clone()).await;
+            results[item.index] = Some(result);
+        } else if !items.is_empty() {
+            let indices: Vec<(usize, String)> = items.iter().map(|i| (i.index, i.event_id.clone())).collect();
+            match self.store.apply_batch(OrderBatch { consumer: "order.completed", items }).await {
+                Ok(per_entry) => {
+                    for ((index, event_id), result) in indices.into_iter().zip(per_entry) {
+                        if let Ok(applied) = &result {
+                            log_applied(&event_id, "order.completed", *applied);
+                        }
+                        results[index] = Some(result.map(|_| ()).map_err(StoreError::into_handler_error));
+                    }
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    for (index, _) in indices {
+                        results[index] = Some(Err(HandlerError::transient(anyhow::anyhow!("{message}"))));
                     }
                 }
             }
-        };
-        for (index, result) in applied {
-            if let Ok(applied) = &result {
-                log_applied(events[index].id(), "order.completed", *applied);
-            }
-            results[index] = Some(result.map(|_| ()).map_err(StoreError::into_handler_error));
         }
         results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect()
     }
@@ -89,98 +121,47 @@ impl CustomerConsumers {
     /// only counts as cancelled.
     #[subscribe("order.cancelled", dead_letter = "order.cancelled.dlq")]
     async fn order_cancelled(&self, event: Event<OrderCancelled>) -> Result<(), HandlerError> {
-        let order = event.data.clone();
-        let amount =
-            order.total_amount.to_minor(&order.currency.0).map_err(|e| HandlerError::permanent(anyhow::anyhow!(e)))?;
-        let applied = self
-            .store
-            .apply("order.cancelled", event.id(), move |tx| {
-                let order = order.clone();
-                Box::pin(async move {
-                    let customer = &order.customer_id.0;
-                    lock_customer(tx, customer).await?;
-                    check_currency(tx, customer, &order.currency.0).await?;
-                    sqlx::query(
-                        "INSERT INTO orders (order_id, customer_id, currency, amount_minor, cancelled_at) VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (order_id) DO UPDATE SET
-                           currency = COALESCE(orders.currency, excluded.currency),
-                           amount_minor = COALESCE(orders.amount_minor, excluded.amount_minor),
-                           cancelled_at = COALESCE(orders.cancelled_at, excluded.cancelled_at)",
-                    )
-                    .bind(&order.order_id.0)
-                    .bind(customer)
-                    .bind(&order.currency.0)
-                    .bind(amount)
-                    .bind(millis(order.cancelled_at))
-                    .execute(&mut **tx)
-                    .await?;
-                    recompute_customers(tx, std::slice::from_ref(customer)).await
-                })
-            })
-            .await
-            .map_err(StoreError::into_handler_error)?;
-        log_applied(event.id(), "order.cancelled", applied);
-        Ok(())
+        let order = &event.data;
+        let change = OrderEvent::Cancelled {
+            currency: order.currency.0.clone(),
+            amount: minor(&order.total_amount, &order.currency.0)?,
+            at: millis(order.cancelled_at),
+        };
+        let target = OrderRef { order_id: order.order_id.0.clone(), customer_id: order.customer_id.0.clone() };
+        self.order_event("order.cancelled", event.id(), target, change).await
     }
 
     /// The refund leaves the order's contribution (never below zero); the
     /// return is counted.
     #[subscribe("order.returned", dead_letter = "order.returned.dlq")]
     async fn order_returned(&self, event: Event<OrderReturned>) -> Result<(), HandlerError> {
-        let order = event.data.clone();
-        let refund =
-            order.refund_amount.to_minor(&order.currency.0).map_err(|e| HandlerError::permanent(anyhow::anyhow!(e)))?;
+        let order = &event.data;
+        let refund = minor(&order.refund_amount, &order.currency.0)?;
         if refund < 0 {
             return Err(HandlerError::permanent(anyhow::anyhow!("negative refund {}", order.refund_amount)));
         }
-        let applied = self
-            .store
-            .apply("order.returned", event.id(), move |tx| {
-                let order = order.clone();
-                Box::pin(async move {
-                    let customer = &order.customer_id.0;
-                    lock_customer(tx, customer).await?;
-                    check_currency(tx, customer, &order.currency.0).await?;
-                    sqlx::query(
-                        "INSERT INTO orders (order_id, customer_id, currency, refunded_minor, return_count) VALUES ($1, $2, $3, $4, 1)
-                         ON CONFLICT (order_id) DO UPDATE SET
-                           currency = COALESCE(orders.currency, excluded.currency),
-                           refunded_minor = orders.refunded_minor + excluded.refunded_minor,
-                           return_count = orders.return_count + 1",
-                    )
-                    .bind(&order.order_id.0)
-                    .bind(customer)
-                    .bind(&order.currency.0)
-                    .bind(refund)
-                    .execute(&mut **tx)
-                    .await?;
-                    recompute_customers(tx, std::slice::from_ref(customer)).await
-                })
-            })
-            .await
-            .map_err(StoreError::into_handler_error)?;
-        log_applied(event.id(), "order.returned", applied);
-        Ok(())
+        let change = OrderEvent::Returned { currency: order.currency.0.clone(), refund };
+        let target = OrderRef { order_id: order.order_id.0.clone(), customer_id: order.customer_id.0.clone() };
+        self.order_event("order.returned", event.id(), target, change).await
     }
 
     /// `last_login_at` becomes the later of the stored and the event's time.
     #[subscribe("auth.login", dead_letter = "auth.login.dlq")]
     async fn auth_login(&self, event: Event<AuthLogin>) -> Result<(), HandlerError> {
-        let login = event.data.clone();
+        let (customer, at) = (event.data.customer_id.0.clone(), millis(event.data.login_at));
         let applied = self
             .store
             .apply("auth.login", event.id(), move |tx| {
-                let login = login.clone();
+                let customer = customer.clone();
                 Box::pin(async move {
-                    let customer = &login.customer_id.0;
-                    lock_customer(tx, customer).await?;
+                    lock_customer(tx, &customer).await?;
                     sqlx::query(
                         "UPDATE customers SET
                            last_login_at = CASE WHEN last_login_at IS NULL OR last_login_at < $2 THEN $2 ELSE last_login_at END
                          WHERE customer_id = $1",
                     )
-                    .bind(customer)
-                    .bind(millis(login.login_at))
+                    .bind(&customer)
+                    .bind(at)
                     .execute(&mut **tx)
                     .await?;
                     Ok(())
@@ -225,61 +206,168 @@ impl CustomerConsumers {
     }
 }
 
-/// One `order.completed` of a batch.
-#[derive(Clone)]
-struct Completed {
-    index: usize,
-    event_id: String,
-    order: OrderCompleted,
-    amount: i64,
-}
-
-const COMPLETED_UPSERT: &str =
-    "INSERT INTO orders (order_id, customer_id, currency, amount_minor, completed_at) VALUES ";
-const COMPLETED_CONFLICT: &str = " ON CONFLICT (order_id) DO UPDATE SET
-       currency = COALESCE(orders.currency, excluded.currency),
-       amount_minor = COALESCE(orders.amount_minor, excluded.amount_minor),
-       completed_at = COALESCE(orders.completed_at, excluded.completed_at)";
-
-async fn complete_one(tx: &mut Tx, item: &Completed) -> Result<(), StoreError> {
-    let order = &item.order;
-    let customer = &order.customer_id.0;
-    lock_customer(tx, customer).await?;
-    check_currency(tx, customer, &order.currency.0).await?;
-    sqlx::query(&format!("{COMPLETED_UPSERT}($1, $2, $3, $4, $5){COMPLETED_CONFLICT}"))
-        .bind(&order.order_id.0)
-        .bind(customer)
-        .bind(&order.currency.0)
-        .bind(item.amount)
-        .bind(millis(order.completed_at))
-        .execute(&mut **tx)
-        .await?;
-    recompute_customers(tx, std::slice::from_ref(customer)).await
+/// `$1, $2, …, $n`.
+fn numbered(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// `($1, $2, …), ($k, …)`: `rows` rows of `columns` numbered placeholders.
 fn placeholders(rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|row| {
-            let cells: Vec<String> = (1..=columns).map(|c| format!("${}", row * columns + c)).collect();
-            format!("({})", cells.join(", "))
+            format!("({})", (1..=columns).map(|c| format!("${}", row * columns + c)).collect::<Vec<_>>().join(", "))
         })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// `$1, $2, …, $n`.
-fn numbered(n: usize) -> String {
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+fn refuse(customer: &str, existing: &str, currency: &str) -> String {
+    format!("customer {customer} has orders in {existing}; an order in {currency} cannot be added to its totals")
 }
 
-/// A batch of `order.completed`, written with one statement per step.
-struct CompletedBatch(Vec<Completed>);
+/// Creates the customer row if needed and returns its currency. On
+/// PostgreSQL this also locks the row until commit, so events of one customer
+/// from several replicas apply one after the other.
+async fn lock_customer(tx: &mut Tx, customer_id: &str) -> Result<Option<String>, StoreError> {
+    let now = now_millis();
+    let (currency,): (Option<String>,) = sqlx::query_as(
+        "INSERT INTO customers (customer_id, created_at, updated_at) VALUES ($1, $2, $2)
+         ON CONFLICT (customer_id) DO UPDATE SET updated_at = excluded.updated_at
+         RETURNING currency",
+    )
+    .bind(customer_id)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(currency)
+}
 
-impl BatchEffect for CompletedBatch {
+const ORDER_COLUMNS: &str =
+    "order_id, customer_id, currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count";
+
+type OrderRow = (String, Option<String>, Option<i64>, Option<i64>, Option<i64>, i64, i64);
+
+fn state_of(row: OrderRow) -> (String, OrderState) {
+    let (order_id, currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count) = row;
+    (order_id, OrderState { currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count })
+}
+
+async fn load_orders(tx: &mut Tx, order_ids: &[&str]) -> Result<HashMap<String, OrderState>, sqlx::Error> {
+    let sql = format!(
+        "SELECT order_id, currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count
+         FROM orders WHERE order_id IN ({})",
+        numbered(order_ids.len())
+    );
+    let mut query = sqlx::query_as::<_, OrderRow>(&sql);
+    for id in order_ids {
+        query = query.bind(*id);
+    }
+    Ok(query.fetch_all(&mut **tx).await?.into_iter().map(state_of).collect())
+}
+
+async fn save_orders(tx: &mut Tx, orders: &[(&OrderRef, &OrderState)]) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES {} ON CONFLICT (order_id) DO UPDATE SET
+           currency = excluded.currency, amount_minor = excluded.amount_minor, completed_at = excluded.completed_at,
+           cancelled_at = excluded.cancelled_at, refunded_minor = excluded.refunded_minor, return_count = excluded.return_count",
+        placeholders(orders.len(), 8)
+    );
+    let mut query = sqlx::query(&sql);
+    for (order, state) in orders {
+        query = query
+            .bind(&order.order_id)
+            .bind(&order.customer_id)
+            .bind(state.currency.as_deref())
+            .bind(state.amount_minor)
+            .bind(state.completed_at)
+            .bind(state.cancelled_at)
+            .bind(state.refunded_minor)
+            .bind(state.return_count);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Moves a customer's figures by `delta`.
+async fn apply_delta(tx: &mut Tx, customer_id: &str, currency: &str, delta: &Delta) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE customers SET
+           currency = COALESCE(currency, $2),
+           order_count = order_count + $3,
+           total_spent_minor = total_spent_minor + $4,
+           cancelled_count = cancelled_count + $5,
+           returned_count = returned_count + $6,
+           refunded_minor = refunded_minor + $7,
+           first_order_at = CASE WHEN $8 IS NOT NULL AND (first_order_at IS NULL OR $8 < first_order_at) THEN $8 ELSE first_order_at END,
+           last_order_at = CASE WHEN $9 IS NOT NULL AND (last_order_at IS NULL OR $9 > last_order_at) THEN $9 ELSE last_order_at END
+         WHERE customer_id = $1",
+    )
+    .bind(customer_id)
+    .bind(currency)
+    .bind(delta.orders)
+    .bind(delta.spent)
+    .bind(delta.cancelled)
+    .bind(delta.returns)
+    .bind(delta.refunded)
+    .bind(delta.first_counted)
+    .bind(delta.last_counted)
+    .execute(&mut **tx)
+    .await?;
+    if delta.uncounted {
+        // An order stopped counting (a cancellation): its time may have been
+        // the first or last one; only this rare case reads the history.
+        sqlx::query(
+            "UPDATE customers SET
+               first_order_at = (SELECT MIN(o.completed_at) FROM orders o
+                                 WHERE o.customer_id = $1 AND o.completed_at IS NOT NULL AND o.cancelled_at IS NULL),
+               last_order_at = (SELECT MAX(o.completed_at) FROM orders o
+                                WHERE o.customer_id = $1 AND o.completed_at IS NOT NULL AND o.cancelled_at IS NULL)
+             WHERE customer_id = $1",
+        )
+        .bind(customer_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// One order event: lock the customer, check the currency, move the order
+/// and the customer's figures.
+async fn apply_order_event(tx: &mut Tx, order: &OrderRef, change: &OrderEvent) -> Result<(), StoreError> {
+    let currency = change.currency();
+    if let Some(existing) = lock_customer(tx, &order.customer_id).await?
+        && existing != currency
+    {
+        return Err(StoreError::Rejected(refuse(&order.customer_id, &existing, currency)));
+    }
+    let old = load_orders(tx, &[&order.order_id]).await?.remove(&order.order_id).unwrap_or_default();
+    let new = old.apply(change);
+    if new != old {
+        save_orders(tx, &[(order, &new)]).await?;
+    }
+    apply_delta(tx, &order.customer_id, currency, &Delta::between(&old, &new)).await?;
+    Ok(())
+}
+
+/// One event of a batch.
+struct Item {
+    index: usize,
+    event_id: String,
+    order: OrderRef,
+    change: OrderEvent,
+}
+
+/// A batch of order events, written with a fixed number of statements plus
+/// one update per customer.
+struct OrderBatch {
+    consumer: &'static str,
+    items: Vec<Item>,
+}
+
+impl BatchEffect for OrderBatch {
     fn apply<'t>(&'t self, tx: &'t mut Tx) -> BoxFuture<'t, Result<Vec<Result<Applied, String>>, sqlx::Error>> {
         Box::pin(async move {
-            let items = &self.0;
+            let items = &self.items;
             let now = now_millis();
             // 1. Claim the inbox rows; the ids returned are the new ones.
             let sql = format!(
@@ -288,172 +376,94 @@ impl BatchEffect for CompletedBatch {
             );
             let mut claim = sqlx::query_as::<_, (String,)>(&sql);
             for item in items {
-                claim = claim.bind("order.completed").bind(&item.event_id).bind(now);
+                claim = claim.bind(self.consumer).bind(&item.event_id).bind(now);
             }
             let mut claimed: HashSet<String> = claim.fetch_all(&mut **tx).await?.into_iter().map(|(id,)| id).collect();
-            let mut results: Vec<Option<Result<Applied, String>>> = items
-                .iter()
-                // `remove`: a second copy of an id in the batch is a duplicate too.
-                .map(|item| if claimed.remove(&item.event_id) { None } else { Some(Ok(Applied::Duplicate)) })
-                .collect();
-
-            // 2. Create and lock the customers, in a fixed order.
-            let customers: BTreeSet<&str> = items
-                .iter()
-                .zip(&results)
-                .filter(|(_, r)| r.is_none())
-                .map(|(i, _)| i.order.customer_id.0.as_str())
-                .collect();
-            if customers.is_empty() {
-                return Ok(results.into_iter().map(|r| r.unwrap_or(Ok(Applied::Duplicate))).collect());
+            // `remove`: a second copy of an id in the batch is a duplicate too.
+            let fresh: Vec<bool> = items.iter().map(|item| claimed.remove(&item.event_id)).collect();
+            if !fresh.contains(&true) {
+                return Ok(vec![Ok(Applied::Duplicate); items.len()]);
             }
+
+            // 2. Create and lock the customers (in a fixed order) and read their currencies.
+            let customers: Vec<&str> = {
+                let mut ids: Vec<&str> =
+                    items.iter().zip(&fresh).filter(|(_, f)| **f).map(|(i, _)| i.order.customer_id.as_str()).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            };
             let sql = format!(
-                "INSERT INTO customers (customer_id, created_at, updated_at) VALUES {} ON CONFLICT (customer_id) DO UPDATE SET updated_at = excluded.updated_at",
+                "INSERT INTO customers (customer_id, created_at, updated_at) VALUES {}
+                 ON CONFLICT (customer_id) DO UPDATE SET updated_at = excluded.updated_at
+                 RETURNING customer_id, currency",
                 placeholders(customers.len(), 3)
             );
-            let mut lock = sqlx::query(&sql);
+            let mut lock = sqlx::query_as::<_, (String, Option<String>)>(&sql);
             for customer in &customers {
                 lock = lock.bind(*customer).bind(now).bind(now);
             }
-            lock.execute(&mut **tx).await?;
+            let mut currencies: HashMap<String, Option<String>> =
+                lock.fetch_all(&mut **tx).await?.into_iter().collect();
 
-            // 3. One currency per customer: refuse orders in another.
-            let sql = format!(
-                "SELECT DISTINCT customer_id, currency FROM orders WHERE currency IS NOT NULL AND customer_id IN ({})",
-                numbered(customers.len())
-            );
-            let mut currencies = sqlx::query_as::<_, (String, String)>(&sql);
-            for customer in &customers {
-                currencies = currencies.bind(*customer);
-            }
-            let mut known: HashMap<String, String> = currencies.fetch_all(&mut **tx).await?.into_iter().collect();
+            // 3. The orders as stored, then every event applied in memory.
+            let order_ids: Vec<&str> = {
+                let mut ids: Vec<&str> = items.iter().map(|i| i.order.order_id.as_str()).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            };
+            let mut states = load_orders(tx, &order_ids).await?;
+            let mut changed: BTreeMap<&str, &OrderRef> = BTreeMap::new();
+            let mut deltas: BTreeMap<&str, (String, Delta)> = BTreeMap::new();
             let mut refused = Vec::new();
-            let mut orders: Vec<&Completed> = Vec::new();
-            let mut seen_orders = HashSet::new();
-            for (item, result) in items.iter().zip(results.iter_mut()) {
-                if result.is_some() {
+            let mut results = Vec::with_capacity(items.len());
+            for (item, fresh) in items.iter().zip(fresh) {
+                if !fresh {
+                    results.push(Ok(Applied::Duplicate));
                     continue;
                 }
-                let (customer, currency) = (&item.order.customer_id.0, &item.order.currency.0);
-                match known.get(customer) {
-                    Some(existing) if existing != currency => {
-                        *result = Some(Err(format!(
-                            "customer {customer} has orders in {existing}; an order in {currency} cannot be added to its totals"
-                        )));
+                let (customer, currency) = (item.order.customer_id.as_str(), item.change.currency());
+                match currencies.get_mut(customer) {
+                    Some(Some(existing)) if existing != currency => {
+                        results.push(Err(refuse(customer, existing, currency)));
                         refused.push(item.event_id.as_str());
                         continue;
                     }
-                    Some(_) => {}
-                    None => {
-                        known.insert(customer.clone(), currency.clone());
-                    }
+                    Some(slot) => *slot = Some(currency.to_owned()),
+                    None => {}
                 }
-                *result = Some(Ok(Applied::Done));
-                // The same order twice in one statement is an error in PostgreSQL; the first wins anyway.
-                if seen_orders.insert(item.order.order_id.0.as_str()) {
-                    orders.push(item);
-                }
+                let old = states.get(&item.order.order_id).cloned().unwrap_or_default();
+                let new = old.apply(&item.change);
+                let delta = Delta::between(&old, &new);
+                deltas.entry(customer).or_insert_with(|| (currency.to_owned(), Delta::default())).1.add(&delta);
+                changed.insert(&item.order.order_id, &item.order);
+                states.insert(item.order.order_id.clone(), new);
+                results.push(Ok(Applied::Done));
             }
 
-            // 4. The orders.
-            if !orders.is_empty() {
-                let sql = format!("{COMPLETED_UPSERT}{}{COMPLETED_CONFLICT}", placeholders(orders.len(), 5));
-                let mut upsert = sqlx::query(&sql);
-                for item in &orders {
-                    let order = &item.order;
-                    upsert = upsert
-                        .bind(&order.order_id.0)
-                        .bind(&order.customer_id.0)
-                        .bind(&order.currency.0)
-                        .bind(item.amount)
-                        .bind(millis(order.completed_at));
-                }
-                upsert.execute(&mut **tx).await?;
-            }
-
-            // 5. Refused events leave nothing behind, not even their claim.
+            // 4. Refused events leave nothing behind, not even their claim.
             if !refused.is_empty() {
-                let sql = format!(
-                    "DELETE FROM inbox WHERE consumer = 'order.completed' AND event_id IN ({})",
-                    numbered(refused.len())
-                );
-                let mut unclaim = sqlx::query(&sql);
+                let sql = format!("DELETE FROM inbox WHERE consumer = $1 AND event_id IN ({})", {
+                    (2..refused.len() + 2).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+                });
+                let mut unclaim = sqlx::query(&sql).bind(self.consumer);
                 for id in &refused {
                     unclaim = unclaim.bind(*id);
                 }
                 unclaim.execute(&mut **tx).await?;
             }
 
-            // 6. The customers' figures.
-            let customers: Vec<String> = customers.into_iter().map(str::to_owned).collect();
-            recompute_customers(tx, &customers).await.map_err(|e| match e {
-                StoreError::Database(e) => e,
-                StoreError::Rejected(reason) => sqlx::Error::Protocol(reason),
-            })?;
-            Ok(results.into_iter().map(|r| r.unwrap_or(Ok(Applied::Duplicate))).collect())
+            // 5. The orders' new states, then each customer's figures.
+            if !changed.is_empty() {
+                let rows: Vec<(&OrderRef, &OrderState)> =
+                    changed.iter().filter_map(|(id, order)| states.get(*id).map(|state| (*order, state))).collect();
+                save_orders(tx, &rows).await?;
+            }
+            for (customer, (currency, delta)) in &deltas {
+                apply_delta(tx, customer, currency, delta).await?;
+            }
+            Ok(results)
         })
     }
-}
-
-/// Creates the customer row if needed; on PostgreSQL this also locks it until
-/// commit, so concurrent events of one customer apply one after the other.
-async fn lock_customer(tx: &mut Tx, customer_id: &str) -> Result<(), StoreError> {
-    let now = now_millis();
-    sqlx::query(
-        "INSERT INTO customers (customer_id, created_at, updated_at) VALUES ($1, $2, $2)
-         ON CONFLICT (customer_id) DO UPDATE SET updated_at = excluded.updated_at",
-    )
-    .bind(customer_id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// A customer's totals are kept in one currency; an order in another is refused.
-async fn check_currency(tx: &mut Tx, customer_id: &str, currency: &str) -> Result<(), StoreError> {
-    let other: Option<(String,)> = sqlx::query_as(
-        "SELECT currency FROM orders WHERE customer_id = $1 AND currency IS NOT NULL AND currency <> $2 LIMIT 1",
-    )
-    .bind(customer_id)
-    .bind(currency)
-    .fetch_optional(&mut **tx)
-    .await?;
-    match other {
-        Some((existing,)) => Err(StoreError::Rejected(format!(
-            "customer {customer_id} has orders in {existing}; an order in {currency} cannot be added to its totals"
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// Derives the customers' figures from their orders. An order counts when it
-/// is completed and not cancelled; it contributes its amount less refunds,
-/// never below zero.
-async fn recompute_customers(tx: &mut Tx, customer_ids: &[String]) -> Result<(), StoreError> {
-    let ids = numbered(customer_ids.len());
-    let sql = format!(
-        "UPDATE customers SET
-           currency = (SELECT MIN(o.currency) FROM orders o WHERE o.customer_id = customers.customer_id),
-           order_count = (SELECT COUNT(*) FROM orders o
-                          WHERE o.customer_id = customers.customer_id AND o.completed_at IS NOT NULL AND o.cancelled_at IS NULL),
-           total_spent_minor = (SELECT COALESCE(SUM(CASE WHEN o.amount_minor > o.refunded_minor
-                                                         THEN o.amount_minor - o.refunded_minor ELSE 0 END), 0)
-                                FROM orders o
-                                WHERE o.customer_id = customers.customer_id AND o.completed_at IS NOT NULL AND o.cancelled_at IS NULL),
-           cancelled_count = (SELECT COUNT(*) FROM orders o WHERE o.customer_id = customers.customer_id AND o.cancelled_at IS NOT NULL),
-           returned_count = (SELECT COALESCE(SUM(o.return_count), 0) FROM orders o WHERE o.customer_id = customers.customer_id),
-           refunded_minor = (SELECT COALESCE(SUM(o.refunded_minor), 0) FROM orders o WHERE o.customer_id = customers.customer_id),
-           first_order_at = (SELECT MIN(o.completed_at) FROM orders o
-                             WHERE o.customer_id = customers.customer_id AND o.completed_at IS NOT NULL AND o.cancelled_at IS NULL),
-           last_order_at = (SELECT MAX(o.completed_at) FROM orders o
-                            WHERE o.customer_id = customers.customer_id AND o.completed_at IS NOT NULL AND o.cancelled_at IS NULL)
-         WHERE customer_id IN ({ids})"
-    );
-    let mut query = sqlx::query(&sql);
-    for id in customer_ids {
-        query = query.bind(id);
-    }
-    query.execute(&mut **tx).await?;
-    Ok(())
 }

@@ -1,0 +1,173 @@
+//! What an order event does to its order, and what the order's change does
+//! to its customer's figures. Pure functions: the SQL lives in `consumers`.
+//!
+//! An order *counts* when it is completed and not cancelled; it contributes
+//! its amount less its refunds, never below zero. Applying an event keeps the
+//! first value of every fact (`COALESCE`), so any arrival order of an order's
+//! events ends in the same state, and a customer's figures change by the
+//! difference between the order's contribution before and after: O(1) per
+//! event, whatever the customer's history.
+
+/// What is known of one order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderState {
+    pub currency: Option<String>,
+    pub amount_minor: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub cancelled_at: Option<i64>,
+    pub refunded_minor: i64,
+    pub return_count: i64,
+}
+
+/// One order event, amounts in minor units, times in epoch milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderEvent {
+    Completed { currency: String, amount: i64, at: i64 },
+    Cancelled { currency: String, amount: i64, at: i64 },
+    Returned { currency: String, refund: i64 },
+}
+
+impl OrderEvent {
+    pub fn currency(&self) -> &str {
+        match self {
+            OrderEvent::Completed { currency, .. }
+            | OrderEvent::Cancelled { currency, .. }
+            | OrderEvent::Returned { currency, .. } => currency,
+        }
+    }
+}
+
+impl OrderState {
+    /// The state after `event`.
+    pub fn apply(&self, event: &OrderEvent) -> OrderState {
+        let mut next = self.clone();
+        next.currency = next.currency.or_else(|| Some(event.currency().to_owned()));
+        match *event {
+            OrderEvent::Completed { amount, at, .. } => {
+                next.amount_minor = next.amount_minor.or(Some(amount));
+                next.completed_at = next.completed_at.or(Some(at));
+            }
+            OrderEvent::Cancelled { amount, at, .. } => {
+                next.amount_minor = next.amount_minor.or(Some(amount));
+                next.cancelled_at = next.cancelled_at.or(Some(at));
+            }
+            OrderEvent::Returned { refund, .. } => {
+                next.refunded_minor += refund;
+                next.return_count += 1;
+            }
+        }
+        next
+    }
+
+    /// Completed and not cancelled.
+    pub fn counts(&self) -> bool {
+        self.completed_at.is_some() && self.cancelled_at.is_none()
+    }
+
+    /// What it adds to the customer's total spent.
+    pub fn contribution(&self) -> i64 {
+        if self.counts() { (self.amount_minor.unwrap_or(0) - self.refunded_minor).max(0) } else { 0 }
+    }
+}
+
+/// The change of a customer's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delta {
+    pub orders: i64,
+    pub spent: i64,
+    pub cancelled: i64,
+    pub returns: i64,
+    pub refunded: i64,
+    /// The earliest and latest completion among orders that started counting.
+    pub first_counted: Option<i64>,
+    pub last_counted: Option<i64>,
+    /// An order stopped counting: first/last order times must be recomputed.
+    pub uncounted: bool,
+}
+
+impl Delta {
+    /// The change when one order goes from `old` to `new`.
+    pub fn between(old: &OrderState, new: &OrderState) -> Delta {
+        let started = new.counts() && !old.counts();
+        Delta {
+            orders: i64::from(new.counts()) - i64::from(old.counts()),
+            spent: new.contribution() - old.contribution(),
+            cancelled: i64::from(new.cancelled_at.is_some()) - i64::from(old.cancelled_at.is_some()),
+            returns: new.return_count - old.return_count,
+            refunded: new.refunded_minor - old.refunded_minor,
+            first_counted: if started { new.completed_at } else { None },
+            last_counted: if started { new.completed_at } else { None },
+            uncounted: old.counts() && !new.counts(),
+        }
+    }
+
+    /// Both changes together.
+    pub fn add(&mut self, other: &Delta) {
+        self.orders += other.orders;
+        self.spent += other.spent;
+        self.cancelled += other.cancelled;
+        self.returns += other.returns;
+        self.refunded += other.refunded;
+        self.first_counted = min_some(self.first_counted, other.first_counted);
+        self.last_counted = self.last_counted.max(other.last_counted);
+        self.uncounted |= other.uncounted;
+    }
+}
+
+fn min_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn completed(amount: i64, at: i64) -> OrderEvent {
+        OrderEvent::Completed { currency: "EUR".into(), amount, at }
+    }
+    fn cancelled(amount: i64) -> OrderEvent {
+        OrderEvent::Cancelled { currency: "EUR".into(), amount, at: 99 }
+    }
+    fn returned(refund: i64) -> OrderEvent {
+        OrderEvent::Returned { currency: "EUR".into(), refund }
+    }
+
+    /// Every permutation of the events ends in the same state, and the
+    /// deltas along the way add up to the final contribution.
+    #[test]
+    fn any_arrival_order_gives_the_same_state_and_the_deltas_add_up() {
+        let events = [completed(1000, 5), returned(300), cancelled(1000), returned(900)];
+        let mut finals = Vec::new();
+        // Every order of the four events: the 4-digit base-4 numbers with distinct digits.
+        for code in 0..256usize {
+            let order = [code % 4, code / 4 % 4, code / 16 % 4, code / 64];
+            if (0..4).any(|i| !order.contains(&i)) {
+                continue;
+            }
+            let mut state = OrderState::default();
+            let mut total = Delta::default();
+            for i in order {
+                let next = state.apply(&events[i]);
+                total.add(&Delta::between(&state, &next));
+                state = next;
+            }
+            assert_eq!(total.spent, state.contribution());
+            assert_eq!(total.orders, i64::from(state.counts()));
+            finals.push(state);
+        }
+        assert_eq!(finals.len(), 24);
+        assert!(finals.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[test]
+    fn refunds_never_take_a_contribution_below_zero_and_duplicates_change_nothing() {
+        let state = OrderState::default().apply(&completed(1000, 5));
+        let refunded = state.apply(&returned(1500));
+        assert_eq!(refunded.contribution(), 0);
+        assert_eq!(Delta::between(&state, &refunded).spent, -1000);
+        assert_eq!(state.apply(&completed(1000, 7)), state, "the same order completed again");
+    }
+}
