@@ -12,7 +12,7 @@ use futures_util::future::BoxFuture;
 use crate::commit::BatchEffect;
 use crate::contracts::{AuthLogin, AuthPasswordChanged, OrderCancelled, OrderCompleted, OrderReturned};
 use crate::orders::{Delta, OrderEvent, OrderState};
-use crate::store::{Applied, Store, StoreError, Tx, millis, now_millis};
+use crate::store::{Applied, Backend, Store, StoreError, Tx, millis, now_millis};
 
 /// The worker's consumers, sharing the store.
 pub struct CustomerConsumers {
@@ -32,11 +32,12 @@ impl CustomerConsumers {
         order: OrderRef,
         change: OrderEvent,
     ) -> Result<(), HandlerError> {
+        let backend = self.store.backend();
         let applied = self
             .store
             .apply(topic, event_id, move |tx| {
                 let (order, change) = (order.clone(), change.clone());
-                Box::pin(async move { apply_order_event(tx, &order, &change).await })
+                Box::pin(async move { apply_order_event(tx, backend, &order, &change).await })
             })
             .await
             .map_err(StoreError::into_handler_error)?;
@@ -97,7 +98,8 @@ impl CustomerConsumers {
             results[item.index] = Some(result);
         } else if !items.is_empty() {
             let indices: Vec<(usize, String)> = items.iter().map(|i| (i.index, i.event_id.clone())).collect();
-            match self.store.apply_batch(OrderBatch { consumer: "order.completed", items }).await {
+            let batch = OrderBatch { consumer: "order.completed", backend: self.store.backend(), items };
+            match self.store.apply_batch(batch).await {
                 Ok(per_entry) => {
                     for ((index, event_id), result) in indices.into_iter().zip(per_entry) {
                         if let Ok(applied) = &result {
@@ -206,19 +208,24 @@ impl CustomerConsumers {
     }
 }
 
-/// `$1, $2, …, $n`.
-fn numbered(n: usize) -> String {
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+/// Placeholder `n` (from 1): `$n` for PostgreSQL; `?` for SQLite, where sqlx
+/// resolves every `$n` by name, which costs O(n) per parameter in the long
+/// multi-row statements below.
+fn placeholder(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Sqlite => "?".to_owned(),
+        Backend::Postgres => format!("${n}"),
+    }
 }
 
-/// `($1, $2, …), ($k, …)`: `rows` rows of `columns` numbered placeholders.
-fn placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            format!("({})", (1..=columns).map(|c| format!("${}", row * columns + c)).collect::<Vec<_>>().join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `p1, p2, …, pn`, numbered from `from`.
+fn numbered(backend: Backend, from: usize, n: usize) -> String {
+    (from..from + n).map(|i| placeholder(backend, i)).collect::<Vec<_>>().join(", ")
+}
+
+/// `(p1, p2, …), (pk, …)`: `rows` rows of `columns` placeholders.
+fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
+    (0..rows).map(|row| format!("({})", numbered(backend, row * columns + 1, columns))).collect::<Vec<_>>().join(", ")
 }
 
 fn refuse(customer: &str, existing: &str, currency: &str) -> String {
@@ -252,11 +259,15 @@ fn state_of(row: OrderRow) -> (String, OrderState) {
     (order_id, OrderState { currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count })
 }
 
-async fn load_orders(tx: &mut Tx, order_ids: &[&str]) -> Result<HashMap<String, OrderState>, sqlx::Error> {
+async fn load_orders(
+    tx: &mut Tx,
+    backend: Backend,
+    order_ids: &[&str],
+) -> Result<HashMap<String, OrderState>, sqlx::Error> {
     let sql = format!(
         "SELECT order_id, currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count
          FROM orders WHERE order_id IN ({})",
-        numbered(order_ids.len())
+        numbered(backend, 1, order_ids.len())
     );
     let mut query = sqlx::query_as::<_, OrderRow>(&sql);
     for id in order_ids {
@@ -265,12 +276,12 @@ async fn load_orders(tx: &mut Tx, order_ids: &[&str]) -> Result<HashMap<String, 
     Ok(query.fetch_all(&mut **tx).await?.into_iter().map(state_of).collect())
 }
 
-async fn save_orders(tx: &mut Tx, orders: &[(&OrderRef, &OrderState)]) -> Result<(), sqlx::Error> {
+async fn save_orders(tx: &mut Tx, backend: Backend, orders: &[(&OrderRef, &OrderState)]) -> Result<(), sqlx::Error> {
     let sql = format!(
         "INSERT INTO orders ({ORDER_COLUMNS}) VALUES {} ON CONFLICT (order_id) DO UPDATE SET
            currency = excluded.currency, amount_minor = excluded.amount_minor, completed_at = excluded.completed_at,
            cancelled_at = excluded.cancelled_at, refunded_minor = excluded.refunded_minor, return_count = excluded.return_count",
-        placeholders(orders.len(), 8)
+        placeholders(backend, orders.len(), 8)
     );
     let mut query = sqlx::query(&sql);
     for (order, state) in orders {
@@ -288,64 +299,101 @@ async fn save_orders(tx: &mut Tx, orders: &[(&OrderRef, &OrderState)]) -> Result
     Ok(())
 }
 
-/// Moves a customer's figures by `delta`.
-async fn apply_delta(tx: &mut Tx, customer_id: &str, currency: &str, delta: &Delta) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// Moves each customer's figures by its delta, in one statement.
+async fn apply_deltas(tx: &mut Tx, backend: Backend, deltas: &[(&str, &str, &Delta)]) -> Result<(), sqlx::Error> {
+    const COLUMNS: [&str; 9] = [
+        "customer_id",
+        "currency",
+        "orders",
+        "spent",
+        "cancelled",
+        "returns",
+        "refunded",
+        "first_counted",
+        "last_counted",
+    ];
+    let rows: Vec<String> = (0..deltas.len())
+        .map(|row| {
+            let cells: Vec<String> = COLUMNS
+                .iter()
+                .enumerate()
+                .map(|(c, name)| format!("{} AS {name}", placeholder(backend, row * 9 + c + 1)))
+                .collect();
+            format!("SELECT {}", cells.join(", "))
+        })
+        .collect();
+    let sql = format!(
         "UPDATE customers SET
-           currency = COALESCE(currency, $2),
-           order_count = order_count + $3,
-           total_spent_minor = total_spent_minor + $4,
-           cancelled_count = cancelled_count + $5,
-           returned_count = returned_count + $6,
-           refunded_minor = refunded_minor + $7,
-           first_order_at = CASE WHEN $8 IS NOT NULL AND (first_order_at IS NULL OR $8 < first_order_at) THEN $8 ELSE first_order_at END,
-           last_order_at = CASE WHEN $9 IS NOT NULL AND (last_order_at IS NULL OR $9 > last_order_at) THEN $9 ELSE last_order_at END
-         WHERE customer_id = $1",
-    )
-    .bind(customer_id)
-    .bind(currency)
-    .bind(delta.orders)
-    .bind(delta.spent)
-    .bind(delta.cancelled)
-    .bind(delta.returns)
-    .bind(delta.refunded)
-    .bind(delta.first_counted)
-    .bind(delta.last_counted)
-    .execute(&mut **tx)
-    .await?;
-    if delta.uncounted {
-        // An order stopped counting (a cancellation): its time may have been
-        // the first or last one; only this rare case reads the history.
-        sqlx::query(
-            "UPDATE customers SET
-               first_order_at = (SELECT MIN(o.completed_at) FROM orders o
-                                 WHERE o.customer_id = $1 AND o.completed_at IS NOT NULL AND o.cancelled_at IS NULL),
-               last_order_at = (SELECT MAX(o.completed_at) FROM orders o
-                                WHERE o.customer_id = $1 AND o.completed_at IS NOT NULL AND o.cancelled_at IS NULL)
-             WHERE customer_id = $1",
-        )
-        .bind(customer_id)
-        .execute(&mut **tx)
-        .await?;
+           currency = COALESCE(customers.currency, d.currency),
+           order_count = customers.order_count + d.orders,
+           total_spent_minor = customers.total_spent_minor + d.spent,
+           cancelled_count = customers.cancelled_count + d.cancelled,
+           returned_count = customers.returned_count + d.returns,
+           refunded_minor = customers.refunded_minor + d.refunded,
+           first_order_at = CASE WHEN d.first_counted IS NOT NULL
+                                  AND (customers.first_order_at IS NULL OR d.first_counted < customers.first_order_at)
+                                 THEN d.first_counted ELSE customers.first_order_at END,
+           last_order_at = CASE WHEN d.last_counted IS NOT NULL
+                                 AND (customers.last_order_at IS NULL OR d.last_counted > customers.last_order_at)
+                                THEN d.last_counted ELSE customers.last_order_at END
+         FROM ({}) AS d
+         WHERE customers.customer_id = d.customer_id",
+        rows.join(" UNION ALL ")
+    );
+    let mut query = sqlx::query(&sql);
+    for (customer, currency, delta) in deltas {
+        query = query
+            .bind(*customer)
+            .bind(*currency)
+            .bind(delta.orders)
+            .bind(delta.spent)
+            .bind(delta.cancelled)
+            .bind(delta.returns)
+            .bind(delta.refunded)
+            .bind(delta.first_counted)
+            .bind(delta.last_counted);
+    }
+    query.execute(&mut **tx).await?;
+    for (customer, _, delta) in deltas {
+        if delta.uncounted {
+            // An order stopped counting (a cancellation): its time may have
+            // been the first or last one; only this rare case reads history.
+            sqlx::query(
+                "UPDATE customers SET
+                   first_order_at = (SELECT MIN(o.completed_at) FROM orders o
+                                     WHERE o.customer_id = $1 AND o.completed_at IS NOT NULL AND o.cancelled_at IS NULL),
+                   last_order_at = (SELECT MAX(o.completed_at) FROM orders o
+                                    WHERE o.customer_id = $1 AND o.completed_at IS NOT NULL AND o.cancelled_at IS NULL)
+                 WHERE customer_id = $1",
+            )
+            .bind(*customer)
+            .execute(&mut **tx)
+            .await?;
+        }
     }
     Ok(())
 }
 
 /// One order event: lock the customer, check the currency, move the order
 /// and the customer's figures.
-async fn apply_order_event(tx: &mut Tx, order: &OrderRef, change: &OrderEvent) -> Result<(), StoreError> {
+async fn apply_order_event(
+    tx: &mut Tx,
+    backend: Backend,
+    order: &OrderRef,
+    change: &OrderEvent,
+) -> Result<(), StoreError> {
     let currency = change.currency();
     if let Some(existing) = lock_customer(tx, &order.customer_id).await?
         && existing != currency
     {
         return Err(StoreError::Rejected(refuse(&order.customer_id, &existing, currency)));
     }
-    let old = load_orders(tx, &[&order.order_id]).await?.remove(&order.order_id).unwrap_or_default();
+    let old = load_orders(tx, backend, &[&order.order_id]).await?.remove(&order.order_id).unwrap_or_default();
     let new = old.apply(change);
     if new != old {
-        save_orders(tx, &[(order, &new)]).await?;
+        save_orders(tx, backend, &[(order, &new)]).await?;
+        apply_deltas(tx, backend, &[(&order.customer_id, currency, &Delta::between(&old, &new))]).await?;
     }
-    apply_delta(tx, &order.customer_id, currency, &Delta::between(&old, &new)).await?;
     Ok(())
 }
 
@@ -361,18 +409,19 @@ struct Item {
 /// one update per customer.
 struct OrderBatch {
     consumer: &'static str,
+    backend: Backend,
     items: Vec<Item>,
 }
 
 impl BatchEffect for OrderBatch {
     fn apply<'t>(&'t self, tx: &'t mut Tx) -> BoxFuture<'t, Result<Vec<Result<Applied, String>>, sqlx::Error>> {
         Box::pin(async move {
-            let items = &self.items;
+            let (items, backend) = (&self.items, self.backend);
             let now = now_millis();
             // 1. Claim the inbox rows; the ids returned are the new ones.
             let sql = format!(
                 "INSERT INTO inbox (consumer, event_id, processed_at) VALUES {} ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id",
-                placeholders(items.len(), 3)
+                placeholders(backend, items.len(), 3)
             );
             let mut claim = sqlx::query_as::<_, (String,)>(&sql);
             for item in items {
@@ -397,7 +446,7 @@ impl BatchEffect for OrderBatch {
                 "INSERT INTO customers (customer_id, created_at, updated_at) VALUES {}
                  ON CONFLICT (customer_id) DO UPDATE SET updated_at = excluded.updated_at
                  RETURNING customer_id, currency",
-                placeholders(customers.len(), 3)
+                placeholders(backend, customers.len(), 3)
             );
             let mut lock = sqlx::query_as::<_, (String, Option<String>)>(&sql);
             for customer in &customers {
@@ -413,7 +462,7 @@ impl BatchEffect for OrderBatch {
                 ids.dedup();
                 ids
             };
-            let mut states = load_orders(tx, &order_ids).await?;
+            let mut states = load_orders(tx, backend, &order_ids).await?;
             let mut changed: BTreeMap<&str, &OrderRef> = BTreeMap::new();
             let mut deltas: BTreeMap<&str, (String, Delta)> = BTreeMap::new();
             let mut refused = Vec::new();
@@ -444,9 +493,11 @@ impl BatchEffect for OrderBatch {
 
             // 4. Refused events leave nothing behind, not even their claim.
             if !refused.is_empty() {
-                let sql = format!("DELETE FROM inbox WHERE consumer = $1 AND event_id IN ({})", {
-                    (2..refused.len() + 2).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
-                });
+                let sql = format!(
+                    "DELETE FROM inbox WHERE consumer = {} AND event_id IN ({})",
+                    placeholder(backend, 1),
+                    numbered(backend, 2, refused.len())
+                );
                 let mut unclaim = sqlx::query(&sql).bind(self.consumer);
                 for id in &refused {
                     unclaim = unclaim.bind(*id);
@@ -458,10 +509,15 @@ impl BatchEffect for OrderBatch {
             if !changed.is_empty() {
                 let rows: Vec<(&OrderRef, &OrderState)> =
                     changed.iter().filter_map(|(id, order)| states.get(*id).map(|state| (*order, state))).collect();
-                save_orders(tx, &rows).await?;
+                save_orders(tx, backend, &rows).await?;
             }
-            for (customer, (currency, delta)) in &deltas {
-                apply_delta(tx, customer, currency, delta).await?;
+            let deltas: Vec<(&str, &str, &Delta)> = deltas
+                .iter()
+                .filter(|(_, (_, d))| *d != Delta::default())
+                .map(|(c, (cur, d))| (*c, cur.as_str(), d))
+                .collect();
+            if !deltas.is_empty() {
+                apply_deltas(tx, backend, &deltas).await?;
             }
             Ok(results)
         })
