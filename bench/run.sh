@@ -14,9 +14,10 @@ cd "$(dirname "$0")/.."
 mode=full
 [ "${1:-}" = "--smoke" ] && mode=smoke
 if [ "$mode" = smoke ]; then
-  single=300; worker_single=300; bulk_events=1000; warmup=50
+  single=300; worker_single=300; bulk_events=1000; warmup=50; repeats=1
 else
-  single=30000; worker_single=6000; bulk_events=50000; warmup=1000
+  # Baselines run three times; the report keeps the median by server CPU.
+  single=30000; worker_single=6000; bulk_events=50000; warmup=1000; repeats=3
 fi
 
 out=target/bench
@@ -60,12 +61,14 @@ drive() { # label concurrency bulk events
     --bulk "$3" --events "$4" --warmup "$warmup" --connections 2 --server-pid "$server_pid" >> "$results"
 }
 
-for kind in floor dapr-sdk eventbus; do
-  start_server "$bin/baseline-server" "$kind" --addr "127.0.0.1:$port"
-  for c in 1 16 64; do drive "$kind" "$c" 0 "$single"; done
-  # The dapr crate's AppCallbackService panics on bulk (todo!()), so no bulk row for it.
-  if [ "$kind" != dapr-sdk ]; then drive "$kind" 16 100 "$bulk_events"; fi
-  stop_server
+for _ in $(seq 1 "$repeats"); do
+  for kind in floor dapr-sdk eventbus; do
+    start_server "$bin/baseline-server" "$kind" --addr "127.0.0.1:$port"
+    for c in 1 16 64; do drive "$kind" "$c" 0 "$single"; done
+    # The dapr crate's AppCallbackService panics on bulk (todo!()), so no bulk row for it.
+    if [ "$kind" != dapr-sdk ]; then drive "$kind" 16 100 "$bulk_events"; fi
+    stop_server
+  done
 done
 
 worker() { # label database-url

@@ -165,6 +165,20 @@ pub use event::{DecodeError, Envelope, Event, EventData, Extensions, Protobuf, R
 /// assert_eq!(server.subscriptions().len(), 2);
 /// ```
 ///
+/// A handler that takes `Vec<Event<T>>` (and returns one result per event,
+/// e.g. `Vec<Result<(), HandlerError>>`) receives each bulk request whole, so
+/// it can write the batch in one transaction; single events reach it as a
+/// batch of one, and entries that do not decode are dropped before the call:
+///
+/// ```
+/// use eventbus::{Event, HandlerError, subscribe};
+///
+/// #[subscribe("product.updated", bulk(max_messages = 100, max_await_ms = 200))]
+/// async fn index(products: Vec<Event<serde_json::Value>>) -> Vec<Result<(), HandlerError>> {
+///     products.iter().map(|_| Ok(())).collect()
+/// }
+/// ```
+///
 /// Mistakes are compile errors on the offending token: a missing, empty or
 /// spaced topic; an unknown or repeated option; a non-async or generic
 /// function; no `Event<T>` argument; an argument the framework cannot supply;
@@ -175,7 +189,7 @@ pub use eventbus_macros::subscribe;
 /// [`macro@subscribe`]. Takes `crate = "path"` when `eventbus` is re-exported.
 pub use eventbus_macros::consumer;
 pub use outcome::{ACK, HandlerResult, IntoOutcome, Outcome};
-pub use registry::{Registry, Route};
+pub use registry::{Registry, Route, RouteMetrics};
 pub use server::{
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PORT, Job, Server, ServerBuilder, ServerHandle, TOKEN_ENV, TOKEN_HEADER,
     shutdown_signal,

@@ -18,6 +18,49 @@ pub struct Route {
     topic: String,
     timeout: Option<Duration>,
     limiter: Option<Arc<Semaphore>>,
+    metrics: RouteMetrics,
+}
+
+/// The route's metric handles, registered once when the server is built (so
+/// install your `metrics` recorder before building it), not per event.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    /// `eventbus_events_total{pubsub, topic, outcome}`, by outcome.
+    pub success: metrics::Counter,
+    /// See `success`.
+    pub retry: metrics::Counter,
+    /// See `success`.
+    pub drop: metrics::Counter,
+    /// `eventbus_handler_duration_seconds{pubsub, topic}`.
+    pub duration: metrics::Histogram,
+    /// `eventbus_events_in_flight{pubsub, topic}`.
+    pub in_flight: metrics::Gauge,
+}
+
+impl RouteMetrics {
+    fn new(pubsub: &str, topic: &str) -> Self {
+        let labels = [("pubsub", pubsub.to_owned()), ("topic", topic.to_owned())];
+        let total = |outcome: &'static str| {
+            let [pubsub, topic] = labels.clone();
+            metrics::counter!("eventbus_events_total", &[pubsub, topic, ("outcome", outcome.to_owned())])
+        };
+        RouteMetrics {
+            success: total("success"),
+            retry: total("retry"),
+            drop: total("drop"),
+            duration: metrics::histogram!("eventbus_handler_duration_seconds", &labels),
+            in_flight: metrics::gauge!("eventbus_events_in_flight", &labels),
+        }
+    }
+
+    /// The counter of `outcome`.
+    pub fn total(&self, outcome: crate::Outcome) -> &metrics::Counter {
+        match outcome {
+            crate::Outcome::Success => &self.success,
+            crate::Outcome::Retry => &self.retry,
+            crate::Outcome::Drop => &self.drop,
+        }
+    }
 }
 
 impl Route {
@@ -44,6 +87,10 @@ impl Route {
     /// The concurrency limiter shared by the events of this route, if any.
     pub fn limiter(&self) -> Option<&Arc<Semaphore>> {
         self.limiter.as_ref()
+    }
+    /// The route's metric handles.
+    pub fn metrics(&self) -> &RouteMetrics {
+        &self.metrics
     }
 }
 
@@ -126,6 +173,7 @@ impl Registry {
                 topic: topic.clone(),
                 timeout: subscription.timeout.or(defaults.timeout),
                 limiter,
+                metrics: RouteMetrics::new(&pubsub, &topic),
             });
 
             let entry_index = match entries

@@ -8,10 +8,12 @@ use super::{EventFuture, EventRequest};
 use crate::outcome::Outcome;
 
 /// Records, through the `metrics` facade (install any recorder, e.g.
-/// `metrics-exporter-prometheus`):
+/// `metrics-exporter-prometheus`, before building the server: the handles
+/// are registered once per route):
 ///
 /// - `eventbus_events_total{pubsub, topic, outcome}` (counter)
-/// - `eventbus_handler_duration_seconds{pubsub, topic}` (histogram)
+/// - `eventbus_handler_duration_seconds{pubsub, topic}` (histogram; for a
+/// batch consumer, one observation per batch)
 /// - `eventbus_events_in_flight{pubsub, topic}` (gauge)
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MetricsLayer;
@@ -43,19 +45,18 @@ where
     }
 
     fn call(&mut self, request: EventRequest) -> Self::Future {
-        let labels = [("pubsub", request.route.pubsub().to_owned()), ("topic", request.route.topic().to_owned())];
-        let in_flight = metrics::gauge!("eventbus_events_in_flight", &labels);
-        in_flight.increment(1.0);
+        // Handles registered with the route: no label allocation per event.
+        let route = request.route.clone();
+        route.metrics().in_flight.increment(1.0);
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(async move {
             let result = future.await;
-            in_flight.decrement(1.0);
-            metrics::histogram!("eventbus_handler_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+            let metrics = route.metrics();
+            metrics.in_flight.decrement(1.0);
+            metrics.duration.record(started.elapsed().as_secs_f64());
             if let Ok(outcome) = &result {
-                let [pubsub, topic] = labels;
-                metrics::counter!("eventbus_events_total", &[pubsub, topic, ("outcome", outcome.as_str().to_owned())])
-                    .increment(1);
+                metrics.total(*outcome).increment(1);
             }
             result
         })

@@ -169,12 +169,7 @@ impl Shared {
         }
         let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Retry)).collect();
         for outcome in &outcomes {
-            let labels = [
-                ("pubsub", route.pubsub().to_owned()),
-                ("topic", route.topic().to_owned()),
-                ("outcome", outcome.as_str().to_owned()),
-            ];
-            metrics::counter!("eventbus_events_total", &labels).increment(1);
+            route.metrics().total(*outcome).increment(1);
         }
         tracing::debug!(handler, entries = outcomes.len(), "batch handled");
         outcomes
@@ -199,8 +194,7 @@ impl Shared {
             Some(limit) => tokio::time::timeout(limit, guarded).await.ok(),
             None => Some(guarded.await),
         };
-        metrics::histogram!("eventbus_batch_duration_seconds", "topic" => route.topic().to_owned())
-            .record(started.elapsed().as_secs_f64());
+        route.metrics().duration.record(started.elapsed().as_secs_f64());
         match result {
             None => {
                 tracing::warn!(
