@@ -115,3 +115,6 @@ print("| target | measured | met |")
 print("|---|---:|:---:|")
 for name, value, met in checks:
     print(f"| {name} | {value} | {'yes' if met else '**no**'} |")
+
+print()
+print(open("bench/notes.md").read().rstrip())

@@ -13,7 +13,7 @@ use crate::outcome::Outcome;
 ///
 /// - `eventbus_events_total{pubsub, topic, outcome}` (counter)
 /// - `eventbus_handler_duration_seconds{pubsub, topic}` (histogram; for a
-/// batch consumer, one observation per batch)
+///   batch consumer, one observation per batch)
 /// - `eventbus_events_in_flight{pubsub, topic}` (gauge)
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MetricsLayer;
