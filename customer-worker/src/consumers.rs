@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use tokio::sync::{mpsc, oneshot};
+
 use eventbus::{Event, HandlerError, subscribe};
 use futures_util::future::BoxFuture;
 
@@ -17,32 +19,60 @@ use crate::store::{Applied, Backend, Store, StoreError, Tx, millis, now_millis};
 /// The worker's consumers, sharing the store.
 pub struct CustomerConsumers {
     store: Store,
+    /// Single order events, written together by [`write_order_batches`].
+    orders: mpsc::Sender<Pending>,
+}
+
+/// Most single order events written together.
+const ORDER_BATCH: usize = 256;
+
+/// A single order event waiting for its batch.
+struct Pending {
+    item: Item,
+    reply: oneshot::Sender<Result<Applied, StoreError>>,
 }
 
 impl CustomerConsumers {
+    /// The consumers; starts the task that writes single order events in
+    /// batches (it stops when the consumers are dropped).
     pub fn new(store: Store) -> Self {
-        CustomerConsumers { store }
+        let (orders, queue) = mpsc::channel(ORDER_BATCH * 4);
+        tokio::spawn(write_order_batches(store.clone(), queue));
+        CustomerConsumers { store, orders }
     }
 
-    /// Applies one order event in the group-committed transaction.
-    async fn order_event(
-        &self,
-        topic: &'static str,
-        event_id: &str,
-        order: OrderRef,
-        change: OrderEvent,
-    ) -> Result<(), HandlerError> {
-        let backend = self.store.backend();
-        let applied = self
-            .store
-            .apply(topic, event_id, move |tx| {
-                let (order, change) = (order.clone(), change.clone());
-                Box::pin(async move { apply_order_event(tx, backend, &order, &change).await })
-            })
-            .await
-            .map_err(StoreError::into_handler_error)?;
-        log_applied(event_id, topic, applied);
+    /// Applies one order event: it joins the order events arriving at the
+    /// same time, written with the multi-row statements of a bulk batch.
+    async fn order_event(&self, item: Item) -> Result<(), HandlerError> {
+        let (topic, event_id) = (item.consumer, item.event_id.clone());
+        let (reply, result) = oneshot::channel();
+        let closed = || HandlerError::transient(anyhow::anyhow!("the order writer has stopped"));
+        self.orders.send(Pending { item, reply }).await.map_err(|_| closed())?;
+        let applied = result.await.map_err(|_| closed())?.map_err(StoreError::into_handler_error)?;
+        log_applied(&event_id, topic, applied);
         Ok(())
+    }
+}
+
+/// Takes every single order event queued (up to [`ORDER_BATCH`]) and writes
+/// them as one batch; while a batch is written the next one fills up.
+async fn write_order_batches(store: Store, mut queue: mpsc::Receiver<Pending>) {
+    let mut pending = Vec::with_capacity(ORDER_BATCH);
+    while queue.recv_many(&mut pending, ORDER_BATCH).await > 0 {
+        let (items, replies): (Vec<Item>, Vec<_>) = pending.drain(..).map(|p| (p.item, p.reply)).unzip();
+        match store.apply_batch(OrderBatch { backend: store.backend(), items }).await {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Database(sqlx::Error::Protocol(message.clone()))));
+                }
+            }
+        }
     }
 }
 
@@ -86,19 +116,26 @@ impl CustomerConsumers {
                     };
                     let target =
                         OrderRef { order_id: order.order_id.0.clone(), customer_id: order.customer_id.0.clone() };
-                    items.push(Item { index, event_id: event.id().to_owned(), order: target, change });
+                    items.push(Item {
+                        consumer: "order.completed",
+                        index,
+                        event_id: event.id().to_owned(),
+                        order: target,
+                        change,
+                    });
                     results.push(None);
                 }
                 Err(error) => results.push(Some(Err(error))),
             }
         }
-        if let [item] = items.as_slice() {
-            let result =
-                self.order_event("order.completed", &item.event_id, item.order.clone(), item.change.clone()).await;
-            results[item.index] = Some(result);
+        if items.len() == 1 {
+            // A single event joins the other order events arriving now.
+            let item = items.remove(0);
+            let index = item.index;
+            results[index] = Some(self.order_event(item).await);
         } else if !items.is_empty() {
             let indices: Vec<(usize, String)> = items.iter().map(|i| (i.index, i.event_id.clone())).collect();
-            let batch = OrderBatch { consumer: "order.completed", backend: self.store.backend(), items };
+            let batch = OrderBatch { backend: self.store.backend(), items };
             match self.store.apply_batch(batch).await {
                 Ok(per_entry) => {
                     for ((index, event_id), result) in indices.into_iter().zip(per_entry) {
@@ -130,7 +167,14 @@ impl CustomerConsumers {
             at: millis(order.cancelled_at),
         };
         let target = OrderRef { order_id: order.order_id.0.clone(), customer_id: order.customer_id.0.clone() };
-        self.order_event("order.cancelled", event.id(), target, change).await
+        self.order_event(Item {
+            consumer: "order.cancelled",
+            index: 0,
+            event_id: event.id().to_owned(),
+            order: target,
+            change,
+        })
+        .await
     }
 
     /// The refund leaves the order's contribution (never below zero); the
@@ -144,7 +188,14 @@ impl CustomerConsumers {
         }
         let change = OrderEvent::Returned { currency: order.currency.0.clone(), refund };
         let target = OrderRef { order_id: order.order_id.0.clone(), customer_id: order.customer_id.0.clone() };
-        self.order_event("order.returned", event.id(), target, change).await
+        self.order_event(Item {
+            consumer: "order.returned",
+            index: 0,
+            event_id: event.id().to_owned(),
+            order: target,
+            change,
+        })
+        .await
     }
 
     /// `last_login_at` becomes the later of the stored and the event's time.
@@ -374,41 +425,20 @@ async fn apply_deltas(tx: &mut Tx, backend: Backend, deltas: &[(&str, &str, &Del
     Ok(())
 }
 
-/// One order event: lock the customer, check the currency, move the order
-/// and the customer's figures.
-async fn apply_order_event(
-    tx: &mut Tx,
-    backend: Backend,
-    order: &OrderRef,
-    change: &OrderEvent,
-) -> Result<(), StoreError> {
-    let currency = change.currency();
-    if let Some(existing) = lock_customer(tx, &order.customer_id).await?
-        && existing != currency
-    {
-        return Err(StoreError::Rejected(refuse(&order.customer_id, &existing, currency)));
-    }
-    let old = load_orders(tx, backend, &[&order.order_id]).await?.remove(&order.order_id).unwrap_or_default();
-    let new = old.apply(change);
-    if new != old {
-        save_orders(tx, backend, &[(order, &new)]).await?;
-        apply_deltas(tx, backend, &[(&order.customer_id, currency, &Delta::between(&old, &new))]).await?;
-    }
-    Ok(())
-}
-
 /// One event of a batch.
 struct Item {
+    /// The consumer (topic) whose inbox row it claims.
+    consumer: &'static str,
+    /// Its place in the batch the handler received.
     index: usize,
     event_id: String,
     order: OrderRef,
     change: OrderEvent,
 }
 
-/// A batch of order events, written with a fixed number of statements plus
-/// one update per customer.
+/// A batch of order events (of any of the three order topics), written with
+/// a fixed number of statements whatever its size.
 struct OrderBatch {
-    consumer: &'static str,
     backend: Backend,
     items: Vec<Item>,
 }
@@ -420,16 +450,18 @@ impl BatchEffect for OrderBatch {
             let now = now_millis();
             // 1. Claim the inbox rows; the ids returned are the new ones.
             let sql = format!(
-                "INSERT INTO inbox (consumer, event_id, processed_at) VALUES {} ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id",
+                "INSERT INTO inbox (consumer, event_id, processed_at) VALUES {}
+                 ON CONFLICT (consumer, event_id) DO NOTHING RETURNING consumer, event_id",
                 placeholders(backend, items.len(), 3)
             );
-            let mut claim = sqlx::query_as::<_, (String,)>(&sql);
+            let mut claim = sqlx::query_as::<_, (String, String)>(&sql);
             for item in items {
-                claim = claim.bind(self.consumer).bind(&item.event_id).bind(now);
+                claim = claim.bind(item.consumer).bind(&item.event_id).bind(now);
             }
-            let mut claimed: HashSet<String> = claim.fetch_all(&mut **tx).await?.into_iter().map(|(id,)| id).collect();
-            // `remove`: a second copy of an id in the batch is a duplicate too.
-            let fresh: Vec<bool> = items.iter().map(|item| claimed.remove(&item.event_id)).collect();
+            let mut claimed: HashSet<(String, String)> = claim.fetch_all(&mut **tx).await?.into_iter().collect();
+            // `remove`: a second copy of an event in the batch is a duplicate too.
+            let fresh: Vec<bool> =
+                items.iter().map(|item| claimed.remove(&(item.consumer.to_owned(), item.event_id.clone()))).collect();
             if !fresh.contains(&true) {
                 return Ok(vec![Ok(Applied::Duplicate); items.len()]);
             }
@@ -476,7 +508,7 @@ impl BatchEffect for OrderBatch {
                 match currencies.get_mut(customer) {
                     Some(Some(existing)) if existing != currency => {
                         results.push(Err(refuse(customer, existing, currency)));
-                        refused.push(item.event_id.as_str());
+                        refused.push(item);
                         continue;
                     }
                     Some(slot) => *slot = Some(currency.to_owned()),
@@ -491,18 +523,13 @@ impl BatchEffect for OrderBatch {
                 results.push(Ok(Applied::Done));
             }
 
-            // 4. Refused events leave nothing behind, not even their claim.
-            if !refused.is_empty() {
-                let sql = format!(
-                    "DELETE FROM inbox WHERE consumer = {} AND event_id IN ({})",
-                    placeholder(backend, 1),
-                    numbered(backend, 2, refused.len())
-                );
-                let mut unclaim = sqlx::query(&sql).bind(self.consumer);
-                for id in &refused {
-                    unclaim = unclaim.bind(*id);
-                }
-                unclaim.execute(&mut **tx).await?;
+            // 4. Refused events leave nothing behind, not even their claim (rare: one statement each).
+            for item in refused {
+                sqlx::query("DELETE FROM inbox WHERE consumer = $1 AND event_id = $2")
+                    .bind(item.consumer)
+                    .bind(&item.event_id)
+                    .execute(&mut **tx)
+                    .await?;
             }
 
             // 5. The orders' new states, then each customer's figures.
