@@ -61,6 +61,10 @@ where
             parent_id,
             tracestate = envelope.tracestate().unwrap_or_default(),
         );
+        if span.is_disabled() {
+            // No subscriber wants it: skip entering and leaving it on every poll.
+            return Box::pin(self.inner.call(request));
+        }
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(
             async move {
