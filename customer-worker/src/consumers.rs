@@ -12,7 +12,7 @@ use eventbus::{Event, HandlerError, subscribe};
 use futures_util::future::BoxFuture;
 
 use crate::commit::BatchEffect;
-use crate::contracts::{AuthLogin, AuthPasswordChanged, OrderCancelled, OrderCompleted, OrderReturned};
+use crate::contracts::{AuthLogin, AuthPasswordChanged, Id, OrderCancelled, OrderCompleted, OrderReturned};
 use crate::orders::{Delta, OrderEvent, OrderState};
 use crate::store::{Applied, Backend, Store, StoreError, Tx, millis, now_millis};
 
@@ -166,15 +166,7 @@ impl CustomerConsumers {
             amount: minor(&order.total_amount, &order.currency.0)?,
             at: millis(order.cancelled_at),
         };
-        let target = OrderRef { order_id: order.order_id.0.clone(), customer_id: order.customer_id.0.clone() };
-        self.order_event(Item {
-            consumer: "order.cancelled",
-            index: 0,
-            event_id: event.id().to_owned(),
-            order: target,
-            change,
-        })
-        .await
+        self.order_event(Item::single("order.cancelled", event.id(), &order.order_id, &order.customer_id, change)).await
     }
 
     /// The refund leaves the order's contribution (never below zero); the
@@ -187,15 +179,7 @@ impl CustomerConsumers {
             return Err(HandlerError::permanent(anyhow::anyhow!("negative refund {}", order.refund_amount)));
         }
         let change = OrderEvent::Returned { currency: order.currency.0.clone(), refund };
-        let target = OrderRef { order_id: order.order_id.0.clone(), customer_id: order.customer_id.0.clone() };
-        self.order_event(Item {
-            consumer: "order.returned",
-            index: 0,
-            event_id: event.id().to_owned(),
-            order: target,
-            change,
-        })
-        .await
+        self.order_event(Item::single("order.returned", event.id(), &order.order_id, &order.customer_id, change)).await
     }
 
     /// `last_login_at` becomes the later of the stored and the event's time.
@@ -434,6 +418,14 @@ struct Item {
     event_id: String,
     order: OrderRef,
     change: OrderEvent,
+}
+
+impl Item {
+    /// A single event (not from a bulk batch).
+    fn single(consumer: &'static str, event_id: &str, order_id: &Id, customer_id: &Id, change: OrderEvent) -> Item {
+        let order = OrderRef { order_id: order_id.0.clone(), customer_id: customer_id.0.clone() };
+        Item { consumer, index: 0, event_id: event_id.to_owned(), order, change }
+    }
 }
 
 /// A batch of order events (of any of the three order topics), written with
