@@ -24,6 +24,7 @@ out=target/bench
 mkdir -p "$out"
 results="$out/results-$mode.jsonl"
 : > "$results"
+git rev-parse --short HEAD > "$out/commit-$mode" 2>/dev/null || echo unknown > "$out/commit-$mode"
 
 cargo build --release --quiet -p eventbus-bench -p customer-worker
 bin=target/release
@@ -95,9 +96,9 @@ if [ -n "$pg_url" ] && command -v psql >/dev/null 2>&1; then
 fi
 
 if [ "$mode" = full ]; then
-  python3 bench/report.py "$results" "$mode" > BENCHMARKS.md
+  python3 bench/report.py "$results" "$mode" "$out/commit-$mode" > BENCHMARKS.md
   echo "wrote BENCHMARKS.md"
 else
-  python3 bench/report.py "$results" "$mode" > "$out/smoke.md"
+  python3 bench/report.py "$results" "$mode" "$out/commit-$mode" > "$out/smoke.md"
   cat "$out/smoke.md"
 fi
