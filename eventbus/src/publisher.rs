@@ -52,7 +52,10 @@ pub enum PublishError {
     /// The payload could not be encoded.
     #[error("cannot encode the event: {0}")]
     Encode(String),
-    /// The sidecar refused or could not be reached.
+    /// The sidecar could not be reached.
+    #[error("cannot reach the Dapr sidecar: {0}")]
+    Connect(String),
+    /// The sidecar refused the event or the call failed.
     #[error("publish to {topic} failed: {reason}")]
     Sidecar {
         /// The topic.
@@ -92,17 +95,16 @@ impl DaprPublisher {
     /// Connects to the sidecar named by the environment (`DAPR_GRPC_ENDPOINT`
     /// or `DAPR_GRPC_PORT`, with `DAPR_API_TOKEN`).
     pub async fn connect() -> Result<Self, PublishError> {
-        let client = dapr::Client::new()
-            .await
-            .map_err(|e| PublishError::Sidecar { topic: String::new(), reason: e.to_string() })?;
+        let client = dapr::Client::new().await.map_err(|e| PublishError::Connect(format!("{e:?}")))?;
         Ok(DaprPublisher { client: tokio::sync::Mutex::new(client) })
     }
 
     /// Connects to the sidecar at `address` (e.g. `http://127.0.0.1:50001`).
     pub async fn connect_to(address: impl Into<String>) -> Result<Self, PublishError> {
-        let client = dapr::Client::connect_with_address(address)
+        let address = address.into();
+        let client = dapr::Client::connect_with_address(address.clone())
             .await
-            .map_err(|e| PublishError::Sidecar { topic: String::new(), reason: e.to_string() })?;
+            .map_err(|e| PublishError::Connect(format!("{address}: {e:?}")))?;
         Ok(DaprPublisher { client: tokio::sync::Mutex::new(client) })
     }
 }
