@@ -114,15 +114,8 @@ impl CustomerConsumers {
                         amount,
                         at: millis(order.completed_at),
                     };
-                    let target =
-                        OrderRef { order_id: order.order_id.0.clone(), customer_id: order.customer_id.0.clone() };
-                    items.push(Item {
-                        consumer: "order.completed",
-                        index,
-                        event_id: event.id().to_owned(),
-                        order: target,
-                        change,
-                    });
+                    let item = Item::single("order.completed", event.id(), &order.order_id, &order.customer_id, change);
+                    items.push(Item { index, ..item });
                     results.push(None);
                 }
                 Err(error) => results.push(Some(Err(error))),
@@ -421,7 +414,7 @@ struct Item {
 }
 
 impl Item {
-    /// A single event (not from a bulk batch).
+    /// An event at index 0 (set `index` for an entry of a bulk batch).
     fn single(consumer: &'static str, event_id: &str, order_id: &Id, customer_id: &Id, change: OrderEvent) -> Item {
         let order = OrderRef { order_id: order_id.0.clone(), customer_id: customer_id.0.clone() };
         Item { consumer, index: 0, event_id: event_id.to_owned(), order, change }

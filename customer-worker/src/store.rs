@@ -222,16 +222,6 @@ impl Store {
         }))
     }
 
-    /// Every customer id, in order.
-    pub async fn customer_ids(&self) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query("SELECT customer_id FROM customers ORDER BY customer_id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect()
-    }
-
     /// Counts the rows of a table (for tests and the CLI).
     pub async fn count(&self, table: Table) -> Result<i64, sqlx::Error> {
         let sql = match table {

@@ -22,31 +22,28 @@ pub struct Handler {
     pub has_receiver: bool,
 }
 
-fn event_data(ty: &Type) -> Option<&Type> {
+/// `T` of `Wrapper<T>` when the type's last path segment is `wrapper`.
+fn only_type_argument<'a>(ty: &'a Type, wrapper: &str) -> Option<&'a Type> {
     let Type::Path(path) = ty else { return None };
     let last = path.path.segments.last()?;
-    if last.ident != "Event" {
+    if last.ident != wrapper {
         return None;
     }
     let PathArguments::AngleBracketed(generics) = &last.arguments else { return None };
     match generics.args.first()? {
-        GenericArgument::Type(data) if generics.args.len() == 1 => Some(data),
+        GenericArgument::Type(inner) if generics.args.len() == 1 => Some(inner),
         _ => None,
     }
 }
 
+/// `T` of `Event<T>`.
+fn event_data(ty: &Type) -> Option<&Type> {
+    only_type_argument(ty, "Event")
+}
+
 /// `T` of `Vec<Event<T>>`.
 fn batch_data(ty: &Type) -> Option<&Type> {
-    let Type::Path(path) = ty else { return None };
-    let last = path.path.segments.last()?;
-    if last.ident != "Vec" {
-        return None;
-    }
-    let PathArguments::AngleBracketed(generics) = &last.arguments else { return None };
-    match generics.args.first()? {
-        GenericArgument::Type(inner) if generics.args.len() == 1 => event_data(inner),
-        _ => None,
-    }
+    only_type_argument(ty, "Vec").and_then(event_data)
 }
 
 fn contains_impl_trait(ty: &Type) -> bool {

@@ -84,11 +84,6 @@ impl Envelope {
     pub fn tracestate(&self) -> Option<&str> {
         self.extensions.get_str("tracestate")
     }
-
-    /// The payload size in bytes.
-    pub fn data_len(&self) -> usize {
-        self.data.len()
-    }
 }
 
 /// CloudEvent extension attributes (`google.protobuf.Struct` on the wire).

@@ -136,6 +136,8 @@ struct TopicEntry {
     subscription: pb::TopicSubscription,
     settings: Option<TopicSettings>,
     settings_owner: String,
+    /// The server's default concurrency limit, shared by the topic's routes.
+    limiter: Option<Arc<Semaphore>>,
 }
 
 impl Registry {
@@ -145,8 +147,9 @@ impl Registry {
         ctx: &Context,
     ) -> Result<Registry, Error> {
         let mut topics: HashMap<String, HashMap<String, TopicRoutes>> = HashMap::new();
+        // One entry per (pubsub, topic), in first-registration order.
         let mut entries: Vec<TopicEntry> = Vec::new();
-        let mut topic_limiters: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
+        let mut entry_of: HashMap<(String, String), usize> = HashMap::new();
 
         for consumer in consumers {
             let name = consumer.name().to_owned();
@@ -156,16 +159,25 @@ impl Registry {
 
             let pubsub = subscription.pubsub.clone().unwrap_or_else(|| defaults.pubsub.clone());
             let topic = subscription.topic.clone();
-            // A handler's own limit is its own; the server's default is per topic.
-            let limiter = match (subscription.concurrency, defaults.concurrency) {
-                (Some(n), _) => Some(Arc::new(Semaphore::new(n))),
-                (None, Some(n)) => Some(
-                    topic_limiters
-                        .entry((pubsub.clone(), topic.clone()))
-                        .or_insert_with(|| Arc::new(Semaphore::new(n)))
-                        .clone(),
-                ),
-                (None, None) => None,
+            let entry_index = *entry_of.entry((pubsub.clone(), topic.clone())).or_insert_with(|| {
+                entries.push(TopicEntry {
+                    subscription: pb::TopicSubscription {
+                        pubsub_name: pubsub.clone(),
+                        topic: topic.clone(),
+                        routes: Some(pb::TopicRoutes::default()),
+                        ..Default::default()
+                    },
+                    settings: None,
+                    settings_owner: name.clone(),
+                    limiter: defaults.concurrency.map(|n| Arc::new(Semaphore::new(n))),
+                });
+                entries.len() - 1
+            });
+            let entry = &mut entries[entry_index];
+            // A handler's own limit is its own; the server's default is shared by the topic.
+            let limiter = match subscription.concurrency {
+                Some(n) => Some(Arc::new(Semaphore::new(n))),
+                None => entry.limiter.clone(),
             };
             let route = Arc::new(Route {
                 consumer: consumer.clone(),
@@ -176,26 +188,6 @@ impl Registry {
                 metrics: RouteMetrics::new(&pubsub, &topic),
             });
 
-            let entry_index = match entries
-                .iter()
-                .position(|e| e.subscription.pubsub_name == pubsub && e.subscription.topic == topic)
-            {
-                Some(index) => index,
-                None => {
-                    entries.push(TopicEntry {
-                        subscription: pb::TopicSubscription {
-                            pubsub_name: pubsub.clone(),
-                            topic: topic.clone(),
-                            routes: Some(pb::TopicRoutes::default()),
-                            ..Default::default()
-                        },
-                        settings: None,
-                        settings_owner: name.clone(),
-                    });
-                    entries.len() - 1
-                }
-            };
-            let entry = &mut entries[entry_index];
             merge_topic_settings(entry, &subscription, &name)?;
 
             let routes = topics.entry(pubsub.clone()).or_default().entry(topic.clone()).or_default();

@@ -40,17 +40,17 @@ where
     }
 
     fn call(&mut self, request: EventRequest) -> Self::Future {
-        let id = request.envelope.id.clone();
-        let handler = request.route.name().to_owned();
+        // Reference counts, not copies: they are only read if it panics.
+        let (envelope, route) = (request.envelope.clone(), request.route.clone());
         // A panic may come from `call` itself or from polling the future.
         let future = match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
             Ok(future) => future,
-            Err(panic) => return Box::pin(std::future::ready(Ok(panicked(&id, &handler, &*panic)))),
+            Err(panic) => return Box::pin(std::future::ready(Ok(panicked(&envelope.id, route.name(), &*panic)))),
         };
         Box::pin(async move {
             match AssertUnwindSafe(future).catch_unwind().await {
                 Ok(result) => result,
-                Err(panic) => Ok(panicked(&id, &handler, &*panic)),
+                Err(panic) => Ok(panicked(&envelope.id, route.name(), &*panic)),
             }
         })
     }

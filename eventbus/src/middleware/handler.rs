@@ -23,9 +23,8 @@ impl Service<EventRequest> for HandlerService {
     fn call(&mut self, request: EventRequest) -> Self::Future {
         Box::pin(async move {
             let EventRequest { envelope, route, context } = request;
-            let id = envelope.id.clone();
-            let result = route.consumer().handle(envelope, &context).await;
-            Ok(outcome_of(result, &id, route.name()))
+            let result = route.consumer().handle(envelope.clone(), &context).await;
+            Ok(outcome_of(result, &envelope.id, route.name()))
         })
     }
 }

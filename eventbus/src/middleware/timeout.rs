@@ -42,13 +42,13 @@ where
         let Some(limit) = request.route.timeout() else {
             return Box::pin(self.inner.call(request));
         };
-        let id = request.envelope.id.clone();
-        let handler = request.route.name().to_owned();
+        let (envelope, route) = (request.envelope.clone(), request.route.clone());
         let future = self.inner.call(request);
         Box::pin(async move {
             match tokio::time::timeout(limit, future).await {
                 Ok(result) => result,
                 Err(_) => {
+                    let (id, handler) = (&envelope.id, route.name());
                     tracing::warn!(event.id = %id, handler, timeout_ms = limit.as_millis() as u64, "handler timed out; event will be retried");
                     Ok(Outcome::Retry)
                 }

@@ -49,7 +49,7 @@ where
 
     fn call(&mut self, request: EventRequest) -> Self::Future {
         let envelope = &request.envelope;
-        let (trace_id, parent_id) = envelope.traceparent().and_then(parse_traceparent).unwrap_or_default();
+        // Trace fields are parsed only for a span someone listens to.
         let span = tracing::info_span!(
             "event",
             event.id = %envelope.id,
@@ -57,13 +57,19 @@ where
             topic = %envelope.topic,
             pubsub = %envelope.pubsub,
             handler = request.route.name(),
-            trace_id,
-            parent_id,
-            tracestate = envelope.tracestate().unwrap_or_default(),
+            trace_id = tracing::field::Empty,
+            parent_id = tracing::field::Empty,
+            tracestate = tracing::field::Empty,
         );
         if span.is_disabled() {
             // No subscriber wants it: skip entering and leaving it on every poll.
             return Box::pin(self.inner.call(request));
+        }
+        if let Some((trace_id, parent_id)) = envelope.traceparent().and_then(parse_traceparent) {
+            span.record("trace_id", trace_id).record("parent_id", parent_id);
+        }
+        if let Some(tracestate) = envelope.tracestate() {
+            span.record("tracestate", tracestate);
         }
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(

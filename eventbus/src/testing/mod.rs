@@ -95,6 +95,20 @@ impl CloudEvent {
         CloudEvent { content_type: content_type.into(), data: data.into(), ..CloudEvent::default() }
     }
 
+    /// The CloudEvent as the sidecar sends it (in a bulk entry, or spread
+    /// over a `TopicEventRequest`).
+    fn ce_request(&self) -> pb::TopicEventCeRequest {
+        pb::TopicEventCeRequest {
+            id: self.id.clone(),
+            source: self.source.clone(),
+            r#type: self.event_type.clone(),
+            spec_version: self.spec_version.clone(),
+            data_content_type: self.content_type.clone(),
+            data: self.data.clone(),
+            extensions: Some(self.extensions.0.clone()),
+        }
+    }
+
     /// Sets `id`.
     #[must_use]
     pub fn id(mut self, id: impl Into<String>) -> Self {
@@ -341,17 +355,18 @@ impl TestSidecar {
             return Ok(self.record(delivery));
         };
         delivery.path = path;
+        let ce = event.ce_request();
         let request = pb::TopicEventRequest {
-            id: event.id.clone(),
-            source: event.source.clone(),
-            r#type: event.event_type.clone(),
-            spec_version: event.spec_version.clone(),
-            data_content_type: event.content_type.clone(),
-            data: event.data.clone(),
+            id: ce.id,
+            source: ce.source,
+            r#type: ce.r#type,
+            spec_version: ce.spec_version,
+            data_content_type: ce.data_content_type,
+            data: ce.data,
             topic: topic.to_owned(),
             pubsub_name: pubsub.to_owned(),
             path: delivery.path.clone(),
-            extensions: Some(event.extensions.0.clone()),
+            extensions: ce.extensions,
         };
         for _ in 0..self.max_attempts {
             let mut call = self.request(request.clone());
@@ -522,14 +537,6 @@ fn bulk_entry(event: &CloudEvent) -> pb::TopicEventBulkRequestEntry {
         entry_id: event.id.clone(),
         content_type: event.content_type.clone(),
         metadata: event.metadata.clone(),
-        event: Some(Event::CloudEvent(pb::TopicEventCeRequest {
-            id: event.id.clone(),
-            source: event.source.clone(),
-            r#type: event.event_type.clone(),
-            spec_version: event.spec_version.clone(),
-            data_content_type: event.content_type.clone(),
-            data: event.data.clone(),
-            extensions: Some(event.extensions.0.clone()),
-        })),
+        event: Some(Event::CloudEvent(event.ce_request())),
     }
 }
