@@ -5,10 +5,10 @@ package main
 
 import (
 	"github.com/dapr/components-contrib/bindings/cron"
+	"github.com/dapr/components-contrib/nameresolution/nameformat"
 	inmemorypubsub "github.com/dapr/components-contrib/pubsub/in-memory"
 	"github.com/dapr/components-contrib/pubsub/redis"
 	inmemorystate "github.com/dapr/components-contrib/state/in-memory"
-	"github.com/dapr/components-contrib/nameresolution/mdns"
 	"github.com/dapr/dapr/cmd/daprd/app"
 	bindingsLoader "github.com/dapr/dapr/pkg/components/bindings"
 	nrLoader "github.com/dapr/dapr/pkg/components/nameresolution"
@@ -21,6 +21,8 @@ func main() {
 	pubsubLoader.DefaultRegistry.RegisterComponent(inmemorypubsub.New, "in-memory")
 	stateLoader.DefaultRegistry.RegisterComponent(inmemorystate.NewInMemoryStateStore, "in-memory")
 	bindingsLoader.DefaultRegistry.RegisterInputBinding(cron.NewCron, "cron")
-	nrLoader.DefaultRegistry.RegisterComponent(mdns.NewResolver, "mdns")
+	// nameformat instead of the standalone default, mDNS, which announces the app
+	// on the network; the tests only invoke the app through its own sidecar.
+	nrLoader.DefaultRegistry.RegisterComponent(nameformat.NewResolver, "nameformat")
 	app.Run()
 }

@@ -45,6 +45,7 @@ use crate::server::TOKEN_HEADER;
 
 mod cel;
 mod dapr_api;
+pub mod daprd;
 
 pub use dapr_api::{DaprApiStub, Published};
 

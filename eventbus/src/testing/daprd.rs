@@ -1,0 +1,688 @@
+//! The real sidecar in your tests: [`Daprd`] runs a `daprd` binary next to
+//! your app, [`Redis`] runs the broker it delivers from.
+//!
+//! [`TestSidecar`](super::TestSidecar) plays daprd; this module runs it, so a
+//! test proves what daprd itself does with your app's answers: its
+//! resiliency policy, dead-letter topics, bulk delivery, routing rules,
+//! app health checks and app token.
+//!
+//! `daprd` is found through the `DAPRD` environment variable, else on `PATH`;
+//! `redis-server` on `PATH`. When one is missing, [`Daprd::binary`] and
+//! [`Redis::binary`] return `None`, so a test can skip (and a CI run that
+//! requires them can fail instead).
+//!
+//! ```no_run
+//! use eventbus::testing::daprd::{Daprd, Redis};
+//!
+//! # async fn run(app_port: u16) -> anyhow::Result<()> {
+//! let redis = Redis::start().await?;
+//! let daprd = Daprd::builder("orders")
+//!     .app_port(app_port)
+//!     .resources("deploy/dapr/local")
+//!     .replace_in_resources("localhost:6379", redis.address())
+//!     .start()
+//!     .await?;
+//! daprd.wait_for_subscriptions(1).await?;
+//! daprd.publish_json("pubsub-redis", "order.completed", &serde_json::json!({"order_id": "o-1"})).await?;
+//! let dead_letters = redis.stream("order.completed.dlq").await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use dapr::dapr::proto::runtime::v1 as pb;
+use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+
+/// How long [`Daprd::start`] and the `wait_*` helpers wait before failing.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What went wrong running daprd or Redis.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HarnessError {
+    /// The binary is not installed.
+    #[error("{0} not found (set DAPRD to daprd's path; redis-server must be on PATH)")]
+    NotFound(&'static str),
+    /// An I/O error (spawning, a port, a resource file).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The process did not become ready, or exited; its log's tail is included.
+    #[error("{what} did not become ready: {reason}\n--- log tail ---\n{log}")]
+    NotReady {
+        /// Which process.
+        what: String,
+        /// Why.
+        reason: String,
+        /// The last lines it printed.
+        log: String,
+    },
+    /// A call to daprd's API failed.
+    #[error("daprd API: {0}")]
+    Api(#[from] tonic::Status),
+    /// Redis answered with an error or something unexpected.
+    #[error("redis: {0}")]
+    Redis(String),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
+    let context = context.into();
+    move |source| HarnessError::Io { context, source }
+}
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
+}
+
+static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+
+/// A directory removed on drop.
+#[derive(Debug)]
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new(prefix: &str) -> Result<Self, HarnessError> {
+        let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        Ok(ScratchDir(dir))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+fn spawn_logged(program: &Path, args: &[String], envs: &[(String, String)], log: &Path) -> Result<Child, HarnessError> {
+    let out = std::fs::File::create(log).map_err(io(format!("creating {}", log.display())))?;
+    let err = out.try_clone().map_err(io("cloning the log file"))?;
+    Command::new(program)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(io(format!("spawning {}", program.display())))
+}
+
+/// Sends SIGTERM (Unix) and waits up to `grace` for the process to exit, then kills it.
+async fn terminate(child: &mut Child, grace: Duration) -> std::io::Result<()> {
+    #[cfg(unix)]
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+            return Ok(());
+        }
+    }
+    child.kill().await
+}
+
+/// Configures a [`Daprd`]; from [`Daprd::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct DaprdBuilder {
+    app_id: String,
+    app_port: Option<u16>,
+    app_protocol: String,
+    resources: Vec<PathBuf>,
+    replacements: Vec<(String, String)>,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+impl DaprdBuilder {
+    /// The app's port; without one, daprd runs without an app channel.
+    pub fn app_port(mut self, port: u16) -> Self {
+        self.app_port = Some(port);
+        self
+    }
+
+    /// `--app-protocol` (default `grpc`).
+    pub fn app_protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.app_protocol = protocol.into();
+        self
+    }
+
+    /// A resource file (component, resiliency, subscription, configuration),
+    /// or a directory whose `*.yaml` files are all taken.
+    pub fn resources(mut self, path: impl Into<PathBuf>) -> Self {
+        self.resources.push(path.into());
+        self
+    }
+
+    /// Replaces `from` with `to` in every resource file (e.g. the Redis address).
+    pub fn replace_in_resources(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
+        self.replacements.push((from.into(), to.into()));
+        self
+    }
+
+    /// An extra command-line argument (`--enable-app-health-check`, …).
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// An environment variable for daprd (`APP_API_TOKEN`, …).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Starts daprd and waits until its API answers healthy.
+    pub async fn start(self) -> Result<Daprd, HarnessError> {
+        let binary = Daprd::binary().ok_or(HarnessError::NotFound("daprd"))?;
+        let dir = ScratchDir::new(&format!("daprd-{}", self.app_id))?;
+        let resources = dir.0.join("resources");
+        std::fs::create_dir_all(&resources).map_err(io("creating the resources directory"))?;
+        let mut files = Vec::new();
+        for path in &self.resources {
+            if path.is_dir() {
+                let entries = std::fs::read_dir(path).map_err(io(format!("reading {}", path.display())))?;
+                let mut yaml: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                    .collect();
+                yaml.sort();
+                files.extend(yaml);
+            } else {
+                files.push(path.clone());
+            }
+        }
+        let mut configuration = None;
+        for (i, file) in files.iter().enumerate() {
+            let mut text = std::fs::read_to_string(file).map_err(io(format!("reading {}", file.display())))?;
+            for (from, to) in &self.replacements {
+                text = text.replace(from.as_str(), to);
+            }
+            // A Configuration is not a resource: daprd takes it with --config.
+            let target = if text.lines().any(|l| l.trim() == "kind: Configuration") {
+                configuration.get_or_insert(dir.0.join("config.yaml")).clone()
+            } else {
+                resources.join(format!("{i:02}-{}", file.file_name().and_then(|n| n.to_str()).unwrap_or("resource.yaml")))
+            };
+            std::fs::write(&target, text).map_err(io(format!("writing {}", target.display())))?;
+        }
+
+        let port = || free_port().map_err(io("finding a free port"));
+        let (http_port, grpc_port) = (port()?, port()?);
+        let mut args: Vec<String> = vec![
+            "--app-id".into(),
+            self.app_id.clone(),
+            "--dapr-http-port".into(),
+            http_port.to_string(),
+            "--dapr-grpc-port".into(),
+            grpc_port.to_string(),
+            "--dapr-internal-grpc-port".into(),
+            port()?.to_string(),
+            "--dapr-internal-grpc-listen-address".into(),
+            "127.0.0.1".into(),
+            "--metrics-port".into(),
+            port()?.to_string(),
+            "--metrics-listen-address".into(),
+            "127.0.0.1".into(),
+            "--dapr-listen-addresses".into(),
+            "127.0.0.1".into(),
+            "--resources-path".into(),
+            resources.display().to_string(),
+            "--app-protocol".into(),
+            self.app_protocol.clone(),
+            "--log-level".into(),
+            "info".into(),
+        ];
+        if let Some(app_port) = self.app_port {
+            args.extend(["--app-port".into(), app_port.to_string()]);
+        }
+        if let Some(configuration) = &configuration {
+            args.extend(["--config".into(), configuration.display().to_string()]);
+        }
+        args.extend(self.args.iter().cloned());
+        let log = dir.0.join("daprd.log");
+        let child = spawn_logged(&binary, &args, &self.envs, &log)?;
+        let mut daprd =
+            Daprd { child, http_port, grpc_port, api_token: None, log, builder: self, _dir: dir, client: None };
+        daprd.api_token = daprd.builder.envs.iter().find(|(k, _)| k == "DAPR_API_TOKEN").map(|(_, v)| v.clone());
+        daprd.until_healthy().await?;
+        Ok(daprd)
+    }
+}
+
+/// A running `daprd`, killed when dropped. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Daprd {
+    child: Child,
+    http_port: u16,
+    grpc_port: u16,
+    api_token: Option<String>,
+    log: PathBuf,
+    builder: DaprdBuilder,
+    _dir: ScratchDir,
+    client: Option<DaprClient<Channel>>,
+}
+
+impl Daprd {
+    /// The daprd binary: `$DAPRD`, else `daprd` on `PATH`.
+    pub fn binary() -> Option<PathBuf> {
+        match std::env::var_os("DAPRD") {
+            Some(path) if !path.is_empty() => Some(PathBuf::from(path)).filter(|p| p.is_file()),
+            _ => on_path("daprd"),
+        }
+    }
+
+    /// A daprd for the app `app_id`.
+    pub fn builder(app_id: impl Into<String>) -> DaprdBuilder {
+        DaprdBuilder {
+            app_id: app_id.into(),
+            app_port: None,
+            app_protocol: "grpc".into(),
+            resources: Vec::new(),
+            replacements: Vec::new(),
+            args: Vec::new(),
+            envs: Vec::new(),
+        }
+    }
+
+    /// The Dapr HTTP API port.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// The Dapr gRPC API port.
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc_port
+    }
+
+    /// `http://127.0.0.1:<grpc port>`, as `DAPR_GRPC_ENDPOINT` or
+    /// [`DaprPublisher::connect_to`](crate::publisher::DaprPublisher::connect_to) take it.
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// What daprd printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn not_ready(&self, reason: impl Into<String>) -> HarnessError {
+        HarnessError::NotReady { what: "daprd".into(), reason: reason.into(), log: log_tail(&self.log) }
+    }
+
+    /// Waits until `GET /v1.0/healthz` answers 204.
+    async fn until_healthy(&mut self) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(self.not_ready(format!("exited with {status}")));
+            }
+            if http_get_status(self.http_port, "/v1.0/healthz").await == Some(204) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(self.not_ready("/v1.0/healthz never answered 204"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn client(&mut self) -> Result<DaprClient<Channel>, HarnessError> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let channel = Channel::from_shared(self.grpc_endpoint())
+            .map_err(|e| self.not_ready(e.to_string()))?
+            .connect()
+            .await
+            .map_err(|e| self.not_ready(format!("gRPC API: {e}")))?;
+        let client = DaprClient::new(channel);
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = self.api_token.as_deref().and_then(|t| t.parse().ok()) {
+            request.metadata_mut().insert("dapr-api-token", token);
+        }
+        request
+    }
+
+    /// daprd's metadata (`GetMetadata`): its subscriptions, components, app connection.
+    pub async fn metadata(&mut self) -> Result<pb::GetMetadataResponse, HarnessError> {
+        let mut client = self.client().await?;
+        Ok(client.get_metadata(self.request(pb::GetMetadataRequest::default())).await?.into_inner())
+    }
+
+    /// Waits until daprd has subscribed at least `count` topics (it reads the
+    /// app's subscriptions after the app port opens).
+    pub async fn wait_for_subscriptions(&mut self, count: usize) -> Result<Vec<pb::PubsubSubscription>, HarnessError> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let subscriptions = self.metadata().await?.subscriptions;
+            if subscriptions.len() >= count {
+                return Ok(subscriptions);
+            }
+            if Instant::now() > deadline {
+                return Err(self.not_ready(format!("{} of {count} subscriptions after the timeout", subscriptions.len())));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Publishes through daprd's `PublishEvent`; daprd wraps `data` in a
+    /// CloudEvent unless `content_type` is `application/cloudevents+json`.
+    pub async fn publish(
+        &mut self,
+        pubsub: &str,
+        topic: &str,
+        content_type: &str,
+        data: impl Into<Vec<u8>>,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), HarnessError> {
+        let mut client = self.client().await?;
+        let request = pb::PublishEventRequest {
+            pubsub_name: pubsub.into(),
+            topic: topic.into(),
+            data: data.into(),
+            data_content_type: content_type.into(),
+            metadata,
+        };
+        client.publish_event(self.request(request)).await?;
+        Ok(())
+    }
+
+    /// Publishes a JSON payload.
+    pub async fn publish_json<T: serde::Serialize + ?Sized>(
+        &mut self,
+        pubsub: &str,
+        topic: &str,
+        data: &T,
+    ) -> Result<(), HarnessError> {
+        let data = serde_json::to_vec(data).map_err(|e| HarnessError::Redis(e.to_string()))?;
+        self.publish(pubsub, topic, "application/json", data, HashMap::new()).await
+    }
+
+    /// Publishes a whole CloudEvent (its `id` is kept: publishing it twice
+    /// delivers the same id twice).
+    pub async fn publish_cloud_event(
+        &mut self,
+        pubsub: &str,
+        topic: &str,
+        cloud_event: &serde_json::Value,
+    ) -> Result<(), HarnessError> {
+        let data = serde_json::to_vec(cloud_event).map_err(|e| HarnessError::Redis(e.to_string()))?;
+        self.publish(pubsub, topic, "application/cloudevents+json", data, HashMap::new()).await
+    }
+
+    /// Kills daprd without a graceful shutdown.
+    pub async fn kill(&mut self) -> Result<(), HarnessError> {
+        self.child.kill().await.map_err(io("killing daprd"))
+    }
+
+    /// SIGTERM, then waits up to `grace` before killing.
+    pub async fn stop(&mut self, grace: Duration) -> Result<(), HarnessError> {
+        terminate(&mut self.child, grace).await.map_err(io("stopping daprd"))
+    }
+
+    /// Starts a new daprd with the same settings and ports are chosen anew.
+    pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        self.kill().await?;
+        let fresh = self.builder.clone().start().await?;
+        *self = fresh;
+        Ok(())
+    }
+}
+
+/// `GET path` over HTTP/1.0 on loopback; the status code, if any.
+async fn http_get_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut head = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut head)).await.ok()?.ok()?;
+    std::str::from_utf8(&head[..n]).ok()?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// One entry of a Redis stream: its id and fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEntry {
+    /// The entry id (`<ms>-<seq>`).
+    pub id: String,
+    /// The fields; Dapr's Redis pub/sub stores the CloudEvent under `data`.
+    pub fields: HashMap<String, Vec<u8>>,
+}
+
+impl StreamEntry {
+    /// The `data` field parsed as JSON (the CloudEvent Dapr published).
+    pub fn cloud_event(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(self.fields.get("data")?).ok()
+    }
+}
+
+/// A `redis-server` on a free loopback port, without persistence; killed when dropped.
+#[derive(Debug)]
+pub struct Redis {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: ScratchDir,
+}
+
+impl Redis {
+    /// `redis-server` on `PATH`.
+    pub fn binary() -> Option<PathBuf> {
+        on_path("redis-server")
+    }
+
+    /// Starts it and waits until it answers `PING`.
+    pub async fn start() -> Result<Redis, HarnessError> {
+        let binary = Redis::binary().ok_or(HarnessError::NotFound("redis-server"))?;
+        let dir = ScratchDir::new("redis")?;
+        let port = free_port().map_err(io("finding a free port"))?;
+        let args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &dir.0.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        let log = dir.0.join("redis.log");
+        let child = spawn_logged(&binary, &args, &[], &log)?;
+        let mut redis = Redis { child, port, log, _dir: dir };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = redis.child.try_wait() {
+                return Err(HarnessError::NotReady {
+                    what: "redis-server".into(),
+                    reason: format!("exited with {status}"),
+                    log: log_tail(&redis.log),
+                });
+            }
+            if matches!(redis.command(&["PING"]).await, Ok(Resp::Simple(pong)) if pong == "PONG") {
+                return Ok(redis);
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::NotReady {
+                    what: "redis-server".into(),
+                    reason: "no PONG".into(),
+                    log: log_tail(&redis.log),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `127.0.0.1:<port>`, for a component's `redisHost`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Every entry of the stream `key` (a topic, e.g. `order.completed.dlq`).
+    pub async fn stream(&self, key: &str) -> Result<Vec<StreamEntry>, HarnessError> {
+        let reply = self.command(&["XRANGE", key, "-", "+"]).await?;
+        let Resp::Array(entries) = reply else { return Err(HarnessError::Redis(format!("XRANGE answered {reply:?}"))) };
+        entries.into_iter().map(StreamEntry::try_from).collect()
+    }
+
+    /// Waits until the stream `key` holds at least `count` entries, and returns them.
+    pub async fn wait_for_stream(&self, key: &str, count: usize) -> Result<Vec<StreamEntry>, HarnessError> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let entries = self.stream(key).await?;
+            if entries.len() >= count {
+                return Ok(entries);
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::Redis(format!("{key}: {} of {count} entries after the timeout", entries.len())));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends one command and reads its reply (RESP2).
+    pub async fn command(&self, args: &[&str]) -> Result<Resp, HarnessError> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).await.map_err(io("connecting to redis"))?;
+        let mut request = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            request.extend(format!("${}\r\n", arg.len()).bytes());
+            request.extend(arg.bytes());
+            request.extend(b"\r\n");
+        }
+        stream.write_all(&request).await.map_err(io("writing to redis"))?;
+        let mut reader = tokio::io::BufReader::new(stream);
+        read_resp(&mut reader).await
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// A Redis reply.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Resp {
+    /// `+OK`
+    Simple(String),
+    /// `-ERR …`
+    Error(String),
+    /// `:1`
+    Integer(i64),
+    /// `$n` bytes
+    Bulk(Vec<u8>),
+    /// `*n` replies
+    Array(Vec<Resp>),
+    /// `$-1` or `*-1`
+    Nil,
+}
+
+impl TryFrom<Resp> for StreamEntry {
+    type Error = HarnessError;
+
+    fn try_from(reply: Resp) -> Result<Self, HarnessError> {
+        let bad = || HarnessError::Redis("unexpected stream entry shape".into());
+        let Resp::Array(mut parts) = reply else { return Err(bad()) };
+        let (Some(Resp::Array(fields)), Some(Resp::Bulk(id))) = (parts.pop(), parts.pop()) else { return Err(bad()) };
+        let mut map = HashMap::new();
+        let mut fields = fields.into_iter();
+        while let (Some(Resp::Bulk(key)), Some(Resp::Bulk(value))) = (fields.next(), fields.next()) {
+            map.insert(String::from_utf8_lossy(&key).into_owned(), value);
+        }
+        Ok(StreamEntry { id: String::from_utf8_lossy(&id).into_owned(), fields: map })
+    }
+}
+
+fn read_resp<'a, R>(reader: &'a mut R) -> futures_util::future::BoxFuture<'a, Result<Resp, HarnessError>>
+where
+    R: tokio::io::AsyncBufRead + Unpin + Send,
+{
+    use tokio::io::AsyncBufReadExt;
+    Box::pin(async move {
+        let mut line = String::new();
+        reader.read_line(&mut line).await.map_err(io("reading from redis"))?;
+        let line = line.trim_end();
+        let (kind, rest) = line.split_at_checked(1).ok_or_else(|| HarnessError::Redis("connection closed".into()))?;
+        let number = || rest.parse::<i64>().map_err(|_| HarnessError::Redis(format!("bad length {rest:?}")));
+        match kind {
+            "+" => Ok(Resp::Simple(rest.into())),
+            "-" => Ok(Resp::Error(rest.into())),
+            ":" => Ok(Resp::Integer(number()?)),
+            "$" => {
+                let Ok(len) = usize::try_from(number()?) else { return Ok(Resp::Nil) };
+                let mut data = vec![0; len + 2];
+                reader.read_exact(&mut data).await.map_err(io("reading from redis"))?;
+                data.truncate(len);
+                Ok(Resp::Bulk(data))
+            }
+            "*" => {
+                let Ok(len) = usize::try_from(number()?) else { return Ok(Resp::Nil) };
+                let mut items = Vec::with_capacity(len);
+                for _ in 0..len {
+                    items.push(read_resp(reader).await?);
+                }
+                Ok(Resp::Array(items))
+            }
+            other => Err(HarnessError::Redis(format!("unexpected reply type {other:?}"))),
+        }
+    })
+}
+
+/// The environment variable that turns a missing daprd or redis-server into a
+/// failure instead of a skip (CI sets it to `1`).
+pub const REQUIRE_ENV: &str = "EVENTBUS_REQUIRE_DAPRD";
+
+/// Whether daprd and redis-server are installed. When they are not, this
+/// returns `false` so the test can skip, unless [`REQUIRE_ENV`] is `1`: then
+/// it panics, so a CI run cannot pass by skipping.
+pub fn available() -> bool {
+    let missing: Vec<&str> = [("daprd (set DAPRD)", Daprd::binary().is_none()), ("redis-server", Redis::binary().is_none())]
+        .into_iter()
+        .filter_map(|(name, missing)| missing.then_some(name))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var(REQUIRE_ENV).as_deref() != Ok("1"),
+        "{REQUIRE_ENV}=1 but {} not found: the daprd tests would be skipped",
+        missing.join(" and ")
+    );
+    eprintln!("note: {} not found; daprd test skipped", missing.join(" and "));
+    false
+}
