@@ -1,6 +1,8 @@
 //! A real server on 127.0.0.1:0 and a test sidecar talking to it.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod daprd;
+
 use std::net::SocketAddr;
 
 use eventbus::testing::TestSidecar;
