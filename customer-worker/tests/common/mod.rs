@@ -1,6 +1,8 @@
 //! Test databases (SQLite always, PostgreSQL when configured) and a running worker.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod daprd;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use customer_worker::app::{self, Mode, Running};

@@ -441,6 +441,40 @@ impl Daprd {
         self.publish(pubsub, topic, "application/cloudevents+json", data, HashMap::new()).await
     }
 
+    /// Publishes CloudEvents in one `BulkPublishEvent` call (each keeps its
+    /// `id`); fails if daprd reports any entry as not published.
+    pub async fn publish_bulk(
+        &mut self,
+        pubsub: &str,
+        topic: &str,
+        cloud_events: &[serde_json::Value],
+    ) -> Result<(), HarnessError> {
+        let mut client = self.client().await?;
+        let entries = cloud_events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| pb::BulkPublishRequestEntry {
+                entry_id: i.to_string(),
+                event: serde_json::to_vec(event).unwrap_or_default(),
+                content_type: "application/cloudevents+json".into(),
+                metadata: HashMap::new(),
+            })
+            .collect();
+        let request =
+            pb::BulkPublishRequest { pubsub_name: pubsub.into(), topic: topic.into(), entries, metadata: HashMap::new() };
+        let failed = client.bulk_publish_event(self.request(request)).await?.into_inner().failed_entries;
+        match failed.first() {
+            None => Ok(()),
+            Some(entry) => Err(HarnessError::Api(tonic::Status::internal(format!(
+                "{} of {} entries not published, e.g. entry {}: {}",
+                failed.len(),
+                cloud_events.len(),
+                entry.entry_id,
+                entry.error
+            )))),
+        }
+    }
+
     /// Kills daprd without a graceful shutdown.
     pub async fn kill(&mut self) -> Result<(), HarnessError> {
         self.child.kill().await.map_err(io("killing daprd"))
@@ -685,4 +719,25 @@ pub fn available() -> bool {
     );
     eprintln!("note: {} not found; daprd test skipped", missing.join(" and "));
     false
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for up to [`STARTUP_TIMEOUT`]:
+/// the way to wait for an effect of an asynchronous delivery.
+///
+/// # Panics
+///
+/// When the timeout passes, naming `what`: this is an assertion for tests.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -69,19 +69,3 @@ pub async fn dead_letter_ids(redis: &Redis, topic: &str) -> Vec<String> {
         .filter_map(|entry| entry.cloud_event()?.get("id")?.as_str().map(str::to_owned))
         .collect()
 }
-
-/// Polls `check` until it returns `Some`, for up to 60 s.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}

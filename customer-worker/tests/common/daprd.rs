@@ -1,0 +1,152 @@
+//! The worker as a process behind the real daprd, on a Redis of its own.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use eventbus::testing::daprd::{self, Daprd, DaprdBuilder, Redis, free_port};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+use super::TestDb;
+
+/// The Dapr resources for local runs and tests.
+pub const RESOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dapr/local");
+/// The pub/sub the worker subscribes through.
+pub const PUBSUB: &str = "pubsub-redis";
+/// The worker's app id, and so its Redis consumer group.
+pub const APP_ID: &str = "customer-worker";
+
+/// Whether the daprd suite can run: daprd, redis-server and PostgreSQL (the
+/// worker runs on it here). Skips, or fails under the `EVENTBUS_REQUIRE_*` variables.
+pub async fn postgres_and_daprd() -> Option<TestDb> {
+    if !daprd::available() {
+        return None;
+    }
+    super::databases().await.into_iter().find(|db| db.label == "postgres")
+}
+
+/// The `customer-worker` binary in `events` mode, as a child process.
+pub struct WorkerProcess {
+    child: Child,
+    pub grpc_port: u16,
+    pub admin_port: u16,
+    database_url: String,
+    log: PathBuf,
+    extra_env: Vec<(String, String)>,
+}
+
+impl WorkerProcess {
+    pub async fn start(db: &TestDb, env: &[(&str, &str)]) -> WorkerProcess {
+        let (grpc_port, admin_port) = (free_port().unwrap(), free_port().unwrap());
+        let extra_env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let log = std::env::temp_dir().join(format!("customer-worker-{grpc_port}.log"));
+        let mut worker =
+            WorkerProcess { child: spawn_placeholder(), grpc_port, admin_port, database_url: db.url.clone(), log, extra_env };
+        worker.child = worker.spawn().await;
+        worker
+    }
+
+    async fn spawn(&self) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_customer-worker"))
+            .args(["--mode", "events"])
+            .env("CUSTOMER_WORKER__DATA__DATABASE__URL", &self.database_url)
+            .env("CUSTOMER_WORKER__SERVER__GRPC_ADDR", format!("127.0.0.1:{}", self.grpc_port))
+            .env("CUSTOMER_WORKER__SERVER__ADMIN_ADDR", format!("127.0.0.1:{}", self.admin_port))
+            .env("CUSTOMER_WORKER__SERVER__DRAIN_TIMEOUT_SECS", "5")
+            .env("RUST_LOG", "info")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Ready when the admin port answers /healthz.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while get(self.admin_port, "/healthz").await.map(|(status, _)| status) != Some(200) {
+            assert!(Instant::now() < deadline, "the worker did not start:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        child
+    }
+
+    /// SIGTERM; returns the exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap();
+        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.expect("exits after SIGTERM").unwrap()
+    }
+
+    /// Starts the binary again on the same ports.
+    pub async fn restart(&mut self) {
+        self.child = self.spawn().await;
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The sum of `eventbus_events_total` samples whose labels contain every one of `labels`.
+    pub async fn events_total(&self, labels: &[&str]) -> u64 {
+        let Some((200, body)) = get(self.admin_port, "/metrics").await else { return 0 };
+        body.lines()
+            .filter(|line| line.starts_with("eventbus_events_total{") && labels.iter().all(|l| line.contains(l)))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+}
+
+/// A child that exits at once, so `WorkerProcess` can be built before the real spawn.
+fn spawn_placeholder() -> Child {
+    Command::new("true").kill_on_drop(true).spawn().unwrap()
+}
+
+/// `GET path` on the admin port: (status, body).
+pub async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
+}
+
+/// daprd in front of the worker, on a Redis of its own.
+pub async fn sidecar(worker: &WorkerProcess, configure: impl FnOnce(DaprdBuilder) -> DaprdBuilder) -> (Redis, Daprd) {
+    let redis = Redis::start().await.unwrap();
+    let builder = Daprd::builder(APP_ID)
+        .app_port(worker.grpc_port)
+        .resources(RESOURCES)
+        .replace_in_resources("localhost:6379", redis.address());
+    let mut daprd = configure(builder).start().await.unwrap();
+    daprd.wait_for_subscriptions(5).await.unwrap();
+    (redis, daprd)
+}
+
+/// Turns connections to the test database off (or on again) and closes the
+/// open ones: the database is gone for this worker, and only for it.
+pub async fn set_database_reachable(db: &TestDb, reachable: bool) {
+    use sqlx::Connection;
+    let admin_url = std::env::var(super::POSTGRES_ENV).unwrap();
+    let name = db.url.rsplit('/').next().unwrap();
+    let mut admin = sqlx::AnyConnection::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {reachable}")).execute(&mut admin).await.unwrap();
+    if !reachable {
+        sqlx::query(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    admin.close().await.unwrap();
+}
+
+/// A structured CloudEvent, as a producer publishes it with its own id.
+pub fn cloud_event(id: &str, event_type: &str, data: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "specversion": "1.0", "id": id, "source": "daprd-suite", "type": event_type,
+        "datacontenttype": "application/json", "data": data,
+    })
+}
