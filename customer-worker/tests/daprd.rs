@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::daprd::{PUBSUB, WorkerProcess, cloud_event, postgres_and_daprd, sidecar};
+use common::daprd::{PUBSUB, WorkerProcess, cloud_event, postgres_and_daprd, set_database_reachable, sidecar, until_settled};
 use customer_worker::store::{Store, Table};
 use eventbus::publisher::{DaprPublisher, Message, Publisher};
 use eventbus::testing::daprd::eventually;
@@ -95,4 +95,127 @@ async fn a_bulk_delivery_settles_each_entry_on_its_own() {
     .await;
     assert_eq!(customer.total_spent_minor, 39_000);
     assert_eq!(store.count(Table::Inbox).await.unwrap(), 39, "each good entry once, the bad one never");
+}
+
+fn login(customer: &str, at: &str) -> serde_json::Value {
+    json!({"customer_id": customer, "login_at": at})
+}
+
+#[tokio::test]
+async fn a_database_outage_is_retried_by_daprd_and_applied_once() {
+    let Some(db) = postgres_and_daprd().await else { return };
+    let worker = WorkerProcess::start(&db, &[]).await;
+    let (redis, mut daprd) = sidecar(&worker, |b| b).await;
+
+    set_database_reachable(&db, false).await;
+    let event = cloud_event("outage-1", "auth.login", login("c-1", "2026-11-24T08:00:00Z"));
+    daprd.publish_cloud_event(PUBSUB, "auth.login", &event).await.unwrap();
+    eventually("a RETRY answered while the database is gone", || async {
+        (worker.events_total(&["topic=\"auth.login\"", "outcome=\"retry\""]).await >= 1).then_some(())
+    })
+    .await;
+    set_database_reachable(&db, true).await;
+
+    // daprd's resiliency policy delivers it again; it lands once.
+    let store = store(&db).await;
+    eventually("the login applied after the outage", || async {
+        (store.customer("c-1").await.ok()??.last_login_at.is_some()).then_some(())
+    })
+    .await;
+    until_settled(&redis, "auth.login").await;
+    assert_eq!(store.count(Table::Inbox).await.unwrap(), 1);
+    assert!(redis.stream("auth.login.dlq").await.unwrap().is_empty(), "retried, not dead-lettered");
+}
+
+#[tokio::test]
+async fn with_app_health_checks_daprd_pauses_while_the_database_is_gone_and_loses_nothing() {
+    let Some(db) = postgres_and_daprd().await else { return };
+    let worker = WorkerProcess::start(&db, &[]).await;
+    let (redis, mut daprd) = sidecar(&worker, |b| {
+        b.arg("--enable-app-health-check")
+            .arg("--app-health-probe-interval=1")
+            .arg("--app-health-threshold=1")
+    })
+    .await;
+    let store = store(&db).await;
+
+    set_database_reachable(&db, false).await;
+    eventually("daprd sees the app unhealthy", || async {
+        daprd.log().contains("App entered un-healthy status").then_some(())
+    })
+    .await;
+    for i in 0..5 {
+        let event = cloud_event(&format!("paused-{i}"), "auth.login", login(&format!("c-{i}"), "2026-11-24T08:00:00Z"));
+        daprd.publish_cloud_event(PUBSUB, "auth.login", &event).await.unwrap();
+    }
+    // Two more failed probes later, daprd has still not delivered them.
+    let probes = worker.log().matches("HealthCheck: not ready").count();
+    eventually("two more health probes", || async {
+        (worker.log().matches("HealthCheck: not ready").count() >= probes + 2).then_some(())
+    })
+    .await;
+    assert_eq!(worker.events_total(&["topic=\"auth.login\""]).await, 0, "nothing delivered while unhealthy");
+
+    set_database_reachable(&db, true).await;
+    eventually("daprd sees the app healthy again", || async {
+        daprd.log().matches("App entered healthy status").nth(1).map(|_| ())
+    })
+    .await;
+    until_settled(&redis, "auth.login").await;
+    eventually("the five logins applied", || async { (store.count(Table::Inbox).await.ok()? == 5).then_some(()) }).await;
+    assert!(redis.stream("auth.login.dlq").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sigterm_under_a_steady_stream_then_a_restart_applies_every_event_once() {
+    const EVENTS: usize = 400;
+    let Some(db) = postgres_and_daprd().await else { return };
+    let mut worker = WorkerProcess::start(&db, &[]).await;
+    let (redis, daprd) = sidecar(&worker, |b| {
+        b.arg("--enable-app-health-check")
+            .arg("--app-health-probe-interval=1")
+            .arg("--app-health-threshold=1")
+    })
+    .await;
+    let store = store(&db).await;
+
+    // A steady stream: every other event a bulk-delivered order, the others single password changes.
+    let publisher = DaprPublisher::connect_to(daprd.grpc_endpoint()).await.unwrap();
+    let stream = tokio::spawn(async move {
+        for i in 0..EVENTS {
+            let message = if i % 2 == 0 {
+                Message::json(PUBSUB, "order.completed", &completed(&format!("o-{i}"), "c-1", "1.00"))
+            } else {
+                Message::json(PUBSUB, "auth.password_changed", &json!({"customer_id": "c-1", "changed_at": "2026-11-23T09:00:00Z"}))
+            };
+            publisher.publish(message.unwrap()).await.unwrap();
+            // Pacing the producer, not waiting for the consumer.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    });
+
+    eventually("a quarter of the stream applied", || async {
+        (store.count(Table::Inbox).await.ok()? >= (EVENTS / 4) as i64).then_some(())
+    })
+    .await;
+    let status = worker.terminate().await;
+    assert!(status.success(), "the worker drains and exits 0 on SIGTERM: {status}\n{}", worker.log());
+    let applied_before_restart = store.count(Table::Inbox).await.unwrap();
+    worker.restart().await;
+    stream.await.unwrap();
+
+    eventually("every event applied", || async {
+        (store.count(Table::Inbox).await.ok()? == EVENTS as i64).then_some(())
+    })
+    .await;
+    until_settled(&redis, "order.completed").await;
+    until_settled(&redis, "auth.password_changed").await;
+    let customer = store.customer("c-1").await.unwrap().unwrap();
+    assert_eq!((customer.order_count, customer.total_spent_minor), ((EVENTS / 2) as i64, (EVENTS / 2 * 100) as i64));
+    assert_eq!(store.count(Table::SecurityEvents).await.unwrap(), (EVENTS / 2) as i64);
+    assert_eq!(store.count(Table::Inbox).await.unwrap(), EVENTS as i64, "nothing applied twice");
+    for dlq in ["order.completed.dlq", "auth.password_changed.dlq"] {
+        assert!(redis.stream(dlq).await.unwrap().is_empty(), "{dlq}: nothing dead-lettered");
+    }
+    eprintln!("applied before the restart: {applied_before_restart} of {EVENTS}");
 }

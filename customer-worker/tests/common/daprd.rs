@@ -150,3 +150,11 @@ pub fn cloud_event(id: &str, event_type: &str, data: serde_json::Value) -> serde
         "datacontenttype": "application/json", "data": data,
     })
 }
+
+/// Waits until the worker's consumer group has read and acknowledged every entry of `topic`.
+pub async fn until_settled(redis: &Redis, topic: &str) {
+    daprd::eventually(&format!("{topic} read and acknowledged"), || async {
+        (redis.consumer_group(topic, APP_ID).await.ok()?? == (0, 0)).then_some(())
+    })
+    .await;
+}

@@ -395,7 +395,11 @@ impl pb::app_callback_alpha_server::AppCallbackAlpha for Callback {
 #[tonic::async_trait]
 impl pb::app_callback_health_check_server::AppCallbackHealthCheck for Callback {
     async fn health_check(&self, _: Request<()>) -> Result<Response<pb::HealthCheckResponse>, Status> {
-        self.0.ready().await.map_err(Status::unavailable)?;
+        if let Err(reason) = self.0.ready().await {
+            // daprd stops delivering while this fails: say why, every time.
+            tracing::warn!(%reason, "HealthCheck: not ready");
+            return Err(Status::unavailable(reason));
+        }
         Ok(Response::new(pb::HealthCheckResponse {}))
     }
 }

@@ -607,6 +607,27 @@ impl Redis {
         }
     }
 
+    /// A consumer group's position on the stream `key` (`XINFO GROUPS`):
+    /// `(lag, pending)`, the entries it has not read yet and those read but
+    /// not acknowledged; `None` when the group does not exist (yet).
+    pub async fn consumer_group(&self, key: &str, group: &str) -> Result<Option<(i64, i64)>, HarnessError> {
+        let Resp::Array(groups) = self.command(&["XINFO", "GROUPS", key]).await? else { return Ok(None) };
+        for info in groups {
+            let Resp::Array(fields) = info else { continue };
+            let field = |name: &str| {
+                fields.chunks(2).find(|pair| pair[0] == Resp::Bulk(name.as_bytes().to_vec())).and_then(|p| p.get(1))
+            };
+            if field("name") != Some(&Resp::Bulk(group.as_bytes().to_vec())) {
+                continue;
+            }
+            return match (field("lag"), field("pending")) {
+                (Some(Resp::Integer(lag)), Some(Resp::Integer(pending))) => Ok(Some((*lag, *pending))),
+                other => Err(HarnessError::Redis(format!("XINFO GROUPS {key}: unexpected {other:?}"))),
+            };
+        }
+        Ok(None)
+    }
+
     /// Sends one command and reads its reply (RESP2).
     pub async fn command(&self, args: &[&str]) -> Result<Resp, HarnessError> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).await.map_err(io("connecting to redis"))?;

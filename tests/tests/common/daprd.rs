@@ -1,9 +1,7 @@
 //! The real daprd and Redis next to an app under test.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
-
-use eventbus::testing::daprd::{Daprd, DaprdBuilder, Redis, Resp};
+use eventbus::testing::daprd::{Daprd, DaprdBuilder, Redis, eventually};
 
 /// The Dapr resources for local runs and tests (pubsub-redis, resiliency, configuration).
 pub const RESOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dapr/local");
@@ -25,38 +23,12 @@ pub async fn sidecar(
     (redis, daprd)
 }
 
-/// Consumer-group figures of a topic's stream: (entries not yet read, read but not acked).
-pub async fn backlog(redis: &Redis, topic: &str, group: &str) -> (i64, i64) {
-    let Ok(Resp::Array(groups)) = redis.command(&["XINFO", "GROUPS", topic]).await else { return (i64::MAX, 0) };
-    for info in groups {
-        let Resp::Array(fields) = info else { continue };
-        let mut name = None;
-        let (mut lag, mut pending) = (i64::MAX, 0);
-        for pair in fields.chunks(2) {
-            match (&pair[0], pair.get(1)) {
-                (Resp::Bulk(k), Some(Resp::Bulk(v))) if k == b"name" => name = Some(v.clone()),
-                (Resp::Bulk(k), Some(Resp::Integer(v))) if k == b"lag" => lag = *v,
-                (Resp::Bulk(k), Some(Resp::Integer(v))) if k == b"pending" => pending = *v,
-                _ => {}
-            }
-        }
-        if name.as_deref() == Some(group.as_bytes()) {
-            return (lag, pending);
-        }
-    }
-    (i64::MAX, 0)
-}
-
 /// Waits until every entry of `topic` was read by `group` and acknowledged.
 pub async fn until_settled(redis: &Redis, topic: &str, group: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if backlog(redis, topic, group).await == (0, 0) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{topic}: not settled in 60 s: {:?}", backlog(redis, topic, group).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(&format!("{topic} read and acknowledged"), || async {
+        (redis.consumer_group(topic, group).await.ok()?? == (0, 0)).then_some(())
+    })
+    .await;
 }
 
 /// The CloudEvent ids on a dead-letter topic.
