@@ -475,6 +475,31 @@ impl Daprd {
         }
     }
 
+    /// Invokes `method` on the app `app_id` through daprd (`InvokeService`).
+    pub async fn invoke(
+        &mut self,
+        app_id: &str,
+        method: &str,
+        content_type: &str,
+        data: impl Into<Vec<u8>>,
+    ) -> Result<dapr::dapr::proto::common::v1::InvokeResponse, HarnessError> {
+        use dapr::dapr::proto::common::v1 as common;
+        let mut client = self.client().await?;
+        let request = pb::InvokeServiceRequest {
+            id: app_id.into(),
+            message: Some(common::InvokeRequest {
+                method: method.into(),
+                data: Some(prost_types::Any { type_url: String::new(), value: data.into() }),
+                content_type: content_type.into(),
+                http_extension: Some(common::HttpExtension {
+                    verb: common::http_extension::Verb::Post.into(),
+                    querystring: String::new(),
+                }),
+            }),
+        };
+        Ok(client.invoke_service(self.request(request)).await?.into_inner())
+    }
+
     /// Kills daprd without a graceful shutdown.
     pub async fn kill(&mut self) -> Result<(), HarnessError> {
         self.child.kill().await.map_err(io("killing daprd"))

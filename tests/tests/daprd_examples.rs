@@ -1,0 +1,125 @@
+//! The examples behind the real daprd: routing rules evaluated by daprd
+//! (pricing), dead letters and service invocation (warehouse), a raw
+//! payload, and a cron input binding. Skipped without daprd and
+//! redis-server, unless `EVENTBUS_REQUIRE_DAPRD=1`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::daprd::{TEST_RESOURCES, dead_letter_ids, sidecar, until_settled};
+use common::{builder, start, start_server};
+use eventbus::testing::daprd::{self, eventually};
+use eventbus::{Event, Raw, Subscription, handler};
+use serde_json::json;
+
+const PUBSUB: &str = "pubsub-redis";
+
+fn cloud_event(id: &str, event_type: &str, data: serde_json::Value) -> serde_json::Value {
+    json!({"specversion": "1.0", "id": id, "source": "daprd-suite", "type": event_type,
+           "datacontenttype": "application/json", "data": data})
+}
+
+#[tokio::test]
+async fn pricing_routing_rules_are_evaluated_by_daprd() {
+    if !daprd::available() {
+        return;
+    }
+    let book = example_pricing::PriceBook::default();
+    let app = start_server(example_pricing::server(book.clone()).unwrap()).await;
+    let (redis, mut daprd) = sidecar("pricing", app.address.port(), |b| b).await;
+    daprd.wait_for_subscriptions(1).await.unwrap();
+
+    // No rule matches the type: the default path (v1, a decimal string).
+    let events = [
+        cloud_event("p-1", "price.changed", json!({"sku": "apple", "price": "1.25"})),
+        cloud_event("p-2", "price.changed.v2", json!({"sku": "pear", "cents": 300})),
+    ];
+    for event in &events {
+        daprd.publish_cloud_event(PUBSUB, "price.changed", event).await.unwrap();
+    }
+    until_settled(&redis, "price.changed", "pricing").await;
+    assert_eq!((book.price("apple"), book.price("pear")), (Some(125), Some(300)));
+    let discount = cloud_event("p-3", "price.discount", json!({"sku": "pear", "percent": 10}));
+    daprd.publish_cloud_event(PUBSUB, "price.changed", &discount).await.unwrap();
+    until_settled(&redis, "price.changed", "pricing").await;
+    assert_eq!(book.price("pear"), Some(270), "the discount rule's handler ran");
+
+    // A v2 event with a negative price is poison: dead-lettered by its rule's handler.
+    let poison = cloud_event("p-4", "price.changed.v2", json!({"sku": "pear", "cents": -1}));
+    daprd.publish_cloud_event(PUBSUB, "price.changed", &poison).await.unwrap();
+    until_settled(&redis, "price.changed", "pricing").await;
+    assert_eq!(dead_letter_ids(&redis, "price.changed.dlq").await, vec!["p-4"]);
+    assert_eq!(book.price("pear"), Some(270));
+}
+
+#[tokio::test]
+async fn warehouse_dead_letters_and_stock_queries_through_daprd() {
+    if !daprd::available() {
+        return;
+    }
+    let warehouse = example_warehouse::Warehouse::with_stock([("apple", 10), ("pear", 2)]);
+    let app = start_server(example_warehouse::server(warehouse.clone()).unwrap()).await;
+    let (redis, mut daprd) = sidecar("warehouse", app.address.port(), |b| b).await;
+    daprd.wait_for_subscriptions(2).await.unwrap();
+
+    let order = json!({"order_id": "o-1", "items": [{"sku": "apple", "quantity": 3}]});
+    let unknown = json!({"order_id": "o-2", "items": [{"sku": "plum", "quantity": 1}]});
+    daprd.publish_cloud_event(PUBSUB, "order.created", &cloud_event("w-1", "order.created", order)).await.unwrap();
+    daprd.publish_cloud_event(PUBSUB, "order.created", &cloud_event("w-2", "order.created", unknown)).await.unwrap();
+    until_settled(&redis, "order.created", "warehouse").await;
+    assert_eq!(dead_letter_ids(&redis, "order.created.dlq").await, vec!["w-2"]);
+
+    // Service invocation through daprd reaches OnInvoke.
+    let answer = daprd.invoke("warehouse", "stock", "text/plain", "apple").await.unwrap();
+    let level: example_warehouse::Level = serde_json::from_slice(&answer.data.unwrap().value).unwrap();
+    assert_eq!(level, example_warehouse::Level { available: 7, reserved: 3 });
+    let missing = daprd.invoke("warehouse", "stock", "text/plain", "plum").await.unwrap_err();
+    assert!(missing.to_string().contains("unknown sku"), "{missing}");
+}
+
+#[tokio::test]
+async fn raw_payloads_arrive_as_the_publishers_bytes() {
+    if !daprd::available() {
+        return;
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    let app = start(builder().default_pubsub(PUBSUB).consumer(handler(
+        Subscription::new("raw").raw_payload(),
+        move |event: Event<Raw>| {
+            let seen = recorded.clone();
+            async move { seen.lock().unwrap().push(event.data.0.to_vec()) }
+        },
+    )))
+    .await;
+    let (redis, mut daprd) = sidecar("raw", app.address.port(), |b| b).await;
+    daprd.wait_for_subscriptions(1).await.unwrap();
+    let bytes = b"\x00\x01 not a cloud event \xff".to_vec();
+    let metadata = [("rawPayload".to_owned(), "true".to_owned())].into();
+    daprd.publish(PUBSUB, "raw", "application/octet-stream", bytes.clone(), metadata).await.unwrap();
+    until_settled(&redis, "raw", "raw").await;
+    assert_eq!(*seen.lock().unwrap(), vec![bytes]);
+}
+
+#[tokio::test]
+async fn a_cron_input_binding_reaches_on_binding_event() {
+    if !daprd::available() {
+        return;
+    }
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let counted = ticks.clone();
+    let app = start(builder().binding("tick", move |_request| {
+        let ticks = counted.clone();
+        async move {
+            ticks.fetch_add(1, Ordering::Relaxed);
+            Ok(Default::default())
+        }
+    }))
+    .await;
+    let (_redis, _daprd) =
+        sidecar("cron", app.address.port(), |b| b.resources(format!("{TEST_RESOURCES}/cron-binding.yaml"))).await;
+    eventually("two ticks of the cron binding", || async { (ticks.load(Ordering::Relaxed) >= 2).then_some(()) }).await;
+}
