@@ -4,7 +4,7 @@ TAG ?= dev
 CONF ?= customer-worker/configs/config-dev.yaml
 MODE ?= all
 
-.PHONY: help build build-worker test lint run replay docker deploy-check bench
+.PHONY: help build build-worker test test-daprd daprd lint run replay docker deploy-check bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -17,6 +17,12 @@ build-worker: ## Build the customer worker (release)
 
 test: ## Run the tests (PostgreSQL too when TEST_DATABASE_URL is set)
 	cargo test --workspace --all-features
+
+daprd: ## Build daprd from its Go module into target/daprd/daprd (tools/daprd)
+	bash tools/daprd/build.sh
+
+test-daprd: daprd ## The end-to-end suite under the real daprd (needs redis-server; the worker's cases need TEST_DATABASE_URL)
+	DAPRD=$(CURDIR)/target/daprd/daprd EVENTBUS_REQUIRE_DAPRD=1 cargo test --workspace --all-features --test 'daprd*'
 
 lint: ## Format check and clippy, as CI runs them
 	cargo fmt --all -- --check
@@ -34,7 +40,7 @@ docker: ## Build the worker's image
 deploy-check: ## Render and validate the chart and manifests, lint the Dockerfile and scripts
 	python3 deploy/check.py
 	hadolint --config deploy/.hadolint.yaml deploy/Dockerfile
-	shellcheck .ci/run bench/*.sh
+	shellcheck .ci/run bench/*.sh tools/daprd/build.sh
 
 bench: ## The load driver's side-by-side baselines (writes BENCHMARKS.md)
 	bash bench/run.sh

@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::daprd::{PUBSUB, WorkerProcess, cloud_event, postgres_and_daprd, set_database_reachable, sidecar, until_settled};
+use common::daprd::{
+    PUBSUB, WorkerProcess, cloud_event, postgres_and_daprd, set_database_reachable, sidecar, until_settled,
+};
 use customer_worker::store::{Store, Table};
 use eventbus::publisher::{DaprPublisher, Message, Publisher};
 use eventbus::testing::daprd::eventually;
@@ -32,10 +34,19 @@ async fn every_topic_lands_once_and_poison_goes_to_its_dead_letter_topic() {
     let events = [
         ("order.completed", completed("o-1", "c-1", "100.00")),
         ("order.completed", completed("o-2", "c-1", "50.00")),
-        ("order.cancelled", json!({"order_id": "o-2", "customer_id": "c-1", "total_amount": "50.00", "currency": "EUR", "cancelled_at": "2026-11-21T10:00:00Z"})),
-        ("order.returned", json!({"order_id": "o-1", "customer_id": "c-1", "refund_amount": "30.00", "currency": "EUR", "returned_at": "2026-11-22T10:00:00Z"})),
+        (
+            "order.cancelled",
+            json!({"order_id": "o-2", "customer_id": "c-1", "total_amount": "50.00", "currency": "EUR", "cancelled_at": "2026-11-21T10:00:00Z"}),
+        ),
+        (
+            "order.returned",
+            json!({"order_id": "o-1", "customer_id": "c-1", "refund_amount": "30.00", "currency": "EUR", "returned_at": "2026-11-22T10:00:00Z"}),
+        ),
         ("auth.login", json!({"customer_id": "c-1", "login_at": "2026-11-23T08:00:00Z"})),
-        ("auth.password_changed", json!({"customer_id": "c-1", "changed_at": "2026-11-23T09:00:00Z", "ip_address": "10.0.0.1"})),
+        (
+            "auth.password_changed",
+            json!({"customer_id": "c-1", "changed_at": "2026-11-23T09:00:00Z", "ip_address": "10.0.0.1"}),
+        ),
     ];
     for (topic, data) in &events {
         publisher.publish(Message::json(PUBSUB, *topic, data).unwrap()).await.unwrap();
@@ -52,7 +63,8 @@ async fn every_topic_lands_once_and_poison_goes_to_its_dead_letter_topic() {
     assert_eq!(store.count(Table::SecurityEvents).await.unwrap(), 1);
 
     // The same CloudEvent published twice counts once.
-    let twice = cloud_event("login-twice", "auth.login", json!({"customer_id": "c-2", "login_at": "2026-11-24T08:00:00Z"}));
+    let twice =
+        cloud_event("login-twice", "auth.login", json!({"customer_id": "c-2", "login_at": "2026-11-24T08:00:00Z"}));
     daprd.publish_cloud_event(PUBSUB, "auth.login", &twice).await.unwrap();
     daprd.publish_cloud_event(PUBSUB, "auth.login", &twice).await.unwrap();
     eventually("both deliveries answered", || async {
@@ -62,7 +74,8 @@ async fn every_topic_lands_once_and_poison_goes_to_its_dead_letter_topic() {
     assert_eq!(store.count(Table::Inbox).await.unwrap(), 7, "the duplicate changed nothing");
 
     // A malformed event (no total_amount) goes to order.cancelled.dlq and changes nothing.
-    let malformed = cloud_event("bad-1", "order.cancelled", json!({"order_id": "o-9", "customer_id": "c-1", "currency": "EUR"}));
+    let malformed =
+        cloud_event("bad-1", "order.cancelled", json!({"order_id": "o-9", "customer_id": "c-1", "currency": "EUR"}));
     daprd.publish_cloud_event(PUBSUB, "order.cancelled", &malformed).await.unwrap();
     let dead = redis.wait_for_stream("order.cancelled.dlq", 1).await.unwrap();
     assert_eq!(dead[0].cloud_event().unwrap()["id"], "bad-1");
@@ -132,9 +145,7 @@ async fn with_app_health_checks_daprd_pauses_while_the_database_is_gone_and_lose
     let Some(db) = postgres_and_daprd().await else { return };
     let worker = WorkerProcess::start(&db, &[]).await;
     let (redis, mut daprd) = sidecar(&worker, |b| {
-        b.arg("--enable-app-health-check")
-            .arg("--app-health-probe-interval=1")
-            .arg("--app-health-threshold=1")
+        b.arg("--enable-app-health-check").arg("--app-health-probe-interval=1").arg("--app-health-threshold=1")
     })
     .await;
     let store = store(&db).await;
@@ -162,7 +173,8 @@ async fn with_app_health_checks_daprd_pauses_while_the_database_is_gone_and_lose
     })
     .await;
     until_settled(&redis, "auth.login").await;
-    eventually("the five logins applied", || async { (store.count(Table::Inbox).await.ok()? == 5).then_some(()) }).await;
+    eventually("the five logins applied", || async { (store.count(Table::Inbox).await.ok()? == 5).then_some(()) })
+        .await;
     assert!(redis.stream("auth.login.dlq").await.unwrap().is_empty());
 }
 
@@ -172,9 +184,7 @@ async fn sigterm_under_a_steady_stream_then_a_restart_applies_every_event_once()
     let Some(db) = postgres_and_daprd().await else { return };
     let mut worker = WorkerProcess::start(&db, &[]).await;
     let (redis, daprd) = sidecar(&worker, |b| {
-        b.arg("--enable-app-health-check")
-            .arg("--app-health-probe-interval=1")
-            .arg("--app-health-threshold=1")
+        b.arg("--enable-app-health-check").arg("--app-health-probe-interval=1").arg("--app-health-threshold=1")
     })
     .await;
     let store = store(&db).await;
@@ -186,7 +196,11 @@ async fn sigterm_under_a_steady_stream_then_a_restart_applies_every_event_once()
             let message = if i % 2 == 0 {
                 Message::json(PUBSUB, "order.completed", &completed(&format!("o-{i}"), "c-1", "1.00"))
             } else {
-                Message::json(PUBSUB, "auth.password_changed", &json!({"customer_id": "c-1", "changed_at": "2026-11-23T09:00:00Z"}))
+                Message::json(
+                    PUBSUB,
+                    "auth.password_changed",
+                    &json!({"customer_id": "c-1", "changed_at": "2026-11-23T09:00:00Z"}),
+                )
             };
             publisher.publish(message.unwrap()).await.unwrap();
             // Pacing the producer, not waiting for the consumer.

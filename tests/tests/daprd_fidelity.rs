@@ -21,7 +21,8 @@ use serde_json::json;
 const ATTEMPTS: u32 = 11;
 
 /// How each scenario's handler answers, by topic.
-const SCENARIOS: &[&str] = &["ok", "transient", "permanent", "undecodable", "panic", "timeout", "recovers", "drop-no-dlq"];
+const SCENARIOS: &[&str] =
+    &["ok", "transient", "permanent", "undecodable", "panic", "timeout", "recovers", "drop-no-dlq"];
 
 type Attempts = Arc<Mutex<HashMap<String, u32>>>;
 

@@ -42,8 +42,14 @@ impl WorkerProcess {
         let (grpc_port, admin_port) = (free_port().unwrap(), free_port().unwrap());
         let extra_env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let log = std::env::temp_dir().join(format!("customer-worker-{grpc_port}.log"));
-        let mut worker =
-            WorkerProcess { child: spawn_placeholder(), grpc_port, admin_port, database_url: db.url.clone(), log, extra_env };
+        let mut worker = WorkerProcess {
+            child: spawn_placeholder(),
+            grpc_port,
+            admin_port,
+            database_url: db.url.clone(),
+            log,
+            extra_env,
+        };
         worker.child = worker.spawn().await;
         worker
     }

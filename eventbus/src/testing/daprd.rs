@@ -227,7 +227,8 @@ impl DaprdBuilder {
             let target = if text.lines().any(|l| l.trim() == "kind: Configuration") {
                 configuration.get_or_insert(dir.0.join("config.yaml")).clone()
             } else {
-                resources.join(format!("{i:02}-{}", file.file_name().and_then(|n| n.to_str()).unwrap_or("resource.yaml")))
+                resources
+                    .join(format!("{i:02}-{}", file.file_name().and_then(|n| n.to_str()).unwrap_or("resource.yaml")))
             };
             std::fs::write(&target, text).map_err(io(format!("writing {}", target.display())))?;
         }
@@ -390,7 +391,9 @@ impl Daprd {
                 return Ok(subscriptions);
             }
             if Instant::now() > deadline {
-                return Err(self.not_ready(format!("{} of {count} subscriptions after the timeout", subscriptions.len())));
+                return Err(
+                    self.not_ready(format!("{} of {count} subscriptions after the timeout", subscriptions.len()))
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -460,8 +463,12 @@ impl Daprd {
                 metadata: HashMap::new(),
             })
             .collect();
-        let request =
-            pb::BulkPublishRequest { pubsub_name: pubsub.into(), topic: topic.into(), entries, metadata: HashMap::new() };
+        let request = pb::BulkPublishRequest {
+            pubsub_name: pubsub.into(),
+            topic: topic.into(),
+            entries,
+            metadata: HashMap::new(),
+        };
         let failed = client.bulk_publish_event(self.request(request)).await?.into_inner().failed_entries;
         match failed.first() {
             None => Ok(()),
@@ -626,7 +633,10 @@ impl Redis {
                 return Ok(entries);
             }
             if Instant::now() > deadline {
-                return Err(HarnessError::Redis(format!("{key}: {} of {count} entries after the timeout", entries.len())));
+                return Err(HarnessError::Redis(format!(
+                    "{key}: {} of {count} entries after the timeout",
+                    entries.len()
+                )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -751,10 +761,11 @@ pub const REQUIRE_ENV: &str = "EVENTBUS_REQUIRE_DAPRD";
 /// returns `false` so the test can skip, unless [`REQUIRE_ENV`] is `1`: then
 /// it panics, so a CI run cannot pass by skipping.
 pub fn available() -> bool {
-    let missing: Vec<&str> = [("daprd (set DAPRD)", Daprd::binary().is_none()), ("redis-server", Redis::binary().is_none())]
-        .into_iter()
-        .filter_map(|(name, missing)| missing.then_some(name))
-        .collect();
+    let missing: Vec<&str> =
+        [("daprd (set DAPRD)", Daprd::binary().is_none()), ("redis-server", Redis::binary().is_none())]
+            .into_iter()
+            .filter_map(|(name, missing)| missing.then_some(name))
+            .collect();
     if missing.is_empty() {
         return true;
     }
