@@ -90,10 +90,11 @@ async fn a_bulk_delivery_settles_each_entry_on_its_own() {
     let (redis, mut daprd) = sidecar(&worker, |b| b).await;
     let store = store(&db).await;
 
-    // 40 orders in one bulk publish; daprd's bulk subscriber hands them to
-    // the worker in batches (up to 100, or what arrived in 100 ms: 32 and 8
-    // when this was written). The fifth has an amount that can never be read.
-    let mut batch: Vec<serde_json::Value> = (0..40)
+    // 300 orders in one bulk publish; daprd's bulk subscriber hands them to
+    // the worker in batches of up to 100 (the component's concurrency and
+    // the subscription's max_messages), each call carrying two trace headers
+    // per entry. The fifth order has an amount that can never be read.
+    let mut batch: Vec<serde_json::Value> = (0..300)
         .map(|i| cloud_event(&format!("bulk-{i}"), "order.completed", completed(&format!("o-{i}"), "c-1", "10.00")))
         .collect();
     batch[4] = cloud_event("bulk-4", "order.completed", completed("o-4", "c-1", "ten euros"));
@@ -101,13 +102,14 @@ async fn a_bulk_delivery_settles_each_entry_on_its_own() {
 
     let dead = redis.wait_for_stream("order.completed.dlq", 1).await.unwrap();
     assert_eq!(dead.iter().map(|e| e.cloud_event().unwrap()["id"].clone()).collect::<Vec<_>>(), vec!["bulk-4"]);
-    let customer = eventually("the 39 good entries applied", || async {
+    let customer = eventually("the 299 good entries applied", || async {
         let customer = store.customer("c-1").await.ok()??;
-        (customer.order_count == 39).then_some(customer)
+        (customer.order_count == 299).then_some(customer)
     })
     .await;
-    assert_eq!(customer.total_spent_minor, 39_000);
-    assert_eq!(store.count(Table::Inbox).await.unwrap(), 39, "each good entry once, the bad one never");
+    until_settled(&redis, "order.completed").await;
+    assert_eq!(customer.total_spent_minor, 299_000);
+    assert_eq!(store.count(Table::Inbox).await.unwrap(), 299, "each good entry once, the bad one never");
 }
 
 fn login(customer: &str, at: &str) -> serde_json::Value {

@@ -59,13 +59,14 @@
 //!   with [`ServerBuilder::layer`].
 //! - [`publisher`]: publish events through the sidecar, or in memory in tests.
 //! - `testing` (feature `testing`): a sidecar for tests that drives your app
-//!   over real gRPC the way daprd does.
+//!   over real gRPC the way daprd does, and `testing::daprd`, which runs the
+//!   real daprd and a Redis next to your app.
 //!
 //! ## Features
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | `testing` | no | [`testing::TestSidecar`], for your integration tests |
+//! | `testing` | no | [`testing::TestSidecar`] and [`testing::daprd`], for your integration tests |
 
 #![warn(missing_docs)]
 
@@ -191,8 +192,8 @@ pub use eventbus_macros::consumer;
 pub use outcome::{ACK, HandlerResult, IntoOutcome, Outcome};
 pub use registry::{Registry, Route, RouteMetrics};
 pub use server::{
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PORT, Job, Server, ServerBuilder, ServerHandle, TOKEN_ENV, TOKEN_HEADER,
-    shutdown_signal,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PORT, Job, MAX_HEADER_LIST_SIZE, Server, ServerBuilder, ServerHandle, TOKEN_ENV,
+    TOKEN_HEADER, shutdown_signal,
 };
 pub use subscription::{Bulk, Rule, Subscription};
 

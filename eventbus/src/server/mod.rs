@@ -40,6 +40,12 @@ pub use token::{TOKEN_ENV, TOKEN_HEADER};
 pub const DEFAULT_PORT: u16 = 5005;
 /// The default largest event payload: tonic's and daprd's 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+/// The largest HTTP/2 header list the server accepts: 1 MiB. daprd appends a
+/// `traceparent` and a `grpc-trace-bin` header for every entry of a bulk call
+/// (about 180 bytes each), so hyper's default 16 KiB refuses bulk calls of
+/// more than about 90 entries, and daprd retries them forever. 1 MiB holds
+/// about 5,000 entries' headers.
+pub const MAX_HEADER_LIST_SIZE: u32 = 1024 * 1024;
 
 type LayerFn = Box<dyn FnOnce(EventService) -> EventService + Send>;
 
@@ -364,7 +370,9 @@ impl Server {
     }
 
     /// The three gRPC services, to mount in a tonic server of your own (you
-    /// then own shutdown; [`Server::serve_with_shutdown`] does it for you).
+    /// then own shutdown, which [`Server::serve_with_shutdown`] does for you,
+    /// and should raise `http2_max_header_list_size` to
+    /// [`MAX_HEADER_LIST_SIZE`] for bulk deliveries).
     pub fn routes(&self) -> Routes {
         let limit = self.callback.0.max_message_size.saturating_mul(4).max(DEFAULT_MAX_MESSAGE_SIZE);
         let mut routes = Routes::default();
@@ -407,12 +415,12 @@ impl Server {
         let address = listener.local_addr().ok();
         let routes = self.routes();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async {
+        let server = tonic::transport::Server::builder()
+            .http2_max_header_list_size(MAX_HEADER_LIST_SIZE)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
                 let _ = stopped.await;
-            },
-        );
+            });
         tokio::pin!(server);
         tracing::info!(?address, subscriptions = self.subscriptions().len(), "eventbus server listening");
 
