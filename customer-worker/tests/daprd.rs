@@ -26,7 +26,7 @@ fn completed(order: &str, customer: &str, amount: &str) -> serde_json::Value {
 async fn every_topic_lands_once_and_poison_goes_to_its_dead_letter_topic() {
     let Some(db) = postgres_and_daprd().await else { return };
     let worker = WorkerProcess::start(&db, &[]).await;
-    let (redis, mut daprd) = sidecar(&worker, |b| b).await;
+    let (redis, daprd) = sidecar(&worker, |b| b).await;
     let store = store(&db).await;
 
     // The five topics, published by DaprPublisher through daprd (the round trip).
@@ -87,7 +87,7 @@ async fn every_topic_lands_once_and_poison_goes_to_its_dead_letter_topic() {
 async fn a_bulk_delivery_settles_each_entry_on_its_own() {
     let Some(db) = postgres_and_daprd().await else { return };
     let worker = WorkerProcess::start(&db, &[]).await;
-    let (redis, mut daprd) = sidecar(&worker, |b| b).await;
+    let (redis, daprd) = sidecar(&worker, |b| b).await;
     let store = store(&db).await;
 
     // 300 orders in one bulk publish; daprd's bulk subscriber hands them to
@@ -120,7 +120,7 @@ fn login(customer: &str, at: &str) -> serde_json::Value {
 async fn a_database_outage_is_retried_by_daprd_and_applied_once() {
     let Some(db) = postgres_and_daprd().await else { return };
     let worker = WorkerProcess::start(&db, &[]).await;
-    let (redis, mut daprd) = sidecar(&worker, |b| b).await;
+    let (redis, daprd) = sidecar(&worker, |b| b).await;
 
     set_database_reachable(&db, false).await;
     let event = cloud_event("outage-1", "auth.login", login("c-1", "2026-11-24T08:00:00Z"));
@@ -146,7 +146,7 @@ async fn a_database_outage_is_retried_by_daprd_and_applied_once() {
 async fn with_app_health_checks_daprd_pauses_while_the_database_is_gone_and_loses_nothing() {
     let Some(db) = postgres_and_daprd().await else { return };
     let worker = WorkerProcess::start(&db, &[]).await;
-    let (redis, mut daprd) = sidecar(&worker, |b| {
+    let (redis, daprd) = sidecar(&worker, |b| {
         b.arg("--enable-app-health-check").arg("--app-health-probe-interval=1").arg("--app-health-threshold=1")
     })
     .await;

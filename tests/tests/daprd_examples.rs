@@ -29,7 +29,7 @@ async fn pricing_routing_rules_are_evaluated_by_daprd() {
     }
     let book = example_pricing::PriceBook::default();
     let app = start_server(example_pricing::server(book.clone()).unwrap()).await;
-    let (redis, mut daprd) = sidecar("pricing", app.address.port(), |b| b).await;
+    let (redis, daprd) = sidecar("pricing", app.address.port(), |b| b).await;
     daprd.wait_for_subscriptions(1).await.unwrap();
 
     // No rule matches the type: the default path (v1, a decimal string).
@@ -62,7 +62,7 @@ async fn warehouse_dead_letters_and_stock_queries_through_daprd() {
     }
     let warehouse = example_warehouse::Warehouse::with_stock([("apple", 10), ("pear", 2)]);
     let app = start_server(example_warehouse::server(warehouse.clone()).unwrap()).await;
-    let (redis, mut daprd) = sidecar("warehouse", app.address.port(), |b| b).await;
+    let (redis, daprd) = sidecar("warehouse", app.address.port(), |b| b).await;
     daprd.wait_for_subscriptions(2).await.unwrap();
 
     let order = json!({"order_id": "o-1", "items": [{"sku": "apple", "quantity": 3}]});
@@ -95,7 +95,7 @@ async fn raw_payloads_arrive_as_the_publishers_bytes() {
         },
     )))
     .await;
-    let (redis, mut daprd) = sidecar("raw", app.address.port(), |b| b).await;
+    let (redis, daprd) = sidecar("raw", app.address.port(), |b| b).await;
     daprd.wait_for_subscriptions(1).await.unwrap();
     let bytes = b"\x00\x01 not a cloud event \xff".to_vec();
     let metadata = [("rawPayload".to_owned(), "true".to_owned())].into();

@@ -90,7 +90,7 @@ async fn the_status_table_settles_the_same_under_daprd_and_the_test_sidecar() {
     }
 
     // daprd, from Redis.
-    let (redis, mut daprd) = sidecar("fidelity", app.address.port(), |b| b).await;
+    let (redis, daprd) = sidecar("fidelity", app.address.port(), |b| b).await;
     daprd.wait_for_subscriptions(SCENARIOS.len()).await.unwrap();
     for &topic in SCENARIOS {
         let cloud_event = json!({

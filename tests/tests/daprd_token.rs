@@ -104,7 +104,7 @@ async fn with_app_api_token_on_both_sides_every_delivery_passes() {
             .add_routes(routes)
             .serve_with_incoming(eventbus::tonic::transport::server::TcpIncoming::from(listener)),
     );
-    let (redis, mut daprd) = sidecar("token", port, |b| {
+    let (redis, daprd) = sidecar("token", port, |b| {
         b.env("APP_API_TOKEN", TOKEN)
             .arg("--enable-app-health-check")
             .arg("--app-health-probe-interval=1")

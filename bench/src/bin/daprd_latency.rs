@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
         .kill_on_drop(true)
         .spawn()
         .context("starting the worker")?;
-    let mut daprd = Daprd::builder("customer-worker")
+    let daprd = Daprd::builder("customer-worker")
         .app_port(grpc_port)
         .resources(&cli.resources)
         .replace_in_resources("localhost:6379", redis.address())

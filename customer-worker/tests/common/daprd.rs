@@ -127,7 +127,7 @@ pub async fn sidecar(worker: &WorkerProcess, configure: impl FnOnce(DaprdBuilder
         .app_port(worker.grpc_port)
         .resources(RESOURCES)
         .replace_in_resources("localhost:6379", redis.address());
-    let mut daprd = configure(builder).start().await.unwrap();
+    let daprd = configure(builder).start().await.unwrap();
     daprd.wait_for_subscriptions(5).await.unwrap();
     (redis, daprd)
 }

@@ -72,6 +72,9 @@ pub enum HarnessError {
     /// A call to daprd's API failed.
     #[error("daprd API: {0}")]
     Api(#[from] tonic::Status),
+    /// A payload could not be serialized.
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
     /// Redis answered with an error or something unexpected.
     #[error("redis: {0}")]
     Redis(String),
@@ -268,11 +271,26 @@ impl DaprdBuilder {
         args.extend(self.args.iter().cloned());
         let log = dir.0.join("daprd.log");
         let child = spawn_logged(&binary, &args, &self.envs, &log)?;
-        let mut daprd =
-            Daprd { child, http_port, grpc_port, api_token: None, log, builder: self, _dir: dir, client: None };
-        daprd.api_token = daprd.builder.envs.iter().find(|(k, _)| k == "DAPR_API_TOKEN").map(|(_, v)| v.clone());
-        daprd.until_healthy().await?;
-        Ok(daprd)
+        let api_token = self.envs.iter().find(|(k, _)| k == "DAPR_API_TOKEN").map(|(_, v)| v.clone());
+        let mut starting = Starting { child, http_port, log: &log };
+        starting.until_healthy().await?;
+        let endpoint = format!("http://127.0.0.1:{grpc_port}");
+        let channel = Channel::from_shared(endpoint)
+            .map_err(|e| starting.not_ready(e.to_string()))?
+            .connect()
+            .await
+            .map_err(|e| starting.not_ready(format!("gRPC API: {e}")))?;
+        let child = starting.child;
+        Ok(Daprd {
+            child,
+            http_port,
+            grpc_port,
+            api_token,
+            log,
+            builder: self,
+            _dir: dir,
+            client: DaprClient::new(channel),
+        })
     }
 }
 
@@ -286,7 +304,37 @@ pub struct Daprd {
     log: PathBuf,
     builder: DaprdBuilder,
     _dir: ScratchDir,
-    client: Option<DaprClient<Channel>>,
+    client: DaprClient<Channel>,
+}
+
+/// A daprd process until its API answers.
+struct Starting<'a> {
+    child: Child,
+    http_port: u16,
+    log: &'a Path,
+}
+
+impl Starting<'_> {
+    fn not_ready(&self, reason: impl Into<String>) -> HarnessError {
+        HarnessError::NotReady { what: "daprd".into(), reason: reason.into(), log: log_tail(self.log) }
+    }
+
+    /// Waits until `GET /v1.0/healthz` answers 204.
+    async fn until_healthy(&mut self) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(self.not_ready(format!("exited with {status}")));
+            }
+            if http_get_status(self.http_port, "/v1.0/healthz").await == Some(204) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(self.not_ready("/v1.0/healthz never answered 204"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Daprd {
@@ -336,37 +384,6 @@ impl Daprd {
         HarnessError::NotReady { what: "daprd".into(), reason: reason.into(), log: log_tail(&self.log) }
     }
 
-    /// Waits until `GET /v1.0/healthz` answers 204.
-    async fn until_healthy(&mut self) -> Result<(), HarnessError> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(self.not_ready(format!("exited with {status}")));
-            }
-            if http_get_status(self.http_port, "/v1.0/healthz").await == Some(204) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(self.not_ready("/v1.0/healthz never answered 204"));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn client(&mut self) -> Result<DaprClient<Channel>, HarnessError> {
-        if let Some(client) = &self.client {
-            return Ok(client.clone());
-        }
-        let channel = Channel::from_shared(self.grpc_endpoint())
-            .map_err(|e| self.not_ready(e.to_string()))?
-            .connect()
-            .await
-            .map_err(|e| self.not_ready(format!("gRPC API: {e}")))?;
-        let client = DaprClient::new(channel);
-        self.client = Some(client.clone());
-        Ok(client)
-    }
-
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         if let Some(token) = self.api_token.as_deref().and_then(|t| t.parse().ok()) {
@@ -376,14 +393,14 @@ impl Daprd {
     }
 
     /// daprd's metadata (`GetMetadata`): its subscriptions, components, app connection.
-    pub async fn metadata(&mut self) -> Result<pb::GetMetadataResponse, HarnessError> {
-        let mut client = self.client().await?;
+    pub async fn metadata(&self) -> Result<pb::GetMetadataResponse, HarnessError> {
+        let mut client = self.client.clone();
         Ok(client.get_metadata(self.request(pb::GetMetadataRequest::default())).await?.into_inner())
     }
 
     /// Waits until daprd has subscribed at least `count` topics (it reads the
     /// app's subscriptions after the app port opens).
-    pub async fn wait_for_subscriptions(&mut self, count: usize) -> Result<Vec<pb::PubsubSubscription>, HarnessError> {
+    pub async fn wait_for_subscriptions(&self, count: usize) -> Result<Vec<pb::PubsubSubscription>, HarnessError> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             let subscriptions = self.metadata().await?.subscriptions;
@@ -402,14 +419,14 @@ impl Daprd {
     /// Publishes through daprd's `PublishEvent`; daprd wraps `data` in a
     /// CloudEvent unless `content_type` is `application/cloudevents+json`.
     pub async fn publish(
-        &mut self,
+        &self,
         pubsub: &str,
         topic: &str,
         content_type: &str,
         data: impl Into<Vec<u8>>,
         metadata: HashMap<String, String>,
     ) -> Result<(), HarnessError> {
-        let mut client = self.client().await?;
+        let mut client = self.client.clone();
         let request = pb::PublishEventRequest {
             pubsub_name: pubsub.into(),
             topic: topic.into(),
@@ -423,46 +440,48 @@ impl Daprd {
 
     /// Publishes a JSON payload.
     pub async fn publish_json<T: serde::Serialize + ?Sized>(
-        &mut self,
+        &self,
         pubsub: &str,
         topic: &str,
         data: &T,
     ) -> Result<(), HarnessError> {
-        let data = serde_json::to_vec(data).map_err(|e| HarnessError::Redis(e.to_string()))?;
+        let data = serde_json::to_vec(data)?;
         self.publish(pubsub, topic, "application/json", data, HashMap::new()).await
     }
 
     /// Publishes a whole CloudEvent (its `id` is kept: publishing it twice
     /// delivers the same id twice).
     pub async fn publish_cloud_event(
-        &mut self,
+        &self,
         pubsub: &str,
         topic: &str,
         cloud_event: &serde_json::Value,
     ) -> Result<(), HarnessError> {
-        let data = serde_json::to_vec(cloud_event).map_err(|e| HarnessError::Redis(e.to_string()))?;
+        let data = serde_json::to_vec(cloud_event)?;
         self.publish(pubsub, topic, "application/cloudevents+json", data, HashMap::new()).await
     }
 
     /// Publishes CloudEvents in one `BulkPublishEvent` call (each keeps its
     /// `id`); fails if daprd reports any entry as not published.
     pub async fn publish_bulk(
-        &mut self,
+        &self,
         pubsub: &str,
         topic: &str,
         cloud_events: &[serde_json::Value],
     ) -> Result<(), HarnessError> {
-        let mut client = self.client().await?;
+        let mut client = self.client.clone();
         let entries = cloud_events
             .iter()
             .enumerate()
-            .map(|(i, event)| pb::BulkPublishRequestEntry {
-                entry_id: i.to_string(),
-                event: serde_json::to_vec(event).unwrap_or_default(),
-                content_type: "application/cloudevents+json".into(),
-                metadata: HashMap::new(),
+            .map(|(i, event)| {
+                Ok(pb::BulkPublishRequestEntry {
+                    entry_id: i.to_string(),
+                    event: serde_json::to_vec(event)?,
+                    content_type: "application/cloudevents+json".into(),
+                    metadata: HashMap::new(),
+                })
             })
-            .collect();
+            .collect::<Result<_, HarnessError>>()?;
         let request = pb::BulkPublishRequest {
             pubsub_name: pubsub.into(),
             topic: topic.into(),
@@ -484,14 +503,14 @@ impl Daprd {
 
     /// Invokes `method` on the app `app_id` through daprd (`InvokeService`).
     pub async fn invoke(
-        &mut self,
+        &self,
         app_id: &str,
         method: &str,
         content_type: &str,
         data: impl Into<Vec<u8>>,
     ) -> Result<dapr::dapr::proto::common::v1::InvokeResponse, HarnessError> {
         use dapr::dapr::proto::common::v1 as common;
-        let mut client = self.client().await?;
+        let mut client = self.client.clone();
         let request = pb::InvokeServiceRequest {
             id: app_id.into(),
             message: Some(common::InvokeRequest {
