@@ -3,16 +3,21 @@
 //! No event is answered before the commit that holds its effect.
 //!
 //! One committer task owns the writes: it takes the first queued effect and
-//! every other one already waiting (up to [`MAX_BATCH`]), applies them in
-//! order in one transaction, each behind its inbox claim, and commits. If any
-//! effect fails, the transaction is rolled back and each effect of the batch
-//! is applied alone, so one bad event never fails its neighbours.
+//! every other one already waiting (up to [`MAX_BATCH`]), claims their inbox
+//! rows (in id order), applies the claimed effects (in customer order) in one
+//! transaction, and commits. Locks are taken in one global order (inbox rows,
+//! then customers, then orders, each sorted), so replicas sharing a database
+//! cannot deadlock. If the transaction fails because of an event's data, it is
+//! rolled back and each effect is applied alone, so one bad event never fails
+//! its neighbours; if it fails because the database is unavailable, every
+//! event of the batch is answered at once (they are all retried).
 
 use futures_util::future::BoxFuture;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Applied, StoreError, Tx, now_millis};
+use crate::classify::{ErrorKind, classify};
+use crate::store::{Applied, Backend, StoreError, Tx, now_millis};
 
 /// Most effects in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -36,6 +41,8 @@ where
 pub struct Job {
     pub consumer: &'static str,
     pub event_id: String,
+    /// The customer row the effect locks (the order effects run in).
+    pub customer_id: String,
     pub effect: Box<dyn Effect>,
     pub reply: oneshot::Sender<Result<Applied, StoreError>>,
 }
@@ -60,7 +67,7 @@ pub enum Queued {
 }
 
 /// Starts the committer; it stops when every sender is dropped.
-pub fn start(pool: AnyPool) -> mpsc::Sender<Queued> {
+pub fn start(pool: AnyPool, backend: Backend) -> mpsc::Sender<Queued> {
     let (sender, mut receiver) = mpsc::channel::<Queued>(MAX_BATCH * 4);
     tokio::spawn(async move {
         let mut queued = Vec::with_capacity(MAX_BATCH);
@@ -73,7 +80,7 @@ pub fn start(pool: AnyPool) -> mpsc::Sender<Queued> {
                 }
             }
             if !ones.is_empty() {
-                commit(&pool, ones).await;
+                commit(&pool, backend, ones).await;
             }
         }
     });
@@ -94,17 +101,36 @@ async fn commit_batch(pool: &AnyPool, job: BatchJob) {
     let _ = job.reply.send(reply);
 }
 
-async fn commit(pool: &AnyPool, batch: Vec<Job>) {
+async fn commit(pool: &AnyPool, backend: Backend, batch: Vec<Job>) {
     metrics::histogram!("customer_worker_commit_batch_size").record(batch.len() as f64);
-    if batch.len() > 1
-        && let Ok(results) = apply_all(pool, &batch).await
-    {
-        for (job, applied) in batch.into_iter().zip(results) {
-            let _ = job.reply.send(Ok(applied));
+    let error = match apply_all(pool, &batch).await {
+        Ok(results) => {
+            for (job, applied) in batch.into_iter().zip(results) {
+                let _ = job.reply.send(Ok(applied));
+            }
+            return;
+        }
+        Err(error) => error,
+    };
+    let caused_by_data = match &error {
+        StoreError::Database(error) => classify(backend, error) == ErrorKind::Permanent,
+        StoreError::Unavailable(_) => false,
+        StoreError::Refused(_) | StoreError::Rejected(_) => true,
+    };
+    if batch.len() == 1 || !caused_by_data {
+        // The database is unavailable (or this was the only event): every
+        // event gets the same answer now, instead of one timeout each.
+        let message = error.to_string();
+        let mut jobs = batch.into_iter();
+        if let Some(first) = jobs.next() {
+            let _ = first.reply.send(Err(error));
+        }
+        for job in jobs {
+            let _ = job.reply.send(Err(StoreError::Unavailable(message.clone())));
         }
         return;
     }
-    // A single effect, or a batch that failed somewhere: one transaction each.
+    // Some event's data failed the transaction: one transaction each.
     for job in batch {
         let result = apply_all(pool, std::slice::from_ref(&job)).await.map(|mut applied| applied.remove(0));
         let _ = job.reply.send(result);
@@ -112,10 +138,15 @@ async fn commit(pool: &AnyPool, batch: Vec<Job>) {
 }
 
 /// Applies `jobs` in one transaction; any error rolls all of them back.
+/// Inbox rows are claimed first in (consumer, id) order, then the claimed
+/// effects run in customer order: one lock order for every transaction.
 async fn apply_all(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Applied>, StoreError> {
     let mut tx = pool.begin().await?;
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
+    let mut results = vec![Applied::Duplicate; jobs.len()];
+    let mut by_id: Vec<usize> = (0..jobs.len()).collect();
+    by_id.sort_by(|&a, &b| (jobs[a].consumer, &jobs[a].event_id).cmp(&(jobs[b].consumer, &jobs[b].event_id)));
+    for index in by_id {
+        let job = &jobs[index];
         let claimed = sqlx::query(
             "INSERT INTO inbox (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT (consumer, event_id) DO NOTHING",
         )
@@ -125,12 +156,14 @@ async fn apply_all(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Applied>, StoreEr
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if claimed == 0 {
-            results.push(Applied::Duplicate);
-            continue;
+        if claimed == 1 {
+            results[index] = Applied::Done;
         }
-        job.effect.apply(&mut tx).await?;
-        results.push(Applied::Done);
+    }
+    let mut by_customer: Vec<usize> = (0..jobs.len()).filter(|&i| results[i] == Applied::Done).collect();
+    by_customer.sort_by(|&a, &b| jobs[a].customer_id.cmp(&jobs[b].customer_id));
+    for index in by_customer {
+        jobs[index].effect.apply(&mut tx).await?;
     }
     tx.commit().await?;
     Ok(results)

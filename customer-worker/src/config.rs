@@ -65,6 +65,10 @@ pub struct DatabaseConfig {
     /// How long SQLite waits for a lock before failing the event (RETRY).
     #[serde(default = "defaults::busy_timeout_ms")]
     pub busy_timeout_ms: u64,
+    /// How long an event waits for a connection before it is answered RETRY
+    /// (PostgreSQL down: fail fast rather than hold the sidecar).
+    #[serde(default = "defaults::acquire_timeout_ms")]
+    pub acquire_timeout_ms: u64,
 }
 
 impl DatabaseConfig {
@@ -80,6 +84,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("url", &self.redacted_url())
             .field("max_connections", &self.max_connections)
             .field("busy_timeout_ms", &self.busy_timeout_ms)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
             .finish()
     }
 }
@@ -179,6 +184,9 @@ mod defaults {
     }
     pub fn busy_timeout_ms() -> u64 {
         5000
+    }
+    pub fn acquire_timeout_ms() -> u64 {
+        2000
     }
     pub fn batch_size() -> u32 {
         500

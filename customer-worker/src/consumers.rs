@@ -1,18 +1,28 @@
-//! The five consumers. Each writes its effect and its inbox row in one
-//! transaction (shared with concurrent events: group commit). Order events
+//! The five consumers. Each checks its event against the contract
+//! ([`crate::contracts::Check`]), then writes its effect and its inbox row in
+//! one transaction (shared with concurrent events: group commit). Order events
 //! update the order's row and move the customer's figures by the order's
 //! change (see [`crate::orders`]), so duplicates, redeliveries and
 //! out-of-order events all end in the same state, in O(1) per event.
+//!
+//! Poison never loops: an event that breaks the contract or a business rule
+//! (one owner per order, one currency per customer, refunds within the
+//! order, totals within 64 bits) is dropped with the field and the reason,
+//! and a batch that the database refuses as a whole is split until only the
+//! entries that fail alone fail ([`eventbus::isolate`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tokio::sync::{mpsc, oneshot};
 
-use eventbus::{Event, HandlerError, subscribe};
+use eventbus::{Event, HandlerError, isolate, subscribe};
 use futures_util::future::BoxFuture;
 
 use crate::commit::BatchEffect;
-use crate::contracts::{AuthLogin, AuthPasswordChanged, Id, OrderCancelled, OrderCompleted, OrderReturned};
+use crate::contracts::{
+    AuthLogin, AuthPasswordChanged, Check, Id, OrderCancelled, OrderCompleted, OrderReturned, amount_minor,
+    check_event_id,
+};
 use crate::orders::{Delta, OrderEvent, OrderState};
 use crate::store::{Applied, Backend, Store, StoreError, Tx, millis, now_millis};
 
@@ -23,13 +33,18 @@ pub struct CustomerConsumers {
     orders: mpsc::Sender<Pending>,
 }
 
-/// Most single order events written together.
+/// Most single order events queued together.
 const ORDER_BATCH: usize = 256;
+/// Most order events in one transaction. Every multi-row statement then
+/// stays within SQLite's 500 compound SELECT terms and 32,766 variables and
+/// PostgreSQL's 65,535 parameters (9 a row at most): a bulk request of any
+/// size is written in chunks.
+const ORDER_CHUNK: usize = 200;
 
 /// A single order event waiting for its batch.
 struct Pending {
     item: Item,
-    reply: oneshot::Sender<Result<Applied, StoreError>>,
+    reply: oneshot::Sender<Result<Applied, HandlerError>>,
 }
 
 impl CustomerConsumers {
@@ -48,7 +63,7 @@ impl CustomerConsumers {
         let (reply, result) = oneshot::channel();
         let closed = || HandlerError::transient(anyhow::anyhow!("the order writer has stopped"));
         self.orders.send(Pending { item, reply }).await.map_err(|_| closed())?;
-        let applied = result.await.map_err(|_| closed())?.map_err(StoreError::into_handler_error)?;
+        let applied = result.await.map_err(|_| closed())??;
         log_applied(&event_id, topic, applied);
         Ok(())
     }
@@ -60,20 +75,36 @@ async fn write_order_batches(store: Store, mut queue: mpsc::Receiver<Pending>) {
     let mut pending = Vec::with_capacity(ORDER_BATCH);
     while queue.recv_many(&mut pending, ORDER_BATCH).await > 0 {
         let (items, replies): (Vec<Item>, Vec<_>) = pending.drain(..).map(|p| (p.item, p.reply)).unzip();
-        match store.apply_batch(OrderBatch { backend: store.backend(), items }).await {
-            Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
-            }
-            Err(error) => {
-                let message = error.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Database(sqlx::Error::Protocol(message.clone()))));
-                }
-            }
+        for (reply, result) in replies.into_iter().zip(apply_orders(&store, items).await) {
+            let _ = reply.send(result);
         }
     }
+}
+
+/// Writes order events in chunks of [`ORDER_CHUNK`], one transaction each;
+/// a chunk the database refuses as a whole is split until each entry is
+/// answered for itself. One result per item, in order.
+async fn apply_orders(store: &Store, items: Vec<Item>) -> Vec<Result<Applied, HandlerError>> {
+    let mut results = Vec::with_capacity(items.len());
+    for chunk in items.chunks(ORDER_CHUNK) {
+        let written = isolate(chunk.to_vec(), |items| async move {
+            match store.apply_batch(OrderBatch { backend: store.backend(), items }).await {
+                Ok(per_entry) => Ok(per_entry.into_iter().map(|r| r.map_err(StoreError::into_handler_error)).collect()),
+                Err(error) => Err(error.into_handler_error()),
+            }
+        });
+        results.extend(written.await);
+    }
+    results
+}
+
+/// The CloudEvent id and the payload checked against the contract.
+fn checked<T: Check>(event: &Event<T>) -> Result<(), HandlerError> {
+    check_event_id(event.id()).and_then(|()| event.data.check()).map_err(refused)
+}
+
+fn refused(reason: String) -> HandlerError {
+    HandlerError::permanent(anyhow::anyhow!(reason))
 }
 
 fn log_applied(event_id: &str, topic: &str, applied: Applied) {
@@ -81,10 +112,6 @@ fn log_applied(event_id: &str, topic: &str, applied: Applied) {
         Applied::Done => tracing::debug!(event.id = event_id, topic, "applied"),
         Applied::Duplicate => tracing::info!(event.id = event_id, topic, "duplicate event ignored"),
     }
-}
-
-fn minor(amount: &crate::contracts::Amount, currency: &str) -> Result<i64, HandlerError> {
-    amount.to_minor(currency).map_err(|e| HandlerError::permanent(anyhow::anyhow!(e)))
 }
 
 /// The order and customer an event is about.
@@ -108,7 +135,9 @@ impl CustomerConsumers {
         let mut items = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
             let order = &event.data;
-            match minor(&order.total_amount, &order.currency.0) {
+            let amount = checked(event)
+                .and_then(|()| amount_minor("total_amount", &order.total_amount, &order.currency).map_err(refused));
+            match amount {
                 Ok(amount) => {
                     let change = OrderEvent::Completed {
                         currency: order.currency.0.clone(),
@@ -128,23 +157,12 @@ impl CustomerConsumers {
             let index = item.index;
             results[index] = Some(self.order_event(item).await);
         } else if !items.is_empty() {
-            let indices: Vec<(usize, String)> = items.iter().map(|i| (i.index, i.event_id.clone())).collect();
-            let batch = OrderBatch { backend: self.store.backend(), items };
-            match self.store.apply_batch(batch).await {
-                Ok(per_entry) => {
-                    for ((index, event_id), result) in indices.into_iter().zip(per_entry) {
-                        if let Ok(applied) = &result {
-                            log_applied(&event_id, "order.completed", *applied);
-                        }
-                        results[index] = Some(result.map(|_| ()).map_err(StoreError::into_handler_error));
-                    }
+            let keys: Vec<(usize, String)> = items.iter().map(|i| (i.index, i.event_id.clone())).collect();
+            for ((index, event_id), result) in keys.into_iter().zip(apply_orders(&self.store, items).await) {
+                if let Ok(applied) = &result {
+                    log_applied(&event_id, "order.completed", *applied);
                 }
-                Err(error) => {
-                    let message = error.to_string();
-                    for (index, _) in indices {
-                        results[index] = Some(Err(HandlerError::transient(anyhow::anyhow!("{message}"))));
-                    }
-                }
+                results[index] = Some(result.map(|_| ()));
             }
         }
         results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect()
@@ -154,24 +172,23 @@ impl CustomerConsumers {
     /// only counts as cancelled.
     #[subscribe("order.cancelled", dead_letter = "order.cancelled.dlq")]
     async fn order_cancelled(&self, event: Event<OrderCancelled>) -> Result<(), HandlerError> {
+        checked(&event)?;
         let order = &event.data;
         let change = OrderEvent::Cancelled {
             currency: order.currency.0.clone(),
-            amount: minor(&order.total_amount, &order.currency.0)?,
+            amount: amount_minor("total_amount", &order.total_amount, &order.currency).map_err(refused)?,
             at: millis(order.cancelled_at),
         };
         self.order_event(Item::single("order.cancelled", event.id(), &order.order_id, &order.customer_id, change)).await
     }
 
-    /// The refund leaves the order's contribution (never below zero); the
-    /// return is counted.
+    /// The refund leaves the order's contribution (refunds beyond the
+    /// order's amount are refused); the return is counted.
     #[subscribe("order.returned", dead_letter = "order.returned.dlq")]
     async fn order_returned(&self, event: Event<OrderReturned>) -> Result<(), HandlerError> {
+        checked(&event)?;
         let order = &event.data;
-        let refund = minor(&order.refund_amount, &order.currency.0)?;
-        if refund < 0 {
-            return Err(HandlerError::permanent(anyhow::anyhow!("negative refund {}", order.refund_amount)));
-        }
+        let refund = amount_minor("refund_amount", &order.refund_amount, &order.currency).map_err(refused)?;
         let change = OrderEvent::Returned { currency: order.currency.0.clone(), refund };
         self.order_event(Item::single("order.returned", event.id(), &order.order_id, &order.customer_id, change)).await
     }
@@ -179,10 +196,11 @@ impl CustomerConsumers {
     /// `last_login_at` becomes the later of the stored and the event's time.
     #[subscribe("auth.login", dead_letter = "auth.login.dlq")]
     async fn auth_login(&self, event: Event<AuthLogin>) -> Result<(), HandlerError> {
+        checked(&event)?;
         let (customer, at) = (event.data.customer_id.0.clone(), millis(event.data.login_at));
         let applied = self
             .store
-            .apply("auth.login", event.id(), move |tx| {
+            .apply("auth.login", event.id(), &event.data.customer_id.0, move |tx| {
                 let customer = customer.clone();
                 Box::pin(async move {
                     lock_customer(tx, &customer).await?;
@@ -207,11 +225,12 @@ impl CustomerConsumers {
     /// Records a security event: who, when, from where.
     #[subscribe("auth.password_changed", dead_letter = "auth.password_changed.dlq")]
     async fn auth_password_changed(&self, event: Event<AuthPasswordChanged>) -> Result<(), HandlerError> {
+        checked(&event)?;
         let change = event.data.clone();
         let event_id = event.id().to_owned();
         let applied = self
             .store
-            .apply("auth.password_changed", event.id(), move |tx| {
+            .apply("auth.password_changed", event.id(), &event.data.customer_id.0, move |tx| {
                 let (change, event_id) = (change.clone(), event_id.clone());
                 Box::pin(async move {
                     sqlx::query(
@@ -281,20 +300,22 @@ async fn lock_customer(tx: &mut Tx, customer_id: &str) -> Result<Option<String>,
 const ORDER_COLUMNS: &str =
     "order_id, customer_id, currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count";
 
-type OrderRow = (String, Option<String>, Option<i64>, Option<i64>, Option<i64>, i64, i64);
+type OrderRow = (String, String, Option<String>, Option<i64>, Option<i64>, Option<i64>, i64, i64);
 
-fn state_of(row: OrderRow) -> (String, OrderState) {
-    let (order_id, currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count) = row;
-    (order_id, OrderState { currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count })
+/// An order as stored: its customer (the order's one owner) and its state.
+fn state_of(row: OrderRow) -> (String, (String, OrderState)) {
+    let (order_id, customer_id, currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count) = row;
+    let state = OrderState { currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count };
+    (order_id, (customer_id, state))
 }
 
 async fn load_orders(
     tx: &mut Tx,
     backend: Backend,
     order_ids: &[&str],
-) -> Result<HashMap<String, OrderState>, sqlx::Error> {
+) -> Result<HashMap<String, (String, OrderState)>, sqlx::Error> {
     let sql = format!(
-        "SELECT order_id, currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count
+        "SELECT order_id, customer_id, currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count
          FROM orders WHERE order_id IN ({})",
         numbered(backend, 1, order_ids.len())
     );
@@ -404,6 +425,7 @@ async fn apply_deltas(tx: &mut Tx, backend: Backend, deltas: &[(&str, &str, &Del
 }
 
 /// One event of a batch.
+#[derive(Debug, Clone)]
 struct Item {
     /// The consumer (topic) whose inbox row it claims.
     consumer: &'static str,
@@ -429,20 +451,35 @@ struct OrderBatch {
     items: Vec<Item>,
 }
 
+/// A customer's figures as locked at the start of a batch, moved by each
+/// accepted event: what the 64-bit totals are checked against.
+#[derive(Debug, Clone)]
+struct Locked {
+    currency: Option<String>,
+    spent: i64,
+    refunded: i64,
+}
+
 impl BatchEffect for OrderBatch {
     fn apply<'t>(&'t self, tx: &'t mut Tx) -> BoxFuture<'t, Result<Vec<Result<Applied, String>>, sqlx::Error>> {
         Box::pin(async move {
             let (items, backend) = (&self.items, self.backend);
             let now = now_millis();
+            // Locks are taken in one global order (inbox rows, customers,
+            // orders, each sorted), so concurrent batches, from this replica
+            // or another, never wait on each other in a cycle.
             // 1. Claim the inbox rows; the ids returned are the new ones.
+            let mut claims: Vec<(&str, &str)> = items.iter().map(|i| (i.consumer, i.event_id.as_str())).collect();
+            claims.sort_unstable();
+            claims.dedup();
             let sql = format!(
                 "INSERT INTO inbox (consumer, event_id, processed_at) VALUES {}
                  ON CONFLICT (consumer, event_id) DO NOTHING RETURNING consumer, event_id",
-                placeholders(backend, items.len(), 3)
+                placeholders(backend, claims.len(), 3)
             );
             let mut claim = sqlx::query_as::<_, (String, String)>(&sql);
-            for item in items {
-                claim = claim.bind(item.consumer).bind(&item.event_id).bind(now);
+            for (consumer, event_id) in &claims {
+                claim = claim.bind(*consumer).bind(*event_id).bind(now);
             }
             let mut claimed: HashSet<(String, String)> = claim.fetch_all(&mut **tx).await?.into_iter().collect();
             // `remove`: a second copy of an event in the batch is a duplicate too.
@@ -452,7 +489,7 @@ impl BatchEffect for OrderBatch {
                 return Ok(vec![Ok(Applied::Duplicate); items.len()]);
             }
 
-            // 2. Create and lock the customers (in a fixed order) and read their currencies.
+            // 2. Create and lock the customers and read their figures.
             let customers: Vec<&str> = {
                 let mut ids: Vec<&str> =
                     items.iter().zip(&fresh).filter(|(_, f)| **f).map(|(i, _)| i.order.customer_id.as_str()).collect();
@@ -463,15 +500,19 @@ impl BatchEffect for OrderBatch {
             let sql = format!(
                 "INSERT INTO customers (customer_id, created_at, updated_at) VALUES {}
                  ON CONFLICT (customer_id) DO UPDATE SET updated_at = excluded.updated_at
-                 RETURNING customer_id, currency",
+                 RETURNING customer_id, currency, total_spent_minor, refunded_minor",
                 placeholders(backend, customers.len(), 3)
             );
-            let mut lock = sqlx::query_as::<_, (String, Option<String>)>(&sql);
+            let mut lock = sqlx::query_as::<_, (String, Option<String>, i64, i64)>(&sql);
             for customer in &customers {
                 lock = lock.bind(*customer).bind(now).bind(now);
             }
-            let mut currencies: HashMap<String, Option<String>> =
-                lock.fetch_all(&mut **tx).await?.into_iter().collect();
+            let mut locked: HashMap<String, Locked> = lock
+                .fetch_all(&mut **tx)
+                .await?
+                .into_iter()
+                .map(|(id, currency, spent, refunded)| (id, Locked { currency, spent, refunded }))
+                .collect();
 
             // 3. The orders as stored, then every event applied in memory.
             let order_ids: Vec<&str> = {
@@ -480,7 +521,7 @@ impl BatchEffect for OrderBatch {
                 ids.dedup();
                 ids
             };
-            let mut states = load_orders(tx, backend, &order_ids).await?;
+            let mut orders = load_orders(tx, backend, &order_ids).await?;
             let mut changed: BTreeMap<&str, &OrderRef> = BTreeMap::new();
             let mut deltas: BTreeMap<&str, (String, Delta)> = BTreeMap::new();
             let mut refused = Vec::new();
@@ -490,38 +531,47 @@ impl BatchEffect for OrderBatch {
                     results.push(Ok(Applied::Duplicate));
                     continue;
                 }
-                let (customer, currency) = (item.order.customer_id.as_str(), item.change.currency());
-                match currencies.get_mut(customer) {
-                    Some(Some(existing)) if existing != currency => {
-                        results.push(Err(refuse(customer, existing, currency)));
-                        refused.push(item);
-                        continue;
+                match accept(item, &mut orders, &mut locked) {
+                    Ok(delta) => {
+                        let (customer, currency) = (item.order.customer_id.as_str(), item.change.currency());
+                        deltas.entry(customer).or_insert_with(|| (currency.to_owned(), Delta::default())).1.add(&delta);
+                        changed.insert(&item.order.order_id, &item.order);
+                        results.push(Ok(Applied::Done));
                     }
-                    Some(slot) => *slot = Some(currency.to_owned()),
-                    None => {}
+                    Err(reason) => {
+                        results.push(Err(reason));
+                        refused.push(item);
+                    }
                 }
-                let old = states.get(&item.order.order_id).cloned().unwrap_or_default();
-                let new = old.apply(&item.change);
-                let delta = Delta::between(&old, &new);
-                deltas.entry(customer).or_insert_with(|| (currency.to_owned(), Delta::default())).1.add(&delta);
-                changed.insert(&item.order.order_id, &item.order);
-                states.insert(item.order.order_id.clone(), new);
-                results.push(Ok(Applied::Done));
             }
 
-            // 4. Refused events leave nothing behind, not even their claim (rare: one statement each).
-            for item in refused {
+            // 4. Refused events leave nothing behind: not their claim, nor a
+            //    customer row they alone created (rare: one statement each).
+            for item in &refused {
                 sqlx::query("DELETE FROM inbox WHERE consumer = $1 AND event_id = $2")
                     .bind(item.consumer)
                     .bind(&item.event_id)
                     .execute(&mut **tx)
                     .await?;
+                if !deltas.contains_key(item.order.customer_id.as_str()) {
+                    sqlx::query(
+                        "DELETE FROM customers WHERE customer_id = $1 AND created_at = $2 AND order_count = 0
+                           AND cancelled_count = 0 AND returned_count = 0 AND last_login_at IS NULL
+                           AND NOT EXISTS (SELECT 1 FROM orders WHERE orders.customer_id = $1)",
+                    )
+                    .bind(&item.order.customer_id)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                }
             }
 
             // 5. The orders' new states, then each customer's figures.
             if !changed.is_empty() {
-                let rows: Vec<(&OrderRef, &OrderState)> =
-                    changed.iter().filter_map(|(id, order)| states.get(*id).map(|state| (*order, state))).collect();
+                let rows: Vec<(&OrderRef, &OrderState)> = changed
+                    .iter()
+                    .filter_map(|(id, order)| orders.get(*id).map(|(_, state)| (*order, state)))
+                    .collect();
                 save_orders(tx, backend, &rows).await?;
             }
             let deltas: Vec<(&str, &str, &Delta)> = deltas
@@ -535,4 +585,38 @@ impl BatchEffect for OrderBatch {
             Ok(results)
         })
     }
+}
+
+/// Applies `item` to its order and its customer's figures in memory, or
+/// says why the event is refused: the order belongs to another customer, the
+/// customer's totals are in another currency, refunds would exceed the
+/// order, or a total would overflow.
+fn accept(
+    item: &Item,
+    orders: &mut HashMap<String, (String, OrderState)>,
+    locked: &mut HashMap<String, Locked>,
+) -> Result<Delta, String> {
+    let (order_id, customer) = (&item.order.order_id, &item.order.customer_id);
+    let currency = item.change.currency();
+    let (owner, old) = orders.get(order_id).cloned().unwrap_or_else(|| (customer.clone(), OrderState::default()));
+    if &owner != customer {
+        tracing::warn!(event.id = %item.event_id, order = %order_id, owner = %owner, customer = %customer, "order claimed by a second customer");
+        return Err(format!("customer_id: order {order_id} belongs to customer {owner}, not {customer}"));
+    }
+    let figures = locked.get_mut(customer).ok_or_else(|| format!("customer_id: customer {customer} was not locked"))?;
+    if let Some(existing) = &figures.currency
+        && existing != currency
+    {
+        return Err(refuse(customer, existing, currency));
+    }
+    let new = old.apply(&item.change)?;
+    let delta = Delta::between(&old, &new);
+    let spent = figures.spent.checked_add(delta.spent);
+    let refunded = figures.refunded.checked_add(delta.refunded);
+    let (Some(spent), Some(refunded)) = (spent, refunded) else {
+        return Err(format!("customer {customer}: total spent or refunded would overflow 64 bits"));
+    };
+    *figures = Locked { currency: Some(currency.to_owned()), spent, refunded };
+    orders.insert(order_id.clone(), (owner, new));
+    Ok(delta)
 }

@@ -1,7 +1,13 @@
 //! The event payloads, mirroring `proto/customer/v1/events.proto`.
 //!
 //! Unknown fields are ignored; a missing required field or a malformed value
-//! fails decoding, which the framework answers `DROP` (dead letter).
+//! fails decoding, which the framework answers `DROP` (dead letter). What
+//! decodes is then checked against the contract ([`Check`]) before the
+//! database sees it: identifiers non-empty, at most [`MAX_ID_BYTES`] and
+//! without control characters; free text at most [`MAX_TEXT_BYTES`] without
+//! control characters; amounts not negative, at most [`MAX_AMOUNT_MINOR`]
+//! minor units, in an ISO 4217 currency and with no more decimals than it
+//! has. Each failure names the field and is a `DROP`.
 
 use std::fmt;
 
@@ -45,7 +51,8 @@ impl Amount {
     /// In the currency's minor unit (cents for EUR, yen for JPY). More
     /// decimals than the currency has is an error, not a rounding.
     pub fn to_minor(self, currency: &str) -> Result<i64, String> {
-        let exponent = currency_exponent(currency);
+        let exponent = currency_exponent(currency)
+            .ok_or_else(|| format!("{currency:?} is not an ISO 4217 currency with minor units"))?;
         let mut units = self.units;
         let mut scale = self.scale;
         // Trailing zeros beyond the currency's precision are harmless.
@@ -85,17 +92,15 @@ pub fn display_minor(minor: i64, currency: &str) -> String {
             format_minor(self.0, self.1, f)
         }
     }
-    Shown(i128::from(minor), currency_exponent(currency)).to_string()
+    Shown(i128::from(minor), currency_exponent(currency).unwrap_or(2)).to_string()
 }
 
-/// ISO 4217 minor-unit exponents that differ from 2.
-pub fn currency_exponent(currency: &str) -> u32 {
-    match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "VND" | "VUV"
-        | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        _ => 2,
-    }
+/// The ISO 4217 minor-unit exponent of an active currency code (2 for EUR, 0
+/// for JPY, 3 for KWD); `None` for anything else, including codes without
+/// minor units (gold, SDR).
+pub fn currency_exponent(currency: &str) -> Option<u32> {
+    let currency = iso_currency::Currency::from_code(currency)?;
+    currency.exponent().map(u32::from)
 }
 
 impl<'de> Deserialize<'de> for Amount {
@@ -147,17 +152,115 @@ impl fmt::Display for Id {
     }
 }
 
-/// An ISO 4217 code: three upper-case letters.
+/// An active ISO 4217 code with minor units (`EUR`, `JPY`, `KWD`, …).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Currency(pub String);
 
 impl<'de> Deserialize<'de> for Currency {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = String::deserialize(deserializer)?;
-        if value.len() != 3 || !value.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(serde::de::Error::custom(format!("{value:?} is not an ISO 4217 currency code")));
+        if currency_exponent(&value).is_none() {
+            return Err(serde::de::Error::custom(format!("currency: {value:?} is not an ISO 4217 currency code")));
         }
         Ok(Currency(value))
+    }
+}
+
+/// The longest identifier (order, customer, CloudEvent id) stored, in bytes.
+pub const MAX_ID_BYTES: usize = 200;
+/// The longest free text (user agent, IP address, reason) stored, in bytes.
+pub const MAX_TEXT_BYTES: usize = 1024;
+/// The largest amount of one event, in minor units (10^15: ten trillion
+/// euros), so that no customer's totals can overflow 64 bits in practice;
+/// the totals are checked as well.
+pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
+
+/// Checks a payload against the contract, beyond what decoding checks.
+pub trait Check {
+    /// `Err` names the field and what is wrong with it.
+    fn check(&self) -> Result<(), String>;
+}
+
+/// The CloudEvent id: the deduplication key, stored in the inbox.
+pub fn check_event_id(id: &str) -> Result<(), String> {
+    check_id("id (CloudEvent)", id)
+}
+
+fn check_id(field: &str, value: &str) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err(format!("{field}: must not be empty"));
+    }
+    if value.len() > MAX_ID_BYTES {
+        return Err(format!("{field}: {} bytes, at most {MAX_ID_BYTES}", value.len()));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{field}: contains a control character"));
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, value: Option<&str>) -> Result<(), String> {
+    let Some(value) = value else { return Ok(()) };
+    if value.len() > MAX_TEXT_BYTES {
+        return Err(format!("{field}: {} bytes, at most {MAX_TEXT_BYTES}", value.len()));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{field}: contains a control character"));
+    }
+    Ok(())
+}
+
+/// An amount in minor units: not negative, within [`MAX_AMOUNT_MINOR`].
+pub fn amount_minor(field: &str, amount: &Amount, currency: &Currency) -> Result<i64, String> {
+    let minor = amount.to_minor(&currency.0).map_err(|e| format!("{field}: {e}"))?;
+    if minor < 0 {
+        return Err(format!("{field}: {amount} is negative"));
+    }
+    if minor > MAX_AMOUNT_MINOR {
+        return Err(format!("{field}: {amount} is more than {MAX_AMOUNT_MINOR} minor units"));
+    }
+    Ok(minor)
+}
+
+impl Check for OrderCompleted {
+    fn check(&self) -> Result<(), String> {
+        check_id("order_id", &self.order_id.0)?;
+        check_id("customer_id", &self.customer_id.0)?;
+        amount_minor("total_amount", &self.total_amount, &self.currency).map(|_| ())
+    }
+}
+
+impl Check for OrderCancelled {
+    fn check(&self) -> Result<(), String> {
+        check_id("order_id", &self.order_id.0)?;
+        check_id("customer_id", &self.customer_id.0)?;
+        check_text("reason", self.reason.as_deref())?;
+        amount_minor("total_amount", &self.total_amount, &self.currency).map(|_| ())
+    }
+}
+
+impl Check for OrderReturned {
+    fn check(&self) -> Result<(), String> {
+        check_id("order_id", &self.order_id.0)?;
+        check_id("customer_id", &self.customer_id.0)?;
+        check_text("reason", self.reason.as_deref())?;
+        amount_minor("refund_amount", &self.refund_amount, &self.currency).map(|_| ())
+    }
+}
+
+impl Check for AuthLogin {
+    fn check(&self) -> Result<(), String> {
+        check_id("customer_id", &self.customer_id.0)?;
+        check_text("ip_address", self.ip_address.as_deref())?;
+        check_text("user_agent", self.user_agent.as_deref())
+    }
+}
+
+impl Check for AuthPasswordChanged {
+    fn check(&self) -> Result<(), String> {
+        check_id("customer_id", &self.customer_id.0)?;
+        check_text("ip_address", self.ip_address.as_deref())?;
+        check_text("user_agent", self.user_agent.as_deref())
     }
 }
 
@@ -239,6 +342,31 @@ mod tests {
         assert!(minor(r#""12,50""#, "EUR").is_err());
         assert!(minor(r#""""#, "EUR").is_err());
         assert!(minor("true", "EUR").is_err());
+        assert!(minor(r#""1.00""#, "ZZZ").is_err(), "not ISO 4217");
+        assert!(minor(r#""1""#, "XAU").is_err(), "no minor units");
+        assert_eq!(minor(r#""5""#, "CLP"), Ok(5));
+    }
+
+    #[test]
+    fn contract_checks_name_the_field() {
+        let order = |json: &str| serde_json::from_str::<OrderCompleted>(json).unwrap();
+        let base = r#""customer_id":"c","currency":"EUR","completed_at":"2026-01-01T00:00:00Z""#;
+        let check = |json: String| order(&json).check();
+        assert!(check(format!(r#"{{"order_id":"o","total_amount":"1.00",{base}}}"#)).is_ok());
+        let negative = check(format!(r#"{{"order_id":"o","total_amount":"-1.00",{base}}}"#)).unwrap_err();
+        assert!(negative.starts_with("total_amount") && negative.contains("negative"), "{negative}");
+        let huge = check(format!(r#"{{"order_id":"o","total_amount":"184467440737095516.16",{base}}}"#)).unwrap_err();
+        assert!(huge.starts_with("total_amount"), "{huge}");
+        let nul = check(format!(r#"{{"order_id":"o\u0000x","total_amount":"1",{base}}}"#)).unwrap_err();
+        assert!(nul.starts_with("order_id") && nul.contains("control"), "{nul}");
+        let long = check(format!(r#"{{"order_id":"{}","total_amount":"1",{base}}}"#, "o".repeat(201))).unwrap_err();
+        assert!(long.starts_with("order_id"), "{long}");
+        assert!(check_event_id("").is_err());
+        assert!(check_event_id(&"e".repeat(100_000)).unwrap_err().contains("at most"));
+        let login: AuthLogin =
+            serde_json::from_str(r#"{"customer_id":"c","login_at":"2026-01-01T00:00:00Z","user_agent":"a\u0000b"}"#)
+                .unwrap();
+        assert!(login.check().unwrap_err().starts_with("user_agent"));
     }
 
     #[test]
@@ -256,6 +384,7 @@ mod tests {
             r#"{"order_id":"o","customer_id":"c","total_amount":"1","currency":"EUR"}"#,
             r#"{"order_id":"","customer_id":"c","total_amount":"1","currency":"EUR","completed_at":"2026-01-01T00:00:00Z"}"#,
             r#"{"order_id":"o","customer_id":"c","total_amount":"1","currency":"euro","completed_at":"2026-01-01T00:00:00Z"}"#,
+            r#"{"order_id":"o","customer_id":"c","total_amount":"1","currency":"ZZZ","completed_at":"2026-01-01T00:00:00Z"}"#,
             r#"{"order_id":"o","customer_id":"c","total_amount":"1","currency":"EUR","completed_at":"yesterday"}"#,
         ] {
             assert!(serde_json::from_str::<OrderCompleted>(bad).is_err(), "{bad}");

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod classify;
 pub mod commit;
 pub mod config;
 pub mod consumers;

@@ -2,7 +2,7 @@
 //! to its customer's figures. Pure functions: the SQL lives in `consumers`.
 //!
 //! An order *counts* when it is completed and not cancelled; it contributes
-//! its amount less its refunds, never below zero. Applying an event keeps the
+//! its amount less its refunds (which may never exceed the amount). Applying an event keeps the
 //! first value of every fact (`COALESCE`), so any arrival order of an order's
 //! events ends in the same state, and a customer's figures change by the
 //! difference between the order's contribution before and after: O(1) per
@@ -38,8 +38,10 @@ impl OrderEvent {
 }
 
 impl OrderState {
-    /// The state after `event`.
-    pub fn apply(&self, event: &OrderEvent) -> OrderState {
+    /// The state after `event`, or why the event is refused: refunds may
+    /// never exceed the order's amount (whichever of the two arrives last is
+    /// refused), nor overflow.
+    pub fn apply(&self, event: &OrderEvent) -> Result<OrderState, String> {
         let mut next = self.clone();
         next.currency = next.currency.or_else(|| Some(event.currency().to_owned()));
         match *event {
@@ -52,11 +54,22 @@ impl OrderState {
                 next.cancelled_at = next.cancelled_at.or(Some(at));
             }
             OrderEvent::Returned { refund, .. } => {
-                next.refunded_minor += refund;
+                next.refunded_minor = next
+                    .refunded_minor
+                    .checked_add(refund)
+                    .ok_or_else(|| format!("refund_amount: the order's refunds would overflow ({refund} more)"))?;
                 next.return_count += 1;
             }
         }
-        next
+        if let Some(amount) = next.amount_minor
+            && next.refunded_minor > amount
+        {
+            return Err(format!(
+                "refund_amount: the order's refunds ({} minor units) would exceed its amount ({amount})",
+                next.refunded_minor
+            ));
+        }
+        Ok(next)
     }
 
     /// Completed and not cancelled.
@@ -139,7 +152,7 @@ mod tests {
     /// deltas along the way add up to the final contribution.
     #[test]
     fn any_arrival_order_gives_the_same_state_and_the_deltas_add_up() {
-        let events = [completed(1000, 5), returned(300), cancelled(1000), returned(900)];
+        let events = [completed(1000, 5), returned(300), cancelled(1000), returned(600)];
         let mut finals = Vec::new();
         // Every order of the four events: the 4-digit base-4 numbers with distinct digits.
         for code in 0..256usize {
@@ -150,7 +163,7 @@ mod tests {
             let mut state = OrderState::default();
             let mut total = Delta::default();
             for i in order {
-                let next = state.apply(&events[i]);
+                let next = state.apply(&events[i]).unwrap();
                 total.add(&Delta::between(&state, &next));
                 state = next;
             }
@@ -163,11 +176,16 @@ mod tests {
     }
 
     #[test]
-    fn refunds_never_take_a_contribution_below_zero_and_duplicates_change_nothing() {
-        let state = OrderState::default().apply(&completed(1000, 5));
-        let refunded = state.apply(&returned(1500));
-        assert_eq!(refunded.contribution(), 0);
-        assert_eq!(Delta::between(&state, &refunded).spent, -1000);
-        assert_eq!(state.apply(&completed(1000, 7)), state, "the same order completed again");
+    fn refunds_beyond_the_amount_are_refused_whichever_arrives_last() {
+        let state = OrderState::default().apply(&completed(1000, 5)).unwrap();
+        let refunded = state.apply(&returned(600)).unwrap();
+        assert_eq!(Delta::between(&state, &refunded).spent, -600);
+        assert!(refunded.apply(&returned(500)).unwrap_err().contains("exceed"));
+        // A return that arrived first, bigger than the amount that follows.
+        let early = OrderState::default().apply(&returned(1500)).unwrap();
+        assert!(early.apply(&completed(1000, 5)).is_err());
+        let full = OrderState { refunded_minor: i64::MAX, ..OrderState::default() };
+        assert!(full.apply(&returned(1)).unwrap_err().contains("overflow"));
+        assert_eq!(state.apply(&completed(1000, 7)).unwrap(), state, "the same order completed again");
     }
 }

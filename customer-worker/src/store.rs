@@ -10,6 +10,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row};
 
+use crate::classify::{ErrorKind, classify};
 use crate::commit::{self, BatchEffect, BatchJob, Job, Queued};
 use crate::config::DatabaseConfig;
 
@@ -23,20 +24,45 @@ pub enum Backend {
 /// Why an event's effect could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database failed (unreachable, locked, …): worth retrying.
+    /// The database failed in a way that may pass (unreachable, locked,
+    /// deadlock, …): worth retrying.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The transaction this event shared with others failed for a reason that
+    /// may pass (the same error, answered to each of them).
+    #[error("database error in a shared transaction: {0}")]
+    Unavailable(String),
+    /// The database refused the event's data (see [`crate::classify`]): it
+    /// would refuse it on every delivery.
+    #[error("the database refused the event's data: {0}")]
+    Refused(sqlx::Error),
     /// The event contradicts what is stored: retrying cannot help.
     #[error("{0}")]
     Rejected(String),
 }
 
 impl StoreError {
-    /// Database failures are retried; rejections are dropped to the dead letter.
-    pub fn into_handler_error(self) -> eventbus::HandlerError {
+    /// Database errors caused by the data become [`StoreError::Refused`].
+    pub fn classified(self, backend: Backend) -> StoreError {
         match self {
-            StoreError::Database(e) => eventbus::HandlerError::transient(e),
-            StoreError::Rejected(reason) => eventbus::HandlerError::permanent(anyhow::anyhow!(reason)),
+            StoreError::Database(error) if classify(backend, &error) == ErrorKind::Permanent => {
+                StoreError::Refused(error)
+            }
+            other => other,
+        }
+    }
+
+    /// Whether delivering the event again cannot help.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, StoreError::Database(_) | StoreError::Unavailable(_))
+    }
+
+    /// Database failures are retried; refusals and rejections are dropped to the dead letter.
+    pub fn into_handler_error(self) -> eventbus::HandlerError {
+        if self.is_permanent() {
+            eventbus::HandlerError::permanent(self)
+        } else {
+            eventbus::HandlerError::transient(self)
         }
     }
 }
@@ -97,6 +123,9 @@ pub struct Store {
     commits: tokio::sync::mpsc::Sender<Queued>,
 }
 
+/// How long [`Store::ping`] waits.
+pub const PING_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// A transaction on the store.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
@@ -115,7 +144,7 @@ impl Store {
             } else {
                 config.max_connections
             })
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -135,7 +164,7 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot connect to {}", config.redacted_url()))?;
-        let commits = commit::start(pool.clone());
+        let commits = commit::start(pool.clone(), backend);
         let store = Store { pool, backend, commits };
         migrator().run(&store.pool).await.context("database migrations failed")?;
         Ok(store)
@@ -156,16 +185,30 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// `Ok` when the database answers.
+    /// `Ok` when the database answers within [`PING_TIMEOUT`], so readiness
+    /// answers within a Kubernetes probe's default 1 s even when the database hangs.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        match tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool)).await {
+            Ok(result) => result.map(|_| ()),
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+        }
     }
 
     /// Writes `effect` and the inbox claim of (`consumer`, `event_id`) in one
     /// transaction, shared with the effects of other events arriving at the
     /// same time (group commit). Returns once the commit is durable; a
     /// claimed id means the event was applied already and nothing is written.
-    pub async fn apply<F>(&self, consumer: &'static str, event_id: &str, effect: F) -> Result<Applied, StoreError>
+    ///
+    /// `customer_id` is the customer row the effect locks: the effects of one
+    /// transaction run in customer order (after every inbox claim, in id
+    /// order), so two replicas never wait on each other in a cycle.
+    pub async fn apply<F>(
+        &self,
+        consumer: &'static str,
+        event_id: &str,
+        customer_id: &str,
+        effect: F,
+    ) -> Result<Applied, StoreError>
     where
         F: for<'t> Fn(&'t mut Tx) -> futures_util::future::BoxFuture<'t, Result<(), StoreError>>
             + Send
@@ -173,10 +216,16 @@ impl Store {
             + 'static,
     {
         let (reply, result) = tokio::sync::oneshot::channel();
-        let job = Job { consumer, event_id: event_id.to_owned(), effect: Box::new(effect), reply };
+        let job = Job {
+            consumer,
+            event_id: event_id.to_owned(),
+            customer_id: customer_id.to_owned(),
+            effect: Box::new(effect),
+            reply,
+        };
         let closed = || StoreError::Database(sqlx::Error::PoolClosed);
         self.commits.send(Queued::One(job)).await.map_err(|_| closed())?;
-        result.await.map_err(|_| closed())?
+        result.await.map_err(|_| closed())?.map_err(|e| e.classified(self.backend))
     }
 
     /// Writes a whole batch with its own multi-row statements, in one
@@ -185,7 +234,7 @@ impl Store {
         let (reply, result) = tokio::sync::oneshot::channel();
         let closed = || StoreError::Database(sqlx::Error::PoolClosed);
         self.commits.send(Queued::Batch(BatchJob { effect: Box::new(effect), reply })).await.map_err(|_| closed())?;
-        result.await.map_err(|_| closed())?
+        result.await.map_err(|_| closed())?.map_err(|e| e.classified(self.backend))
     }
 
     /// A customer and their segments.

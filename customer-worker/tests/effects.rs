@@ -54,7 +54,7 @@ async fn cancel_after_completion_reverses_and_before_only_counts() {
 }
 
 #[tokio::test]
-async fn returns_reduce_total_spent_never_below_zero() {
+async fn returns_reduce_total_spent_and_refunds_beyond_the_order_are_dropped() {
     for db in databases().await {
         let w = worker(&db).await;
         let s = &w.sidecar;
@@ -62,10 +62,13 @@ async fn returns_reduce_total_spent_never_below_zero() {
         s.publish("order.completed", completed("o-2", "c-1", "40.00", "2026-11-20T10:00:00Z")).await.unwrap();
         s.publish("order.returned", returned("o-1", "c-1", "30.00", "2026-11-21T10:00:00Z")).await.unwrap();
         s.publish("order.returned", returned("o-2", "c-1", "25.00", "2026-11-21T10:00:00Z")).await.unwrap();
-        s.publish("order.returned", returned("o-2", "c-1", "25.00", "2026-11-22T10:00:00Z")).await.unwrap();
+        // 25 + 25 would refund 50.00 of a 40.00 order: refused, to the dead letter.
+        let beyond =
+            s.publish("order.returned", returned("o-2", "c-1", "25.00", "2026-11-22T10:00:00Z")).await.unwrap();
+        assert_eq!(beyond.settlement, Settlement::DeadLettered("order.returned.dlq".into()), "{}", db.label);
         let c = w.store.customer("c-1").await.unwrap().unwrap();
-        // 100 - 30 = 70; 40 - 50 clamps at 0.
-        assert_eq!((c.total_spent_minor, c.returned_count, c.refunded_minor), (7000, 3, 8000), "{}", db.label);
+        // 100 - 30 = 70; 40 - 25 = 15.
+        assert_eq!((c.total_spent_minor, c.returned_count, c.refunded_minor), (8500, 2, 5500), "{}", db.label);
         assert_eq!(c.order_count, 2);
     }
 }

@@ -73,6 +73,7 @@
 mod consumer;
 mod error;
 mod event;
+mod isolate;
 pub mod middleware;
 mod outcome;
 pub mod publisher;
@@ -185,6 +186,7 @@ pub use event::{DecodeError, Envelope, Event, EventData, Extensions, Protobuf, R
 /// function; no `Event<T>` argument; an argument the framework cannot supply;
 /// an unsupported return type.
 pub use eventbus_macros::subscribe;
+pub use isolate::isolate;
 
 /// Makes the `#[subscribe]` methods of an inherent impl block consumers; see
 /// [`macro@subscribe`]. Takes `crate = "path"` when `eventbus` is re-exported.

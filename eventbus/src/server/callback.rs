@@ -10,6 +10,7 @@ use dapr::dapr::proto::common::v1::{InvokeRequest, InvokeResponse};
 use dapr::dapr::proto::runtime::v1 as pb;
 use dapr::dapr::proto::runtime::v1::topic_event_bulk_request_entry::Event as BulkEvent;
 use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -39,11 +40,14 @@ pub(crate) struct Shared {
     pub jobs: HashMap<String, JobFn>,
     pub token: Option<String>,
     pub unknown_topic: Outcome,
+    pub missing_id: Outcome,
     pub bulk_concurrency: usize,
     pub max_message_size: usize,
     pub readiness: Option<ReadinessFn>,
     pub draining: AtomicBool,
     pub in_flight: TaskTracker,
+    /// Cancelled when the drain deadline passes: what is still running is answered `Retry`.
+    pub past_drain_deadline: CancellationToken,
 }
 
 /// The implementation of the three gRPC services (cheap to clone).
@@ -67,6 +71,9 @@ impl Shared {
             );
             return Outcome::Drop;
         }
+        if envelope.id.is_empty() {
+            return self.without_id(&envelope.topic);
+        }
         let Some(route) = self.registry.route(&envelope.pubsub, &envelope.topic, &envelope.path) else {
             tracing::warn!(
                 event.id = %envelope.id, pubsub = %envelope.pubsub, topic = %envelope.topic, path = %envelope.path,
@@ -75,7 +82,21 @@ impl Shared {
             return self.unknown_topic;
         };
         let request = EventRequest { envelope, route: route.clone(), context: self.context.clone() };
-        middleware::run(self.service.clone(), request).await
+        self.until_drain_deadline(middleware::run(self.service.clone(), request)).await
+    }
+
+    /// An event without a CloudEvent id cannot be deduplicated.
+    fn without_id(&self, topic: &str) -> Outcome {
+        tracing::error!(topic, outcome = %self.missing_id, "event without a CloudEvent id; it cannot be deduplicated");
+        self.missing_id
+    }
+
+    /// `work`, or `Retry` once the drain deadline has passed.
+    async fn until_drain_deadline(&self, work: impl Future<Output = Outcome>) -> Outcome {
+        tokio::select! {
+            outcome = work => outcome,
+            () = self.past_drain_deadline.cancelled() => Outcome::Retry,
+        }
     }
 
     async fn bulk(
@@ -139,6 +160,7 @@ impl Shared {
                     tracing::error!(event.id = %envelope.id, bytes = envelope.data.len(), "event larger than max_message_size; dropped");
                     outcomes[index] = Some(Outcome::Drop);
                 }
+                Ok(envelope) if envelope.id.is_empty() => outcomes[index] = Some(self.without_id(route.topic())),
                 Ok(envelope) => batch.push((index, envelope)),
                 Err(reason) => outcomes[index] = Some(unreadable_entry(&ids[index], route.topic(), reason)),
             }
@@ -161,7 +183,12 @@ impl Shared {
                     );
                     every(Outcome::Retry)
                 }
-                Ok(_permit) => self.run_batch(route, &batch).await,
+                Ok(_permit) => {
+                    tokio::select! {
+                        decided = self.run_batch(route, &batch) => decided,
+                        () = self.past_drain_deadline.cancelled() => every(Outcome::Retry),
+                    }
+                }
             }
         };
         for (index, outcome) in decided {

@@ -11,6 +11,7 @@ use dapr::dapr::proto::common::v1::{InvokeRequest, InvokeResponse};
 use dapr::dapr::proto::runtime::v1 as pb;
 use dapr::dapr::proto::runtime::v1::{BindingEventRequest, BindingEventResponse};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::Status;
 use tonic::service::Routes;
@@ -40,6 +41,9 @@ pub use token::{TOKEN_ENV, TOKEN_HEADER};
 pub const DEFAULT_PORT: u16 = 5005;
 /// The default largest event payload: tonic's and daprd's 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+/// After the drain deadline, how long the events still in flight get to send
+/// their RETRY answers before the server stops.
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
 /// The largest HTTP/2 header list the server accepts: 1 MiB. daprd appends a
 /// `traceparent` and a `grpc-trace-bin` header for every entry of a bulk call
 /// (about 180 bytes each), so hyper's default 16 KiB refuses bulk calls of
@@ -61,6 +65,7 @@ pub struct ServerBuilder {
     jobs: Vec<(String, handlers::JobFn)>,
     token: Option<String>,
     unknown_topic: Outcome,
+    missing_id: Outcome,
     bulk_concurrency: usize,
     max_message_size: usize,
     drain_timeout: Duration,
@@ -83,6 +88,7 @@ impl Default for ServerBuilder {
             jobs: Vec::new(),
             token: std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()),
             unknown_topic: Outcome::Drop,
+            missing_id: Outcome::Drop,
             bulk_concurrency: 16,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             drain_timeout: Duration::from_secs(25),
@@ -150,6 +156,14 @@ impl ServerBuilder {
     /// or `Retry`. `Success` is allowed but loses the event silently.
     pub fn unknown_topic(mut self, outcome: Outcome) -> Self {
         self.unknown_topic = outcome;
+        self
+    }
+
+    /// What an event without a CloudEvent `id` gets: `Drop` (default) or
+    /// `Retry`. The id is the deduplication key, so such an event cannot be
+    /// applied exactly once; it never reaches a handler.
+    pub fn missing_id(mut self, outcome: Outcome) -> Self {
+        self.missing_id = outcome;
         self
     }
 
@@ -267,11 +281,13 @@ impl ServerBuilder {
             jobs: unique("job", self.jobs)?,
             token: self.token,
             unknown_topic: self.unknown_topic,
+            missing_id: self.missing_id,
             bulk_concurrency: self.bulk_concurrency,
             max_message_size: self.max_message_size,
             readiness: self.readiness,
             draining: AtomicBool::new(false),
             in_flight: TaskTracker::new(),
+            past_drain_deadline: CancellationToken::new(),
         };
         Ok(Server {
             callback: Callback(Arc::new(shared)),
@@ -437,7 +453,11 @@ impl Server {
             result = &mut server => return result.map_err(Error::from),
             drained = tokio::time::timeout(self.drain_timeout, shared.in_flight.wait()) => {
                 if drained.is_err() {
-                    tracing::warn!(in_flight = shared.in_flight.len(), "drain timeout passed; stopping with events in flight");
+                    // Answer the stuck events RETRY rather than cutting their
+                    // connections: the sidecar gets an answer, not a transport error.
+                    tracing::warn!(in_flight = shared.in_flight.len(), "drain timeout passed; answering the events in flight RETRY");
+                    shared.past_drain_deadline.cancel();
+                    let _ = tokio::time::timeout(ANSWER_GRACE, shared.in_flight.wait()).await;
                 }
             }
         }
