@@ -49,10 +49,13 @@ where
     split(items, &attempt).await
 }
 
+/// One result per entry.
+type Results<R> = Vec<Result<R, HandlerError>>;
+
 fn split<'a, T, R, F, Fut>(
     items: Vec<T>,
     attempt: &'a F,
-) -> Pin<Box<dyn Future<Output = Vec<Result<R, HandlerError>>> + Send + 'a>>
+) -> Pin<Box<dyn Future<Output = Results<R>> + Send + 'a>>
 where
     T: Clone + Send + 'a,
     R: Send + 'a,
