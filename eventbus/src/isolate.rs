@@ -52,10 +52,7 @@ where
 /// One result per entry.
 type Results<R> = Vec<Result<R, HandlerError>>;
 
-fn split<'a, T, R, F, Fut>(
-    items: Vec<T>,
-    attempt: &'a F,
-) -> Pin<Box<dyn Future<Output = Results<R>> + Send + 'a>>
+fn split<'a, T, R, F, Fut>(items: Vec<T>, attempt: &'a F) -> Pin<Box<dyn Future<Output = Results<R>> + Send + 'a>>
 where
     T: Clone + Send + 'a,
     R: Send + 'a,

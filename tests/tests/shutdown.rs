@@ -51,7 +51,7 @@ async fn in_flight_handler_finishes_and_a_late_event_gets_retry() {
 }
 
 #[tokio::test]
-async fn drain_deadline_bounds_a_stuck_handler() {
+async fn at_the_drain_deadline_a_stuck_handler_is_answered_retry() {
     let gate = Arc::new(Semaphore::new(0));
     let (started_tx, mut started) = mpsc::unbounded_channel();
     let mut app = start(gated(gate, started_tx).drain_timeout(Duration::from_millis(100))).await;
@@ -61,7 +61,9 @@ async fn drain_deadline_bounds_a_stuck_handler() {
     app.signal_shutdown();
     // Returns although the handler never finishes (the guard turns a hang into a failure).
     tokio::time::timeout(Duration::from_secs(60), app.join()).await.expect("serve returned").unwrap();
-    stuck.abort();
+    // The stuck event was answered RETRY at the deadline, not cut off.
+    let stuck = stuck.await.unwrap().unwrap();
+    assert_eq!(stuck.attempts, vec![Ok(Outcome::Retry)]);
 }
 
 #[tokio::test]

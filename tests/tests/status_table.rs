@@ -177,3 +177,27 @@ async fn full_concurrency_limit_is_retry() {
     gate.add_permits(1);
     assert_eq!(first.await.unwrap().settlement, Settlement::Acked);
 }
+
+#[tokio::test]
+async fn events_without_an_id_are_drop_and_never_reach_the_handler() {
+    for (configured, want) in [(None, Outcome::Drop), (Some(Outcome::Retry), Outcome::Retry)] {
+        let mut server = builder().consumer(handler(Subscription::new("orders"), |_: Event<Order>| async {
+            if true {
+                panic!("an event without an id must not reach the handler");
+            }
+        }));
+        if let Some(outcome) = configured {
+            server = server.missing_id(outcome);
+        }
+        let app = start(server).await;
+        let sidecar = app.sidecar().await;
+        // Two different events, both without an id: neither may be taken for the other.
+        for total in [1, 2] {
+            let mut event = raw_event("orders", "orders");
+            event.id = String::new();
+            event.data = format!(r#"{{"order_id":"o-{total}","total":{total}}}"#).into_bytes();
+            let status = sidecar.app().on_topic_event(event).await.unwrap().into_inner().status;
+            assert_eq!(Outcome::from_status(status), want, "configured {configured:?}");
+        }
+    }
+}

@@ -44,12 +44,12 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 /// After the drain deadline, how long the events still in flight get to send
 /// their RETRY answers before the server stops.
 const ANSWER_GRACE: Duration = Duration::from_secs(1);
-/// The largest HTTP/2 header list the server accepts: 1 MiB. daprd appends a
+/// The largest HTTP/2 header list the server accepts: 4 MiB. daprd appends a
 /// `traceparent` and a `grpc-trace-bin` header for every entry of a bulk call
 /// (about 180 bytes each), so hyper's default 16 KiB refuses bulk calls of
-/// more than about 90 entries, and daprd retries them forever. 1 MiB holds
-/// about 5,000 entries' headers.
-pub const MAX_HEADER_LIST_SIZE: u32 = 1024 * 1024;
+/// more than about 90 entries, and daprd retries them forever. 4 MiB holds
+/// the headers of about 20,000 entries.
+pub const MAX_HEADER_LIST_SIZE: u32 = 4 * 1024 * 1024;
 
 type LayerFn = Box<dyn FnOnce(EventService) -> EventService + Send>;
 
