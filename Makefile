@@ -4,7 +4,7 @@ TAG ?= dev
 CONF ?= customer-worker/configs/config-dev.yaml
 MODE ?= all
 
-.PHONY: help build build-worker test test-daprd daprd lint run replay docker deploy-check bench
+.PHONY: help build build-worker test test-daprd daprd chaos lint run replay docker deploy-check bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ daprd: ## Build daprd from its Go module into target/daprd/daprd (tools/daprd)
 test-daprd: daprd ## The end-to-end suite under the real daprd (needs redis-server; the worker's cases need TEST_DATABASE_URL)
 	DAPRD=$(CURDIR)/target/daprd/daprd EVENTBUS_REQUIRE_DAPRD=1 cargo test --workspace --all-features --test 'daprd*'
 
+chaos: ## The chaos and fuzz suite (kill -9, database outages, two replicas, gRPC fuzzer); RELIABILITY.md
+	bash chaos/run.sh
+
 lint: ## Format check and clippy, as CI runs them
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
@@ -40,7 +43,7 @@ docker: ## Build the worker's image
 deploy-check: ## Render and validate the chart and manifests, lint the Dockerfile and scripts
 	python3 deploy/check.py
 	hadolint --config deploy/.hadolint.yaml deploy/Dockerfile
-	shellcheck .ci/run bench/*.sh tools/daprd/build.sh
+	shellcheck .ci/run bench/*.sh tools/daprd/build.sh chaos/run.sh
 
 bench: ## The load driver's side-by-side baselines (writes BENCHMARKS.md)
 	bash bench/run.sh

@@ -17,6 +17,20 @@
 //! | payload does not decode | `DROP` | dead-letters at once (logged with the event id) |
 //! | panics, times out, over its concurrency limit | `RETRY` | retries; the server keeps serving |
 //! | no handler for the topic | `DROP` (or `RETRY`, see [`ServerBuilder::unknown_topic`]) | |
+//! | no CloudEvent `id` | `DROP` (or `RETRY`, see [`ServerBuilder::missing_id`]), before any handler | dead-letters |
+//! | still running at the shutdown drain deadline | `RETRY` | retries |
+//!
+//! ## Poison events
+//!
+//! An event that fails the same way on every delivery must be `DROP`, never
+//! `RETRY`: the sidecar would redeliver it forever and delay its
+//! neighbours. So decode failures, oversize events and events without an id
+//! are dropped by the framework, and a handler marks what cannot succeed as
+//! permanent ([`HandlerError::permanent`], [`ResultExt::permanent`]).
+//! A batch consumer that writes a bulk batch at once (one transaction) fails
+//! as a whole when one entry is bad; [`isolate`] splits such a batch until
+//! only the entries that fail on their own fail, and leaves transient
+//! failures (the database is down) whole, to be retried.
 //!
 //! ```no_run
 //! use eventbus::{Event, HandlerError, Server, State, subscribe};

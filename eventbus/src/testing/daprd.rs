@@ -41,7 +41,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
-/// How long [`Daprd::start`] and the `wait_*` helpers wait before failing.
+/// How long [`DaprdBuilder::start`] and the `wait_*` helpers wait before failing.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What went wrong running daprd or Redis.
