@@ -19,19 +19,10 @@ use pb::topic_event_response::TopicEventResponseStatus as Status;
 use sqlx::Row;
 use tokio::sync::Mutex;
 
-use crate::workload::Rng;
-use crate::{Cli, Worker, channel};
+use crate::workload::{Event, Rng};
+use crate::{Cli, Worker, bulk_request, bulk_statuses, channel, topic_request};
 
 const CURRENCIES: [(&str, u32); 5] = [("EUR", 2), ("USD", 2), ("JPY", 0), ("KWD", 3), ("CHF", 2)];
-
-/// A generated CloudEvent and whether it is valid.
-struct Fuzzed {
-    id: String,
-    topic: &'static str,
-    content_type: String,
-    data: Vec<u8>,
-    valid: bool,
-}
 
 fn amount(minor: u64, exponent: u32) -> String {
     if exponent == 0 {
@@ -47,7 +38,7 @@ fn deep(depth: usize) -> String {
 
 /// One event: valid, or broken in one of many ways. `alone`: it is not part
 /// of a bulk request (only then can it be about the size of the limit).
-fn event(rng: &mut Rng, n: u64, alone: bool) -> Fuzzed {
+fn event(rng: &mut Rng, n: u64, alone: bool) -> Event {
     let id = format!("fuzz-{n}");
     let (currency, exponent) = CURRENCIES[(n % 5) as usize];
     let customer = format!("ok-{}", n % 5 + 5 * rng.below(20));
@@ -57,7 +48,7 @@ fn event(rng: &mut Rng, n: u64, alone: bool) -> Fuzzed {
         "completed_at": "2026-11-20T10:00:00Z",
     });
     let topic = "order.completed";
-    let json = |value: serde_json::Value, valid: bool| Fuzzed {
+    let json = |value: serde_json::Value, valid: bool| Event {
         id: id.clone(),
         topic,
         content_type: "application/json".into(),
@@ -74,7 +65,10 @@ fn event(rng: &mut Rng, n: u64, alone: bool) -> Fuzzed {
         1 => bad["currency"] = ["ZZZ", "QQQ", "EURO", "", "eur", "XAU", "E\u{0}R"][rng.below(7) as usize].into(),
         2 => bad["customer_id"] = format!("bad-\u{0}{n}").into(),
         3 => bad["order_id"] = "x".repeat(201 + rng.below(5000) as usize).into(),
-        4 => bad["total_amount"] = ["1e5", "0.0001", "99999999999999999999", "NaN", "12,50", " "][rng.below(6) as usize].into(),
+        4 => {
+            bad["total_amount"] =
+                ["1e5", "0.0001", "99999999999999999999", "NaN", "12,50", " "][rng.below(6) as usize].into()
+        }
         5 => bad["total_amount"] = serde_json::json!({"units": 5}),
         6 => {
             bad.as_object_mut().map(|o| o.remove("completed_at"));
@@ -87,19 +81,20 @@ fn event(rng: &mut Rng, n: u64, alone: bool) -> Fuzzed {
             let mut text = bad.to_string();
             let depth = 100 + rng.below(if alone { 20_000 } else { 1_000 }) as usize;
             text.insert_str(1, &format!("\"total_amount\":{},", deep(depth)));
-            return Fuzzed { id, topic, content_type: "application/json".into(), data: text.into_bytes(), valid: false };
+            return Event { id, topic, content_type: "application/json".into(), data: text.into_bytes(), valid: false };
         }
         9 => {
             let data = (0..rng.below(2000)).map(|_| rng.below(256) as u8).collect();
-            return Fuzzed { id, topic, content_type: "application/json".into(), data, valid: false };
+            return Event { id, topic, content_type: "application/json".into(), data, valid: false };
         }
         10 => {
             let data = (0..rng.below(500)).map(|_| rng.below(256) as u8).collect();
-            let content_type = ["application/protobuf", "text/plain", "", "application/octet-stream"][rng.below(4) as usize];
-            return Fuzzed { id, topic, content_type: content_type.into(), data, valid: false };
+            let content_type =
+                ["application/protobuf", "text/plain", "", "application/octet-stream"][rng.below(4) as usize];
+            return Event { id, topic, content_type: content_type.into(), data, valid: false };
         }
-        11 => return Fuzzed { id: String::new(), ..json(bad, false) },
-        12 => return Fuzzed { id: "i".repeat(300 + rng.below(100_000) as usize), ..json(bad, false) },
+        11 => return Event { id: String::new(), ..json(bad, false) },
+        12 => return Event { id: "i".repeat(300 + rng.below(100_000) as usize), ..json(bad, false) },
         13 if alone => {
             // Just over the 4 MiB limit: dropped as oversize, not retried.
             bad["padding"] = "p".repeat(4 * 1024 * 1024 + rng.below(4096) as usize).into();
@@ -108,21 +103,6 @@ fn event(rng: &mut Rng, n: u64, alone: bool) -> Fuzzed {
         _ => bad["customer_id"] = serde_json::Value::Null,
     }
     json(bad, false)
-}
-
-fn request(event: &Fuzzed) -> pb::TopicEventRequest {
-    pb::TopicEventRequest {
-        id: event.id.clone(),
-        source: "fuzz".into(),
-        r#type: "com.dapr.event.sent".into(),
-        spec_version: "1.0".into(),
-        data_content_type: event.content_type.clone(),
-        data: event.data.clone(),
-        topic: event.topic.into(),
-        pubsub_name: "pubsub-redis".into(),
-        path: event.topic.into(),
-        extensions: None,
-    }
 }
 
 #[derive(Default)]
@@ -154,7 +134,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
                     0..=9 => {
                         let event = event(&mut rng, n, true);
                         counts.events.fetch_add(1, Ordering::Relaxed);
-                        match app.on_topic_event(request(&event)).await {
+                        match app.on_topic_event(topic_request(&event)).await {
                             Ok(r) => {
                                 check(&counts, &[&event], &[r.into_inner().status]);
                                 "OnTopicEvent ok".to_owned()
@@ -166,17 +146,12 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
                         // 10,000 entries in about one bulk request of 200.
                         let sizes = if rng.chance(3) { 7 } else { 6 };
                         let size = [0, 1, 2, 17, 100, 1000, 10_000][rng.below(sizes) as usize];
-                        let events: Vec<Fuzzed> = (0..size).map(|k| event(&mut rng, n * 100_000 + k, false)).collect();
+                        let events: Vec<Event> = (0..size).map(|k| event(&mut rng, n * 100_000 + k, false)).collect();
                         counts.events.fetch_add(size, Ordering::Relaxed);
-                        let request = bulk(&events);
-                        match app.on_bulk_topic_event(request).await {
+                        match app.on_bulk_topic_event(bulk_request(&events)).await {
                             Ok(r) => {
-                                let by_id: HashMap<String, i32> =
-                                    r.into_inner().statuses.into_iter().map(|s| (s.entry_id, s.status)).collect();
-                                let statuses: Vec<i32> = (0..events.len())
-                                    .map(|k| by_id.get(&k.to_string()).copied().unwrap_or(-1))
-                                    .collect();
-                                let events: Vec<&Fuzzed> = events.iter().collect();
+                                let statuses = bulk_statuses(r.into_inner(), events.len());
+                                let events: Vec<&Event> = events.iter().collect();
                                 check(&counts, &events, &statuses);
                                 "OnBulkTopicEvent ok".to_owned()
                             }
@@ -184,14 +159,21 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
                         }
                     }
                     14 => {
-                        let method: String = (0..rng.below(40)).map(|_| char::from(b' ' + rng.below(95) as u8)).collect();
+                        let method: String =
+                            (0..rng.below(40)).map(|_| char::from(b' ' + rng.below(95) as u8)).collect();
                         let request = InvokeRequest {
                             method,
-                            data: Some(prost_types::Any { type_url: String::new(), value: vec![0; rng.below(10_000) as usize] }),
+                            data: Some(prost_types::Any {
+                                type_url: String::new(),
+                                value: vec![0; rng.below(10_000) as usize],
+                            }),
                             content_type: "application/json".into(),
                             http_extension: None,
                         };
-                        format!("OnInvoke {:?}", app.on_invoke(request).await.map_or_else(|s| s.code(), |_| tonic::Code::Ok))
+                        format!(
+                            "OnInvoke {:?}",
+                            app.on_invoke(request).await.map_or_else(|s| s.code(), |_| tonic::Code::Ok)
+                        )
                     }
                     15 => {
                         let request = pb::BindingEventRequest {
@@ -199,7 +181,10 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
                             data: vec![1; rng.below(1000) as usize],
                             metadata: Default::default(),
                         };
-                        format!("OnBindingEvent {:?}", app.on_binding_event(request).await.map_or_else(|s| s.code(), |_| tonic::Code::Ok))
+                        format!(
+                            "OnBindingEvent {:?}",
+                            app.on_binding_event(request).await.map_or_else(|s| s.code(), |_| tonic::Code::Ok)
+                        )
                     }
                     16 => {
                         let name = format!("job-{}", rng.below(5));
@@ -210,11 +195,23 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
                             content_type: String::new(),
                             http_extension: None,
                         };
-                        format!("OnJobEvent {:?}", app.on_job_event(request).await.map_or_else(|s| s.code(), |_| tonic::Code::Ok))
+                        format!(
+                            "OnJobEvent {:?}",
+                            app.on_job_event(request).await.map_or_else(|s| s.code(), |_| tonic::Code::Ok)
+                        )
                     }
-                    17 => format!("ListTopicSubscriptions {:?}", app.list_topic_subscriptions(()).await.map_or_else(|s| s.code(), |_| tonic::Code::Ok)),
-                    18 => format!("ListInputBindings {:?}", app.list_input_bindings(()).await.map_or_else(|s| s.code(), |_| tonic::Code::Ok)),
-                    _ => format!("HealthCheck {:?}", health.health_check(()).await.map_or_else(|s| s.code(), |_| tonic::Code::Ok)),
+                    17 => format!(
+                        "ListTopicSubscriptions {:?}",
+                        app.list_topic_subscriptions(()).await.map_or_else(|s| s.code(), |_| tonic::Code::Ok)
+                    ),
+                    18 => format!(
+                        "ListInputBindings {:?}",
+                        app.list_input_bindings(()).await.map_or_else(|s| s.code(), |_| tonic::Code::Ok)
+                    ),
+                    _ => format!(
+                        "HealthCheck {:?}",
+                        health.health_check(()).await.map_or_else(|s| s.code(), |_| tonic::Code::Ok)
+                    ),
                 };
                 if code.contains("Unavailable") || code.contains("Unknown") && !code.starts_with("OnBulk") {
                     counts.unanswered.fetch_add(1, Ordering::Relaxed);
@@ -274,7 +271,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 /// Valid events must be SUCCESS, invalid ones DROP.
-fn check(counts: &Counts, events: &[&Fuzzed], statuses: &[i32]) {
+fn check(counts: &Counts, events: &[&Event], statuses: &[i32]) {
     for (event, status) in events.iter().zip(statuses) {
         let want = if event.valid { Status::Success } else { Status::Drop };
         if Status::try_from(*status).ok() != Some(want) {
@@ -285,36 +282,5 @@ fn check(counts: &Counts, events: &[&Fuzzed], statuses: &[i32]) {
                 eprintln!("  wrong answer {status} for valid={} id={:.40} {shown}", event.valid, event.id);
             }
         }
-    }
-}
-
-fn bulk(events: &[Fuzzed]) -> pb::TopicEventBulkRequest {
-    use pb::topic_event_bulk_request_entry::Event as Entry;
-    let entries = events
-        .iter()
-        .enumerate()
-        .map(|(k, event)| pb::TopicEventBulkRequestEntry {
-            entry_id: k.to_string(),
-            content_type: event.content_type.clone(),
-            metadata: Default::default(),
-            event: Some(Entry::CloudEvent(pb::TopicEventCeRequest {
-                id: event.id.clone(),
-                source: "fuzz".into(),
-                r#type: "com.dapr.event.sent".into(),
-                spec_version: "1.0".into(),
-                data_content_type: event.content_type.clone(),
-                data: event.data.clone(),
-                extensions: None,
-            })),
-        })
-        .collect();
-    pb::TopicEventBulkRequest {
-        id: "fuzz".into(),
-        entries,
-        metadata: Default::default(),
-        topic: "order.completed".into(),
-        pubsub_name: "pubsub-redis".into(),
-        r#type: "com.dapr.event.sent".into(),
-        path: "order.completed".into(),
     }
 }

@@ -260,47 +260,54 @@ async fn connect(port: u16) -> Option<AppCallbackClient<Channel>> {
 async fn send(app: &mut AppCallbackClient<Channel>, batch: &[Event]) -> Option<Vec<i32>> {
     let timeout = Duration::from_secs(30);
     if batch.len() == 1 && batch[0].topic != "order.completed" {
-        let event = &batch[0];
-        let request = pb::TopicEventRequest {
-            id: event.id.clone(),
-            source: "chaos".into(),
-            r#type: "com.dapr.event.sent".into(),
-            spec_version: "1.0".into(),
-            data_content_type: event.content_type.clone(),
-            data: event.data.clone(),
-            topic: event.topic.into(),
-            pubsub_name: "pubsub-redis".into(),
-            path: event.topic.into(),
-            extensions: None,
-        };
-        let response = tokio::time::timeout(timeout, app.on_topic_event(request)).await.ok()?.ok()?;
+        let response = tokio::time::timeout(timeout, app.on_topic_event(topic_request(&batch[0]))).await.ok()?.ok()?;
         return Some(vec![response.into_inner().status]);
     }
     let request = bulk_request(batch);
     let response = tokio::time::timeout(timeout, app.on_bulk_topic_event(request)).await.ok()?.ok()?.into_inner();
-    let statuses: std::collections::HashMap<String, i32> =
-        response.statuses.into_iter().map(|s| (s.entry_id, s.status)).collect();
-    // An entry without a status is RETRY, as daprd treats it.
-    Some(batch.iter().map(|e| statuses.get(&e.id).copied().unwrap_or(1)).collect())
+    Some(bulk_statuses(response, batch.len()))
 }
 
+fn ce_request(event: &Event) -> pb::TopicEventCeRequest {
+    pb::TopicEventCeRequest {
+        id: event.id.clone(),
+        source: "chaos".into(),
+        r#type: "com.dapr.event.sent".into(),
+        spec_version: "1.0".into(),
+        data_content_type: event.content_type.clone(),
+        data: event.data.clone(),
+        extensions: None,
+    }
+}
+
+/// A single delivery, as daprd sends it.
+fn topic_request(event: &Event) -> pb::TopicEventRequest {
+    let ce = ce_request(event);
+    pb::TopicEventRequest {
+        id: ce.id,
+        source: ce.source,
+        r#type: ce.r#type,
+        spec_version: ce.spec_version,
+        data_content_type: ce.data_content_type,
+        data: ce.data,
+        topic: event.topic.into(),
+        pubsub_name: "pubsub-redis".into(),
+        path: event.topic.into(),
+        extensions: None,
+    }
+}
+
+/// A bulk delivery; entry ids are the events' positions (ids may be empty or repeated).
 fn bulk_request(batch: &[Event]) -> pb::TopicEventBulkRequest {
     use pb::topic_event_bulk_request_entry::Event as Entry;
     let entries = batch
         .iter()
-        .map(|event| pb::TopicEventBulkRequestEntry {
-            entry_id: event.id.clone(),
+        .enumerate()
+        .map(|(index, event)| pb::TopicEventBulkRequestEntry {
+            entry_id: index.to_string(),
             content_type: event.content_type.clone(),
             metadata: Default::default(),
-            event: Some(Entry::CloudEvent(pb::TopicEventCeRequest {
-                id: event.id.clone(),
-                source: "chaos".into(),
-                r#type: "com.dapr.event.sent".into(),
-                spec_version: "1.0".into(),
-                data_content_type: event.content_type.clone(),
-                data: event.data.clone(),
-                extensions: None,
-            })),
+            event: Some(Entry::CloudEvent(ce_request(event))),
         })
         .collect();
     let topic = batch.first().map_or("order.completed", |e| e.topic);
@@ -313,6 +320,13 @@ fn bulk_request(batch: &[Event]) -> pb::TopicEventBulkRequest {
         r#type: "com.dapr.event.sent".into(),
         path: topic.into(),
     }
+}
+
+/// The status of each of `len` entries, in order; a missing one is RETRY (1), as daprd treats it.
+fn bulk_statuses(response: pb::TopicEventBulkResponse, len: usize) -> Vec<i32> {
+    let by_entry: std::collections::HashMap<String, i32> =
+        response.statuses.into_iter().map(|s| (s.entry_id, s.status)).collect();
+    (0..len).map(|index| by_entry.get(&index.to_string()).copied().unwrap_or(1)).collect()
 }
 
 /// Makes the run's PostgreSQL database refuse connections (and closes the

@@ -86,18 +86,33 @@ pub fn generate(seed: u64, orders: usize, customers: usize) -> (Vec<Event>, Mode
             value[at_field] = time(at).into();
             value
         };
-        events.push(json("order.completed", format!("done-{seed}-{n}"), order_json(money(amount), "total_amount", "completed_at"), true));
+        events.push(json(
+            "order.completed",
+            format!("done-{seed}-{n}"),
+            order_json(money(amount), "total_amount", "completed_at"),
+            true,
+        ));
         let figures = model.customers.entry(customer.clone()).or_default();
         let mut refunds = 0;
         let cancelled = rng.chance(20);
         if cancelled {
-            events.push(json("order.cancelled", format!("cancel-{seed}-{n}"), order_json(money(amount), "total_amount", "cancelled_at"), true));
+            events.push(json(
+                "order.cancelled",
+                format!("cancel-{seed}-{n}"),
+                order_json(money(amount), "total_amount", "cancelled_at"),
+                true,
+            ));
             figures.cancelled += 1;
         }
         for r in 0..rng.below(3) {
             let refund = rng.below((amount / 3) as u64) as i64;
             refunds += refund;
-            events.push(json("order.returned", format!("ret-{seed}-{n}-{r}"), order_json(money(refund), "refund_amount", "returned_at"), true));
+            events.push(json(
+                "order.returned",
+                format!("ret-{seed}-{n}-{r}"),
+                order_json(money(refund), "refund_amount", "returned_at"),
+                true,
+            ));
             figures.returns += 1;
             figures.refunded += refund;
         }
@@ -119,10 +134,18 @@ pub fn generate(seed: u64, orders: usize, customers: usize) -> (Vec<Event>, Mode
         if rng.chance(5) {
             let bad = format!("bad-{seed}-{n}");
             let data = match rng.below(4) {
-                0 => serde_json::json!({"order_id": bad, "customer_id": "c-bad", "total_amount": money(-amount), "currency": "EUR", "completed_at": time(at)}),
-                1 => serde_json::json!({"order_id": bad, "customer_id": "c-bad", "total_amount": money(amount), "currency": "ZZZ", "completed_at": time(at)}),
-                2 => serde_json::json!({"order_id": bad, "customer_id": "c-\u{0}bad", "total_amount": money(amount), "currency": "EUR", "completed_at": time(at)}),
-                _ => serde_json::json!({"order_id": "o".repeat(300), "customer_id": "c-bad", "total_amount": money(amount), "currency": "EUR", "completed_at": time(at)}),
+                0 => {
+                    serde_json::json!({"order_id": bad, "customer_id": "c-bad", "total_amount": money(-amount), "currency": "EUR", "completed_at": time(at)})
+                }
+                1 => {
+                    serde_json::json!({"order_id": bad, "customer_id": "c-bad", "total_amount": money(amount), "currency": "ZZZ", "completed_at": time(at)})
+                }
+                2 => {
+                    serde_json::json!({"order_id": bad, "customer_id": "c-\u{0}bad", "total_amount": money(amount), "currency": "EUR", "completed_at": time(at)})
+                }
+                _ => {
+                    serde_json::json!({"order_id": "o".repeat(300), "customer_id": "c-bad", "total_amount": money(amount), "currency": "EUR", "completed_at": time(at)})
+                }
             };
             events.push(json("order.completed", bad, data, false));
         }
