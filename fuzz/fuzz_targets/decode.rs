@@ -7,14 +7,20 @@
 use std::sync::Arc;
 
 use customer_worker::contracts::{
-    AuthLogin, AuthPasswordChanged, Check, MAX_AMOUNT_MINOR, OrderCancelled, OrderCompleted, OrderReturned, amount_minor,
-    check_event_id,
+    AuthLogin, AuthPasswordChanged, Check, MAX_AMOUNT_MINOR, OrderCancelled, OrderCompleted, OrderReturned,
+    amount_minor, check_event_id,
 };
 use eventbus::{Envelope, Event, EventData, Protobuf, Raw};
 use libfuzzer_sys::fuzz_target;
 
-const CONTENT_TYPES: [&str; 6] =
-    ["application/json", "application/cloudevents+json", "application/protobuf", "text/plain", "", "application/json; charset=utf-8"];
+const CONTENT_TYPES: [&str; 6] = [
+    "application/json",
+    "application/cloudevents+json",
+    "application/protobuf",
+    "text/plain",
+    "",
+    "application/json; charset=utf-8",
+];
 
 fn decode<T: EventData>(envelope: &Arc<Envelope>) -> Option<Event<T>> {
     Event::<T>::decode(envelope.clone()).ok()

@@ -35,5 +35,6 @@ use $here
 
 replace github.com/dapr/dapr $version => $src
 WORK
-GOWORK="$out/go.work" go build -trimpath -o "$out/daprd" .
+GOWORK="$out/go.work" go build -trimpath \
+  -ldflags "-X github.com/dapr/dapr/pkg/buildinfo.version=${version#v}" -o "$out/daprd" .
 echo "$out/daprd"
