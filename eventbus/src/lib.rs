@@ -231,14 +231,32 @@ pub mod __private {
 
     use crate::{HandlerError, HandlerResult};
 
-    /// Every entry of a batch fails with (a copy of) `error`, which is transient.
+    /// Every entry of a batch fails with a copy of `error`, of the same kind
+    /// (a permanent error stays permanent: it must not turn into a retry loop).
     pub fn failed_batch(len: usize, error: HandlerError) -> Vec<HandlerResult> {
-        let message = error.to_string();
-        (0..len).map(|_| Err(HandlerError::transient(anyhow::anyhow!("{message}")))).collect()
+        let (kind, message) = (error.kind(), format!("{error:#}"));
+        let copy = move || match kind {
+            crate::ErrorKind::Permanent => HandlerError::permanent(anyhow::anyhow!("{message}")),
+            crate::ErrorKind::Transient => HandlerError::transient(anyhow::anyhow!("{message}")),
+        };
+        (0..len).map(|_| Err(copy())).collect()
     }
 
     /// The error of a batch handler that returned nothing for an event.
     pub fn no_result() -> HandlerResult {
         Err(HandlerError::transient(anyhow::anyhow!("the batch handler returned no result for this event")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_batch_keeps_the_error_kind() {
+        let permanent = __private::failed_batch(3, HandlerError::permanent(anyhow::anyhow!("bad")));
+        assert!(permanent.iter().all(|r| r.as_ref().is_err_and(|e| e.is_permanent() && e.to_string() == "bad")));
+        let transient = __private::failed_batch(2, HandlerError::transient(anyhow::anyhow!("later")));
+        assert!(transient.iter().all(|r| r.as_ref().is_err_and(|e| !e.is_permanent())));
     }
 }
