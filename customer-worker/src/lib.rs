@@ -4,8 +4,6 @@
 
 pub mod admin;
 pub mod app;
-pub mod classify;
-pub mod commit;
 pub mod config;
 pub mod consumers;
 pub mod contracts;

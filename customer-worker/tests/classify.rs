@@ -5,7 +5,7 @@
 mod common;
 
 use common::{config, databases};
-use customer_worker::classify::{ErrorKind, classify};
+use customer_worker::store::classify::{ErrorKind, classify};
 use customer_worker::store::{Backend, Store};
 
 async fn error_of(store: &Store, sql: &str, text: &str) -> sqlx::Error {

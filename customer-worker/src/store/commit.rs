@@ -1,6 +1,9 @@
 //! Group commit: effects of events that arrive together are written in one
 //! transaction, so one durable commit (one fsync) acknowledges many events.
-//! No event is answered before the commit that holds its effect.
+//! No event is answered before the commit that holds its effect. Every write
+//! of the store goes through this one queue: single effects (the auth
+//! events) and order events, single or bulk (written together by
+//! [`super::orders`]).
 //!
 //! One committer task owns the writes: it takes the first queued effect and
 //! every other one already waiting (up to [`MAX_BATCH`]), claims their inbox
@@ -12,12 +15,14 @@
 //! its neighbours; if it fails because the database is unavailable, every
 //! event of the batch is answered at once (they are all retried).
 
+use eventbus::HandlerError;
 use futures_util::future::BoxFuture;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::classify::{ErrorKind, classify};
-use crate::store::{Applied, Backend, StoreError, Tx, now_millis};
+use super::classify::{ErrorKind, classify};
+use super::orders::{OrderItem, write_orders};
+use super::{Applied, Backend, StoreError, Tx, now_millis};
 
 /// Most effects in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -47,23 +52,16 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<Applied, StoreError>>,
 }
 
-/// The effect of a whole bulk batch, written with multi-row statements. It
-/// claims its own inbox rows and answers per entry: applied, duplicate, or
-/// refused (a refused entry leaves nothing behind, its inbox claim included).
-pub trait BatchEffect: Send + Sync + 'static {
-    fn apply<'t>(&'t self, tx: &'t mut Tx) -> BoxFuture<'t, Result<Vec<Result<Applied, String>>, sqlx::Error>>;
-}
-
-/// A batch effect and where its results go.
-pub struct BatchJob {
-    pub effect: Box<dyn BatchEffect>,
-    pub reply: oneshot::Sender<Result<Vec<Result<Applied, StoreError>>, StoreError>>,
+/// Order events (a bulk batch, or one event) and where their results go.
+pub struct OrdersJob {
+    pub items: Vec<OrderItem>,
+    pub reply: oneshot::Sender<Vec<Result<Applied, HandlerError>>>,
 }
 
 /// What the committer is asked to write.
 pub enum Queued {
     One(Job),
-    Batch(BatchJob),
+    Orders(OrdersJob),
 }
 
 /// Starts the committer; it stops when every sender is dropped.
@@ -73,11 +71,15 @@ pub fn start(pool: AnyPool, backend: Backend) -> mpsc::Sender<Queued> {
         let mut queued = Vec::with_capacity(MAX_BATCH);
         while receiver.recv_many(&mut queued, MAX_BATCH).await > 0 {
             let mut ones = Vec::with_capacity(queued.len());
+            let mut orders = Vec::new();
             for item in queued.drain(..) {
                 match item {
                     Queued::One(job) => ones.push(job),
-                    Queued::Batch(job) => commit_batch(&pool, job).await,
+                    Queued::Orders(job) => orders.push(job),
                 }
+            }
+            if !orders.is_empty() {
+                commit_orders(&pool, backend, orders).await;
             }
             if !ones.is_empty() {
                 commit(&pool, backend, ones).await;
@@ -87,18 +89,14 @@ pub fn start(pool: AnyPool, backend: Backend) -> mpsc::Sender<Queued> {
     sender
 }
 
-async fn commit_batch(pool: &AnyPool, job: BatchJob) {
-    let result = async {
-        let mut tx = pool.begin().await?;
-        let results = job.effect.apply(&mut tx).await?;
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(results)
+/// Every order event queued now, written together; each job gets its own results back.
+async fn commit_orders(pool: &AnyPool, backend: Backend, jobs: Vec<OrdersJob>) {
+    let sizes: Vec<usize> = jobs.iter().map(|job| job.items.len()).collect();
+    let (items, replies): (Vec<Vec<OrderItem>>, Vec<_>) = jobs.into_iter().map(|job| (job.items, job.reply)).unzip();
+    let mut results = write_orders(pool, backend, items.into_iter().flatten().collect()).await.into_iter();
+    for (size, reply) in sizes.into_iter().zip(replies) {
+        let _ = reply.send(results.by_ref().take(size).collect());
     }
-    .await;
-    let reply = result
-        .map(|results| results.into_iter().map(|r| r.map_err(StoreError::Rejected)).collect())
-        .map_err(StoreError::Database);
-    let _ = job.reply.send(reply);
 }
 
 async fn commit(pool: &AnyPool, backend: Backend, batch: Vec<Job>) {

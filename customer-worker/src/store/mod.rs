@@ -1,5 +1,8 @@
 //! The customer database: SQLite or PostgreSQL behind one pool, the same
-//! migrations, and one transaction per event (effect + inbox row).
+//! migrations, and every SQL statement of the worker's events: each effect
+//! is written with its inbox row in one transaction, shared by the events
+//! that arrive together (group commit, [`commit`]). The consumers say what
+//! an event means; this module says how it is stored.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -10,9 +13,17 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row};
 
-use crate::classify::{ErrorKind, classify};
-use crate::commit::{self, BatchEffect, BatchJob, Job, Queued};
 use crate::config::DatabaseConfig;
+use classify::{ErrorKind, classify};
+use commit::{Job, OrdersJob, Queued};
+
+mod auth;
+pub mod classify;
+mod commit;
+mod orders;
+
+pub use auth::PasswordChange;
+pub use orders::{MAX_ORDERS_PER_TRANSACTION, OrderItem};
 
 /// Which database the URL chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +114,7 @@ pub fn now_millis() -> i64 {
     millis(Utc::now())
 }
 
-static MIGRATIONS: &[(i64, &str, &str)] = &[(1, "customers", include_str!("../migrations/0001_customers.sql"))];
+static MIGRATIONS: &[(i64, &str, &str)] = &[(1, "customers", include_str!("../../migrations/0001_customers.sql"))];
 
 fn migrator() -> Migrator {
     let migrations = MIGRATIONS
@@ -202,7 +213,7 @@ impl Store {
     /// `customer_id` is the customer row the effect locks: the effects of one
     /// transaction run in customer order (after every inbox claim, in id
     /// order), so two replicas never wait on each other in a cycle.
-    pub async fn apply<F>(
+    pub(crate) async fn apply<F>(
         &self,
         consumer: &'static str,
         event_id: &str,
@@ -228,13 +239,22 @@ impl Store {
         result.await.map_err(|_| closed())?.map_err(|e| e.classified(self.backend))
     }
 
-    /// Writes a whole batch with its own multi-row statements, in one
-    /// transaction; one result per entry, in the effect's order.
-    pub async fn apply_batch(&self, effect: impl BatchEffect) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
+    /// Writes order events (a bulk batch, or one event) with the other order
+    /// events queued now, in transactions of at most
+    /// [`MAX_ORDERS_PER_TRANSACTION`]; one result per item, in order. An
+    /// event the database or a business rule refuses fails alone.
+    pub async fn apply_orders(&self, items: Vec<OrderItem>) -> Vec<Result<Applied, eventbus::HandlerError>> {
+        let len = items.len();
         let (reply, result) = tokio::sync::oneshot::channel();
-        let closed = || StoreError::Database(sqlx::Error::PoolClosed);
-        self.commits.send(Queued::Batch(BatchJob { effect: Box::new(effect), reply })).await.map_err(|_| closed())?;
-        result.await.map_err(|_| closed())?.map_err(|e| e.classified(self.backend))
+        let stopped = || {
+            (0..len)
+                .map(|_| Err(eventbus::HandlerError::transient(anyhow::anyhow!("the store's writer has stopped"))))
+                .collect()
+        };
+        if self.commits.send(Queued::Orders(OrdersJob { items, reply })).await.is_err() {
+            return stopped();
+        }
+        result.await.unwrap_or_else(|_| stopped())
     }
 
     /// A customer and their segments.
