@@ -94,7 +94,7 @@ pub async fn run(
         .fetch_all(store.pool())
         .await?;
         let Some(last) = page.last() else { break };
-        let last_id: String = last.try_get(0)?;
+        let last_id: String = last.try_get("customer_id")?;
         let assigned_at = millis(now);
         let mut tx = store.pool().begin().await?;
         // The page is the key range (after, last_id]: replace its segments.
@@ -104,13 +104,13 @@ pub async fn run(
             .execute(&mut *tx)
             .await?;
         for row in &page {
-            let customer_id: String = row.try_get(0)?;
+            let customer_id: String = row.try_get("customer_id")?;
             let figures = Figures {
-                order_count: row.try_get(1)?,
-                total_spent_minor: row.try_get(2)?,
-                currency: row.try_get(3)?,
-                created_at: row.try_get(4)?,
-                last_order_at: row.try_get(5)?,
+                order_count: row.try_get("order_count")?,
+                total_spent_minor: row.try_get("total_spent_minor")?,
+                currency: row.try_get("currency")?,
+                created_at: row.try_get("created_at")?,
+                last_order_at: row.try_get("last_order_at")?,
             };
             for segment in rules.segments_of(&figures, now) {
                 sqlx::query("INSERT INTO customer_segments (customer_id, segment, assigned_at) VALUES ($1, $2, $3)")

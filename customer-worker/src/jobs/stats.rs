@@ -14,19 +14,25 @@ pub async fn run(store: &Store, now: DateTime<Utc>) -> anyhow::Result<JobReport>
         let end = start + Duration::days(1).num_milliseconds();
         let figures = sqlx::query(
             "SELECT
-               (SELECT COUNT(*) FROM customers WHERE created_at < $2),
-               (SELECT COUNT(*) FROM customers WHERE created_at >= $1 AND created_at < $2),
-               (SELECT COUNT(*) FROM orders WHERE completed_at >= $1 AND completed_at < $2 AND cancelled_at IS NULL),
+               (SELECT COUNT(*) FROM customers WHERE created_at < $2) AS customers,
+               (SELECT COUNT(*) FROM customers WHERE created_at >= $1 AND created_at < $2) AS new_customers,
+               (SELECT COUNT(*) FROM orders WHERE completed_at >= $1 AND completed_at < $2 AND cancelled_at IS NULL)
+                 AS orders_completed,
                (SELECT CAST(COALESCE(SUM(CASE WHEN amount_minor > refunded_minor THEN amount_minor - refunded_minor ELSE 0 END), 0) AS BIGINT)
-                  FROM orders WHERE completed_at >= $1 AND completed_at < $2 AND cancelled_at IS NULL),
-               (SELECT COUNT(*) FROM customers WHERE last_login_at >= $1 AND last_login_at < $2)",
+                  FROM orders WHERE completed_at >= $1 AND completed_at < $2 AND cancelled_at IS NULL) AS revenue_minor,
+               (SELECT COUNT(*) FROM customers WHERE last_login_at >= $1 AND last_login_at < $2) AS logins",
         )
         .bind(start)
         .bind(end)
         .fetch_one(store.pool())
         .await?;
-        let values: [i64; 5] =
-            [figures.try_get(0)?, figures.try_get(1)?, figures.try_get(2)?, figures.try_get(3)?, figures.try_get(4)?];
+        let values: [i64; 5] = [
+            figures.try_get("customers")?,
+            figures.try_get("new_customers")?,
+            figures.try_get("orders_completed")?,
+            figures.try_get("revenue_minor")?,
+            figures.try_get("logins")?,
+        ];
         sqlx::query(
             "INSERT INTO daily_stats (day, customers, new_customers, orders_completed, revenue_minor, logins, computed_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -68,12 +74,12 @@ pub async fn read(store: &Store, day: &str) -> anyhow::Result<Option<DailyStats>
     .await?;
     row.map(|r| {
         Ok(DailyStats {
-            day: r.try_get(0)?,
-            customers: r.try_get(1)?,
-            new_customers: r.try_get(2)?,
-            orders_completed: r.try_get(3)?,
-            revenue_minor: r.try_get(4)?,
-            logins: r.try_get(5)?,
+            day: r.try_get("day")?,
+            customers: r.try_get("customers")?,
+            new_customers: r.try_get("new_customers")?,
+            orders_completed: r.try_get("orders_completed")?,
+            revenue_minor: r.try_get("revenue_minor")?,
+            logins: r.try_get("logins")?,
         })
     })
     .transpose()

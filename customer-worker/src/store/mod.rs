@@ -276,17 +276,17 @@ impl Store {
             .map(|r| r.try_get::<String, _>(0))
             .collect::<Result<_, _>>()?;
         Ok(Some(Customer {
-            customer_id: row.try_get(0)?,
-            currency: row.try_get(1)?,
-            order_count: row.try_get(2)?,
-            total_spent_minor: row.try_get(3)?,
-            cancelled_count: row.try_get(4)?,
-            returned_count: row.try_get(5)?,
-            refunded_minor: row.try_get(6)?,
-            first_order_at: row.try_get(7)?,
-            last_order_at: row.try_get(8)?,
-            last_login_at: row.try_get(9)?,
-            created_at: row.try_get(10)?,
+            customer_id: row.try_get("customer_id")?,
+            currency: row.try_get("currency")?,
+            order_count: row.try_get("order_count")?,
+            total_spent_minor: row.try_get("total_spent_minor")?,
+            cancelled_count: row.try_get("cancelled_count")?,
+            returned_count: row.try_get("returned_count")?,
+            refunded_minor: row.try_get("refunded_minor")?,
+            first_order_at: row.try_get("first_order_at")?,
+            last_order_at: row.try_get("last_order_at")?,
+            last_login_at: row.try_get("last_login_at")?,
+            created_at: row.try_get("created_at")?,
             segments,
         }))
     }
