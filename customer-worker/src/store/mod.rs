@@ -4,13 +4,12 @@
 //! that arrive together (group commit, [`commit`]). The consumers say what
 //! an event means; this module says how it is stored.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 use crate::config::DatabaseConfig;
@@ -114,17 +113,9 @@ pub fn now_millis() -> i64 {
     millis(Utc::now())
 }
 
-static MIGRATIONS: &[(i64, &str, &str)] = &[(1, "customers", include_str!("../../migrations/0001_customers.sql"))];
-
-fn migrator() -> Migrator {
-    let migrations = MIGRATIONS
-        .iter()
-        .map(|(version, description, sql)| {
-            Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, Cow::Borrowed(*sql), false)
-        })
-        .collect::<Vec<_>>();
-    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
-}
+/// Every file of `customer-worker/migrations/`, embedded at build time: a new
+/// migration file cannot be missed. The same SQL serves SQLite and PostgreSQL.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The store: a pool and the backend it talks to. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -177,7 +168,7 @@ impl Store {
             .with_context(|| format!("cannot connect to {}", config.redacted_url()))?;
         let commits = commit::start(pool.clone(), backend);
         let store = Store { pool, backend, commits };
-        migrator().run(&store.pool).await.context("database migrations failed")?;
+        MIGRATOR.run(&store.pool).await.context("database migrations failed")?;
         Ok(store)
     }
 
