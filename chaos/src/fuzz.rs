@@ -113,7 +113,7 @@ struct Counts {
     unanswered: AtomicU64,
 }
 
-pub async fn run(cli: &Cli) -> anyhow::Result<()> {
+pub(crate) async fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut worker = Worker::start(&cli.worker, &cli.database_url).await?;
     let counts = Arc::new(Counts::default());
     let codes = Arc::new(Mutex::new(HashMap::<String, u64>::new()));

@@ -4,26 +4,26 @@
 use std::collections::BTreeMap;
 
 /// A deterministic generator.
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0 % n.max(1)
     }
-    pub fn chance(&mut self, percent: u64) -> bool {
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
 }
 
 /// One CloudEvent to deliver.
 #[derive(Debug, Clone)]
-pub struct Event {
+pub(crate) struct Event {
     pub id: String,
     pub topic: &'static str,
     pub content_type: String,
@@ -34,7 +34,7 @@ pub struct Event {
 
 /// A customer's figures as the model expects them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Figures {
+pub(crate) struct Figures {
     pub orders: i64,
     pub spent: i64,
     pub cancelled: i64,
@@ -45,7 +45,7 @@ pub struct Figures {
 
 /// What the database must hold after every event was delivered.
 #[derive(Debug, Default)]
-pub struct Model {
+pub(crate) struct Model {
     pub customers: BTreeMap<String, Figures>,
     /// Valid events (each one inbox row), password changes included.
     pub valid_events: usize,
@@ -65,7 +65,7 @@ fn json(topic: &'static str, id: String, data: serde_json::Value, valid: bool) -
 /// cancelled, some returned in part (refunds within the amount); logins and
 /// password changes; and about one event in twenty invalid by the contract
 /// (negative amount, unknown currency, NUL in an id, an id too long).
-pub fn generate(seed: u64, orders: usize, customers: usize) -> (Vec<Event>, Model) {
+pub(crate) fn generate(seed: u64, orders: usize, customers: usize) -> (Vec<Event>, Model) {
     let mut rng = Rng::new(seed);
     let mut events = Vec::new();
     let mut model = Model::default();

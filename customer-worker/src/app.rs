@@ -79,6 +79,16 @@ pub struct Running {
     tasks: JoinSet<anyhow::Result<()>>,
 }
 
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("grpc_addr", &self.grpc_addr)
+            .field("admin_addr", &self.admin_addr)
+            .field("scheduler", &self.scheduler)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Running {
     /// Asks everything to stop (as SIGTERM does).
     pub fn shutdown(&self) {

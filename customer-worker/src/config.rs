@@ -170,31 +170,31 @@ impl Default for LogConfig {
 }
 
 mod defaults {
-    pub fn drain_timeout_secs() -> u64 {
+    pub(super) fn drain_timeout_secs() -> u64 {
         25
     }
-    pub fn handler_timeout_secs() -> u64 {
+    pub(super) fn handler_timeout_secs() -> u64 {
         30
     }
-    pub fn concurrency_per_topic() -> usize {
+    pub(super) fn concurrency_per_topic() -> usize {
         256
     }
-    pub fn max_connections() -> u32 {
+    pub(super) fn max_connections() -> u32 {
         8
     }
-    pub fn busy_timeout_ms() -> u64 {
+    pub(super) fn busy_timeout_ms() -> u64 {
         5000
     }
-    pub fn acquire_timeout_ms() -> u64 {
+    pub(super) fn acquire_timeout_ms() -> u64 {
         2000
     }
-    pub fn batch_size() -> u32 {
+    pub(super) fn batch_size() -> u32 {
         500
     }
-    pub fn enabled() -> bool {
+    pub(super) fn enabled() -> bool {
         true
     }
-    pub fn log_level() -> String {
+    pub(super) fn log_level() -> String {
         "info".into()
     }
 }

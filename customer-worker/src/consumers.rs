@@ -21,6 +21,7 @@ use crate::orders::OrderEvent;
 use crate::store::{Applied, OrderItem, PasswordChange, Store, StoreError, millis};
 
 /// The worker's consumers, sharing the store.
+#[derive(Debug)]
 pub struct CustomerConsumers {
     store: Store,
 }

@@ -115,7 +115,7 @@ pub async fn replay(
 
 /// A dependency-free base64 decoder for `data_base64` (standard alphabet, padding optional).
 mod base64_free {
-    pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    pub(super) fn decode_base64(text: &str) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(text.len() * 3 / 4);
         let mut buffer = 0u32;
         let mut bits = 0;

@@ -67,7 +67,7 @@ fn consumer_methods(
 /// `#[subscribe]` on a free function: the function becomes a unit struct of
 /// the same name that is the consumer, callable as before (through `Deref` to
 /// a function pointer) and as `name::call(..)`.
-pub fn subscribe_fn(options: Options, function: ItemFn) -> syn::Result<TokenStream> {
+pub(crate) fn subscribe_fn(options: Options, function: ItemFn) -> syn::Result<TokenStream> {
     let handler = signature::analyse(&function.sig)?;
     if handler.has_receiver {
         return Err(spanned_err(
@@ -119,7 +119,7 @@ pub fn subscribe_fn(options: Options, function: ItemFn) -> syn::Result<TokenStre
 
 /// `#[consumer]` on an impl block: every method marked `#[subscribe]` stays a
 /// plain method and gets a consumer beside it; `Arc<Self>` registers them all.
-pub fn consumer_impl(krate: Option<syn::Path>, mut item: ItemImpl) -> syn::Result<TokenStream> {
+pub(crate) fn consumer_impl(krate: Option<syn::Path>, mut item: ItemImpl) -> syn::Result<TokenStream> {
     if !item.generics.params.is_empty() {
         return Err(spanned_err(&item.generics, "`#[eventbus::consumer]` does not support generic impl blocks"));
     }

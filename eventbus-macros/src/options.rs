@@ -11,7 +11,7 @@ const VALID: &str =
     "`pubsub`, `rule`, `path`, `dead_letter`, `metadata`, `raw_payload`, `bulk`, `timeout`, `concurrency`, `crate`";
 
 /// A parsed `#[subscribe(...)]`.
-pub struct Options {
+pub(crate) struct Options {
     pub topic: LitStr,
     pub pubsub: Option<LitStr>,
     pub rules: Vec<(LitStr, LitStr)>,
@@ -27,7 +27,7 @@ pub struct Options {
 
 impl Options {
     /// The `Subscription` expression.
-    pub fn subscription(&self, krate: &TokenStream) -> TokenStream {
+    pub(crate) fn subscription(&self, krate: &TokenStream) -> TokenStream {
         let topic = &self.topic;
         let mut expr = quote!(#krate::Subscription::new(#topic));
         if let Some(pubsub) = &self.pubsub {
@@ -94,7 +94,7 @@ fn parse_duration(lit: &LitStr) -> syn::Result<u64> {
         .ok_or_else(|| syn::Error::new(lit.span(), "expected a positive whole number before the unit"))
 }
 
-fn key_value<T: Parse>(input: ParseStream, key: &Ident) -> syn::Result<T> {
+fn key_value<T: Parse>(input: ParseStream<'_>, key: &Ident) -> syn::Result<T> {
     input.parse::<Token![=]>().map_err(|e| syn::Error::new(e.span(), format!("expected `{key} = …`")))?;
     input.parse()
 }
@@ -109,8 +109,8 @@ fn once<T>(slot: &mut Option<T>, key: &Ident, value: T) -> syn::Result<()> {
 
 /// Parses `name(key = value, …)` with the keys given.
 fn parenthesized<T>(
-    input: ParseStream,
-    mut each: impl FnMut(&Ident, ParseStream) -> syn::Result<T>,
+    input: ParseStream<'_>,
+    mut each: impl FnMut(&Ident, ParseStream<'_>) -> syn::Result<T>,
 ) -> syn::Result<Vec<T>> {
     let content;
     syn::parenthesized!(content in input);
@@ -127,7 +127,7 @@ fn parenthesized<T>(
 }
 
 impl Parse for Options {
-    fn parse(input: ParseStream) -> syn::Result<Self> {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         if input.is_empty() {
             return Err(syn::Error::new(Span::call_site(), "expected a topic: #[subscribe(\"order.completed\")]"));
         }
@@ -274,10 +274,10 @@ impl Parse for Options {
 }
 
 /// `crate = "…"` of `#[eventbus::consumer(crate = "…")]`.
-pub struct CrateOnly(pub Option<syn::Path>);
+pub(crate) struct CrateOnly(pub Option<syn::Path>);
 
 impl Parse for CrateOnly {
-    fn parse(input: ParseStream) -> syn::Result<Self> {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         if input.is_empty() {
             return Ok(CrateOnly(None));
         }
@@ -293,13 +293,13 @@ impl Parse for CrateOnly {
     }
 }
 
-pub fn crate_path(krate: &Option<syn::Path>) -> TokenStream {
+pub(crate) fn crate_path(krate: &Option<syn::Path>) -> TokenStream {
     match krate {
         Some(path) => quote!(#path),
         None => quote!(::eventbus),
     }
 }
 
-pub fn spanned_err(node: impl Spanned, message: impl std::fmt::Display) -> syn::Error {
+pub(crate) fn spanned_err(node: impl Spanned, message: impl std::fmt::Display) -> syn::Error {
     syn::Error::new(node.span(), message)
 }

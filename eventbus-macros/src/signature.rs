@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, PathArguments, ReturnType, Signature, Type};
 
 /// One argument (the receiver excluded).
-pub struct Arg {
+pub(crate) struct Arg {
     pub ty: Type,
     /// `Some(T)` for the `Event<T>` argument.
     pub event_data: Option<Type>,
@@ -16,7 +16,7 @@ pub struct Arg {
 }
 
 /// A checked handler signature.
-pub struct Handler {
+pub(crate) struct Handler {
     pub args: Vec<Arg>,
     pub ret: Type,
     pub has_receiver: bool,
@@ -61,7 +61,7 @@ fn contains_impl_trait(ty: &Type) -> bool {
 }
 
 /// Checks the signature; every problem is an error on its own token.
-pub fn analyse(sig: &Signature) -> syn::Result<Handler> {
+pub(crate) fn analyse(sig: &Signature) -> syn::Result<Handler> {
     let mut errors: Option<syn::Error> = None;
     let mut push = |error: syn::Error| match &mut errors {
         Some(all) => all.combine(error),
@@ -134,11 +134,11 @@ pub fn analyse(sig: &Signature) -> syn::Result<Handler> {
 
 impl Handler {
     /// `__arg0, __arg1, …`
-    pub fn arg_names(&self) -> Vec<syn::Ident> {
+    pub(crate) fn arg_names(&self) -> Vec<syn::Ident> {
         (0..self.args.len()).map(|i| format_ident!("__arg{}", i)).collect()
     }
 
-    pub fn arg_types(&self) -> Vec<&Type> {
+    pub(crate) fn arg_types(&self) -> Vec<&Type> {
         self.args.iter().map(|a| &a.ty).collect()
     }
 
@@ -146,7 +146,11 @@ impl Handler {
     /// arguments from the context, call, convert the result. Trait paths carry
     /// the span of the type they are about, so an unsupported type gets one
     /// error, on its own token.
-    pub fn handle_body(&self, krate: &TokenStream, call: impl FnOnce(&[syn::Ident]) -> TokenStream) -> TokenStream {
+    pub(crate) fn handle_body(
+        &self,
+        krate: &TokenStream,
+        call: impl FnOnce(&[syn::Ident]) -> TokenStream,
+    ) -> TokenStream {
         let names = self.arg_names();
         let bindings = self.args.iter().zip(&names).map(|(arg, name)| match &arg.event_data {
             Some(data) => {
@@ -177,13 +181,17 @@ impl Handler {
     }
 
     /// `true` when the handler takes `Vec<Event<T>>`.
-    pub fn is_batch(&self) -> bool {
+    pub(crate) fn is_batch(&self) -> bool {
         self.args.iter().any(|a| a.batch_data.is_some())
     }
 
     /// An expression (of type `Vec<HandlerResult>`) that runs a batch
     /// handler on `__envelopes: &[Arc<Envelope>]`.
-    pub fn batch_body(&self, krate: &TokenStream, call: impl FnOnce(&[syn::Ident]) -> TokenStream) -> TokenStream {
+    pub(crate) fn batch_body(
+        &self,
+        krate: &TokenStream,
+        call: impl FnOnce(&[syn::Ident]) -> TokenStream,
+    ) -> TokenStream {
         let names = self.arg_names();
         let mut data = None;
         let bindings: Vec<TokenStream> = self
@@ -217,7 +225,7 @@ impl Handler {
     }
 
     /// The body of `Consumer::check`.
-    pub fn check_body(&self, krate: &TokenStream) -> TokenStream {
+    pub(crate) fn check_body(&self, krate: &TokenStream) -> TokenStream {
         let checks = self.args.iter().filter(|a| a.event_data.is_none() && a.batch_data.is_none()).map(|arg| {
             let ty = &arg.ty;
             quote_spanned!(ty.span()=> <#ty as #krate::FromContext>::check(__ctx)?;)

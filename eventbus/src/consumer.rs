@@ -210,6 +210,15 @@ pub struct HandlerConsumer<H, T, Args> {
     _types: PhantomData<fn() -> (T, Args)>,
 }
 
+impl<H, T, Args> std::fmt::Debug for HandlerConsumer<H, T, Args> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerConsumer")
+            .field("name", &self.name)
+            .field("subscription", &self.subscription)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Makes a consumer of an async function or closure.
 ///
 /// ```
@@ -332,6 +341,15 @@ pub struct BatchConsumer<F, T> {
     subscription: Subscription,
     handler: F,
     _types: PhantomData<fn() -> T>,
+}
+
+impl<F, T> std::fmt::Debug for BatchConsumer<F, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchConsumer")
+            .field("name", &self.name)
+            .field("subscription", &self.subscription)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Makes a consumer that takes a bulk batch at once: `Vec<Event<T>>` in, one

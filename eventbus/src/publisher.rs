@@ -91,6 +91,12 @@ pub struct DaprPublisher {
     client: tokio::sync::Mutex<dapr::Client<dapr::client::TonicClientWithAuth>>,
 }
 
+impl std::fmt::Debug for DaprPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaprPublisher").finish_non_exhaustive()
+    }
+}
+
 impl DaprPublisher {
     /// Connects to the sidecar named by the environment (`DAPR_GRPC_ENDPOINT`
     /// or `DAPR_GRPC_PORT`, with `DAPR_API_TOKEN`).

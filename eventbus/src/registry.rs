@@ -37,6 +37,12 @@ pub struct RouteMetrics {
     pub in_flight: metrics::Gauge,
 }
 
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteMetrics").finish_non_exhaustive()
+    }
+}
+
 impl RouteMetrics {
     fn new(pubsub: &str, topic: &str) -> Self {
         let labels = [("pubsub", pubsub.to_owned()), ("topic", topic.to_owned())];

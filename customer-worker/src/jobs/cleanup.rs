@@ -7,7 +7,7 @@ use super::JobReport;
 use crate::config::CleanupConfig;
 use crate::store::{Store, millis};
 
-pub async fn run(
+pub(super) async fn run(
     store: &Store,
     config: &CleanupConfig,
     batch: i64,

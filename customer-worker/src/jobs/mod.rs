@@ -83,6 +83,12 @@ pub struct Jobs {
     rules: SegmentRules,
 }
 
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
 impl Jobs {
     pub fn new(store: Store, config: Config) -> anyhow::Result<Jobs> {
         let rules = SegmentRules::from_config(&config.segments)?;

@@ -72,7 +72,7 @@ impl SegmentRules {
     }
 }
 
-pub async fn run(
+pub(super) async fn run(
     store: &Store,
     rules: &SegmentRules,
     batch: i64,

@@ -6,7 +6,7 @@ use sqlx::Row;
 use super::JobReport;
 use crate::store::{Store, millis, now_millis};
 
-pub async fn run(store: &Store, now: DateTime<Utc>) -> anyhow::Result<JobReport> {
+pub(super) async fn run(store: &Store, now: DateTime<Utc>) -> anyhow::Result<JobReport> {
     let today = now.date_naive();
     let mut rows = 0;
     for day in [today - Duration::days(1), today] {

@@ -25,11 +25,11 @@ use super::orders::{OrderItem, write_orders};
 use super::{Applied, Backend, StoreError, Tx, now_millis};
 
 /// Most effects in one transaction.
-pub const MAX_BATCH: usize = 256;
+pub(super) const MAX_BATCH: usize = 256;
 
 /// An event's effect on the database. It may run twice (the second time
 /// alone, after its batch was rolled back), so it is `Fn`.
-pub trait Effect: Send + Sync + 'static {
+pub(super) trait Effect: Send + Sync + 'static {
     fn apply<'t>(&'t self, tx: &'t mut Tx) -> BoxFuture<'t, Result<(), StoreError>>;
 }
 
@@ -43,7 +43,7 @@ where
 }
 
 /// One queued effect and where its result goes.
-pub struct Job {
+pub(super) struct Job {
     pub consumer: &'static str,
     pub event_id: String,
     /// The customer row the effect locks (the order effects run in).
@@ -53,19 +53,19 @@ pub struct Job {
 }
 
 /// Order events (a bulk batch, or one event) and where their results go.
-pub struct OrdersJob {
+pub(super) struct OrdersJob {
     pub items: Vec<OrderItem>,
     pub reply: oneshot::Sender<Vec<Result<Applied, HandlerError>>>,
 }
 
 /// What the committer is asked to write.
-pub enum Queued {
+pub(super) enum Queued {
     One(Job),
     Orders(OrdersJob),
 }
 
 /// Starts the committer; it stops when every sender is dropped.
-pub fn start(pool: AnyPool, backend: Backend) -> mpsc::Sender<Queued> {
+pub(super) fn start(pool: AnyPool, backend: Backend) -> mpsc::Sender<Queued> {
     let (sender, mut receiver) = mpsc::channel::<Queued>(MAX_BATCH * 4);
     tokio::spawn(async move {
         let mut queued = Vec::with_capacity(MAX_BATCH);

@@ -12,15 +12,15 @@ use tokio::process::{Child, Command};
 use super::TestDb;
 
 /// The Dapr resources for local runs and tests.
-pub const RESOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dapr/local");
+pub(crate) const RESOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dapr/local");
 /// The pub/sub the worker subscribes through.
-pub const PUBSUB: &str = "pubsub-redis";
+pub(crate) const PUBSUB: &str = "pubsub-redis";
 /// The worker's app id, and so its Redis consumer group.
-pub const APP_ID: &str = "customer-worker";
+pub(crate) const APP_ID: &str = "customer-worker";
 
 /// Whether the daprd suite can run: daprd, redis-server and PostgreSQL (the
 /// worker runs on it here). Skips, or fails under the `EVENTBUS_REQUIRE_*` variables.
-pub async fn postgres_and_daprd() -> Option<TestDb> {
+pub(crate) async fn postgres_and_daprd() -> Option<TestDb> {
     if !daprd::available() {
         return None;
     }
@@ -28,7 +28,7 @@ pub async fn postgres_and_daprd() -> Option<TestDb> {
 }
 
 /// The `customer-worker` binary in `events` mode, as a child process.
-pub struct WorkerProcess {
+pub(crate) struct WorkerProcess {
     child: Child,
     pub grpc_port: u16,
     pub admin_port: u16,
@@ -38,7 +38,7 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    pub async fn start(db: &TestDb, env: &[(&str, &str)]) -> WorkerProcess {
+    pub(crate) async fn start(db: &TestDb, env: &[(&str, &str)]) -> WorkerProcess {
         let (grpc_port, admin_port) = (free_port().unwrap(), free_port().unwrap());
         let extra_env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let log = std::env::temp_dir().join(format!("customer-worker-{grpc_port}.log"));
@@ -80,23 +80,23 @@ impl WorkerProcess {
     }
 
     /// SIGTERM; returns the exit status.
-    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+    pub(crate) async fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().unwrap();
         std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
         tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.expect("exits after SIGTERM").unwrap()
     }
 
     /// Starts the binary again on the same ports.
-    pub async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         self.child = self.spawn().await;
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The sum of `eventbus_events_total` samples whose labels contain every one of `labels`.
-    pub async fn events_total(&self, labels: &[&str]) -> u64 {
+    pub(crate) async fn events_total(&self, labels: &[&str]) -> u64 {
         let Some((200, body)) = get(self.admin_port, "/metrics").await else { return 0 };
         body.lines()
             .filter(|line| line.starts_with("eventbus_events_total{") && labels.iter().all(|l| line.contains(l)))
@@ -111,7 +111,7 @@ fn spawn_placeholder() -> Child {
 }
 
 /// `GET path` on the admin port: (status, body).
-pub async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+pub(crate) async fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
     stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.ok()?;
     let mut response = String::new();
@@ -121,7 +121,10 @@ pub async fn get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// daprd in front of the worker, on a Redis of its own.
-pub async fn sidecar(worker: &WorkerProcess, configure: impl FnOnce(DaprdBuilder) -> DaprdBuilder) -> (Redis, Daprd) {
+pub(crate) async fn sidecar(
+    worker: &WorkerProcess,
+    configure: impl FnOnce(DaprdBuilder) -> DaprdBuilder,
+) -> (Redis, Daprd) {
     let redis = Redis::start().await.unwrap();
     let builder = Daprd::builder(APP_ID)
         .app_port(worker.grpc_port)
@@ -134,7 +137,7 @@ pub async fn sidecar(worker: &WorkerProcess, configure: impl FnOnce(DaprdBuilder
 
 /// Turns connections to the test database off (or on again) and closes the
 /// open ones: the database is gone for this worker, and only for it.
-pub async fn set_database_reachable(db: &TestDb, reachable: bool) {
+pub(crate) async fn set_database_reachable(db: &TestDb, reachable: bool) {
     use sqlx::Connection;
     let admin_url = std::env::var(super::POSTGRES_ENV).unwrap();
     let name = db.url.rsplit('/').next().unwrap();
@@ -150,7 +153,7 @@ pub async fn set_database_reachable(db: &TestDb, reachable: bool) {
 }
 
 /// A structured CloudEvent, as a producer publishes it with its own id.
-pub fn cloud_event(id: &str, event_type: &str, data: serde_json::Value) -> serde_json::Value {
+pub(crate) fn cloud_event(id: &str, event_type: &str, data: serde_json::Value) -> serde_json::Value {
     serde_json::json!({
         "specversion": "1.0", "id": id, "source": "daprd-suite", "type": event_type,
         "datacontenttype": "application/json", "data": data,
@@ -158,7 +161,7 @@ pub fn cloud_event(id: &str, event_type: &str, data: serde_json::Value) -> serde
 }
 
 /// Waits until the worker's consumer group has read and acknowledged every entry of `topic`.
-pub async fn until_settled(redis: &Redis, topic: &str) {
+pub(crate) async fn until_settled(redis: &Redis, topic: &str) {
     daprd::eventually(&format!("{topic} read and acknowledged"), || async {
         (redis.consumer_group(topic, APP_ID).await.ok()?? == (0, 0)).then_some(())
     })

@@ -1,7 +1,7 @@
 //! Test databases (SQLite always, PostgreSQL when configured) and a running worker.
 #![allow(dead_code, clippy::unwrap_used)]
 
-pub mod daprd;
+pub(crate) mod daprd;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -12,14 +12,14 @@ use eventbus::testing::{CloudEvent, TestSidecar};
 use sqlx::Connection;
 
 /// `TEST_DATABASE_URL`: a PostgreSQL server URL whose user may create databases.
-pub const POSTGRES_ENV: &str = "TEST_DATABASE_URL";
+pub(crate) const POSTGRES_ENV: &str = "TEST_DATABASE_URL";
 /// Set to `1` (CI does) to fail instead of skipping when PostgreSQL is not configured.
-pub const REQUIRE_ENV: &str = "EVENTBUS_REQUIRE_POSTGRES";
+pub(crate) const REQUIRE_ENV: &str = "EVENTBUS_REQUIRE_POSTGRES";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A fresh, empty database.
-pub struct TestDb {
+pub(crate) struct TestDb {
     pub label: &'static str,
     pub url: String,
 }
@@ -32,7 +32,7 @@ fn unique(prefix: &str) -> String {
 
 /// SQLite always; PostgreSQL when `TEST_DATABASE_URL` is set. Fails when
 /// `EVENTBUS_REQUIRE_POSTGRES=1` and it is not.
-pub async fn databases() -> Vec<TestDb> {
+pub(crate) async fn databases() -> Vec<TestDb> {
     let dir = std::env::temp_dir().join(unique("customer_worker"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut dbs = vec![TestDb { label: "sqlite", url: format!("sqlite://{}?mode=rwc", dir.join("test.db").display()) }];
@@ -60,7 +60,7 @@ async fn postgres(admin_url: &str) -> TestDb {
 }
 
 /// The built-in configuration on `db`, listening on ephemeral loopback ports.
-pub fn config(db: &TestDb) -> Config {
+pub(crate) fn config(db: &TestDb) -> Config {
     let env = [
         ("CUSTOMER_WORKER__DATA__DATABASE__URL", db.url.clone()),
         ("CUSTOMER_WORKER__DATA__DATABASE__BUSY_TIMEOUT_MS", "10000".into()),
@@ -72,13 +72,13 @@ pub fn config(db: &TestDb) -> Config {
 }
 
 /// A worker in `events` mode, a sidecar connected to it, and the store.
-pub struct Worker {
+pub(crate) struct Worker {
     pub running: Running,
     pub sidecar: TestSidecar,
     pub store: Store,
 }
 
-pub async fn worker(db: &TestDb) -> Worker {
+pub(crate) async fn worker(db: &TestDb) -> Worker {
     let config = config(db);
     let store = Store::connect(&config.data.database).await.unwrap();
     let running = app::start(config, Mode::Events, None).await.unwrap();
@@ -87,24 +87,24 @@ pub async fn worker(db: &TestDb) -> Worker {
     Worker { running, sidecar, store }
 }
 
-pub fn completed(order: &str, customer: &str, amount: &str, at: &str) -> CloudEvent {
+pub(crate) fn completed(order: &str, customer: &str, amount: &str, at: &str) -> CloudEvent {
     CloudEvent::json(&serde_json::json!({
         "order_id": order, "customer_id": customer, "total_amount": amount, "currency": "EUR", "completed_at": at
     }))
 }
 
-pub fn cancelled(order: &str, customer: &str, amount: &str, at: &str) -> CloudEvent {
+pub(crate) fn cancelled(order: &str, customer: &str, amount: &str, at: &str) -> CloudEvent {
     CloudEvent::json(&serde_json::json!({
         "order_id": order, "customer_id": customer, "total_amount": amount, "currency": "EUR", "cancelled_at": at
     }))
 }
 
-pub fn returned(order: &str, customer: &str, refund: &str, at: &str) -> CloudEvent {
+pub(crate) fn returned(order: &str, customer: &str, refund: &str, at: &str) -> CloudEvent {
     CloudEvent::json(&serde_json::json!({
         "order_id": order, "customer_id": customer, "refund_amount": refund, "currency": "EUR", "returned_at": at
     }))
 }
 
-pub fn login(customer: &str, at: &str) -> CloudEvent {
+pub(crate) fn login(customer: &str, at: &str) -> CloudEvent {
     CloudEvent::json(&serde_json::json!({"customer_id": customer, "login_at": at}))
 }

@@ -72,6 +72,18 @@ pub struct ServerBuilder {
     readiness: Option<handlers::ReadinessFn>,
 }
 
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("consumers", &self.consumers.len())
+            .field("unknown_topic", &self.unknown_topic)
+            .field("missing_id", &self.missing_id)
+            .field("max_message_size", &self.max_message_size)
+            .field("drain_timeout", &self.drain_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for ServerBuilder {
     fn default() -> Self {
         ServerBuilder {
@@ -338,6 +350,15 @@ impl std::fmt::Debug for Server {
 /// Reads the serving state of a running [`Server`], e.g. for an HTTP `/readyz`.
 #[derive(Clone)]
 pub struct ServerHandle(Arc<Shared>);
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("draining", &self.is_draining())
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
 
 impl ServerHandle {
     /// `true` once shutdown has begun.

@@ -49,6 +49,12 @@ pub struct DaprApiStub {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl std::fmt::Debug for DaprApiStub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaprApiStub").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
 impl DaprApiStub {
     /// Starts the stub on an ephemeral loopback port.
     pub async fn start() -> std::io::Result<DaprApiStub> {

@@ -204,6 +204,16 @@ pub struct TestSidecar {
     deliveries: Arc<Mutex<Vec<Delivery>>>,
 }
 
+impl std::fmt::Debug for TestSidecar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestSidecar")
+            .field("pubsub", &self.pubsub)
+            .field("subscriptions", &self.subscriptions.len())
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
 impl TestSidecar {
     /// Connects to the app and reads its subscriptions, as daprd does at start.
     pub async fn connect(address: SocketAddr) -> Result<Self, SidecarError> {

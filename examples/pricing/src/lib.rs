@@ -9,7 +9,7 @@ use eventbus::{Event, HandlerError, Job, ResultExt, Server, State, subscribe};
 use serde::Deserialize;
 
 /// Prices in cents by SKU (in memory: the example is about the framework).
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PriceBook(Arc<Mutex<BTreeMap<String, i64>>>);
 
 impl PriceBook {

@@ -18,7 +18,7 @@ pub struct ProductUpdated {
 }
 
 /// A toy inverted index: word → SKUs.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SearchIndex(Arc<Mutex<BTreeMap<String, Vec<String>>>>);
 
 impl SearchIndex {

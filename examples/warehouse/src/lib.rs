@@ -39,7 +39,7 @@ pub struct Level {
     pub reserved: i64,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Book {
     levels: HashMap<String, Level>,
     /// What each order holds, so a redelivered creation or cancellation changes nothing.
@@ -47,7 +47,7 @@ struct Book {
 }
 
 /// The stock book (in memory: the example is about the framework).
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Warehouse {
     book: Arc<Mutex<Book>>,
 }

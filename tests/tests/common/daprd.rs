@@ -4,12 +4,12 @@
 use eventbus::testing::daprd::{Daprd, DaprdBuilder, Redis, eventually};
 
 /// The Dapr resources for local runs and tests (pubsub-redis, resiliency, configuration).
-pub const RESOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dapr/local");
+pub(crate) const RESOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dapr/local");
 /// Test-only resources (the cron binding).
-pub const TEST_RESOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/resources");
+pub(crate) const TEST_RESOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/resources");
 
 /// daprd for `app_id` in front of the app on `app_port`, on a Redis of its own.
-pub async fn sidecar(
+pub(crate) async fn sidecar(
     app_id: &str,
     app_port: u16,
     configure: impl FnOnce(DaprdBuilder) -> DaprdBuilder,
@@ -24,7 +24,7 @@ pub async fn sidecar(
 }
 
 /// Waits until every entry of `topic` was read by `group` and acknowledged.
-pub async fn until_settled(redis: &Redis, topic: &str, group: &str) {
+pub(crate) async fn until_settled(redis: &Redis, topic: &str, group: &str) {
     eventually(&format!("{topic} read and acknowledged"), || async {
         (redis.consumer_group(topic, group).await.ok()?? == (0, 0)).then_some(())
     })
@@ -32,7 +32,7 @@ pub async fn until_settled(redis: &Redis, topic: &str, group: &str) {
 }
 
 /// The CloudEvent ids on a dead-letter topic.
-pub async fn dead_letter_ids(redis: &Redis, topic: &str) -> Vec<String> {
+pub(crate) async fn dead_letter_ids(redis: &Redis, topic: &str) -> Vec<String> {
     redis
         .stream(topic)
         .await

@@ -1,7 +1,7 @@
 //! A real server on 127.0.0.1:0 and a test sidecar talking to it.
 #![allow(dead_code, clippy::unwrap_used)]
 
-pub mod daprd;
+pub(crate) mod daprd;
 
 use std::net::SocketAddr;
 
@@ -10,7 +10,7 @@ use eventbus::{Server, ServerBuilder, ServerHandle};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub struct App {
+pub(crate) struct App {
     pub address: SocketAddr,
     pub handle: ServerHandle,
     stop: Option<oneshot::Sender<()>>,
@@ -18,11 +18,11 @@ pub struct App {
 }
 
 /// Builds and serves on an ephemeral loopback port.
-pub async fn start(builder: ServerBuilder) -> App {
+pub(crate) async fn start(builder: ServerBuilder) -> App {
     start_server(builder.build().expect("valid server")).await
 }
 
-pub async fn start_server(server: Server) -> App {
+pub(crate) async fn start_server(server: Server) -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let handle = server.handle();
@@ -34,35 +34,35 @@ pub async fn start_server(server: Server) -> App {
 }
 
 /// A builder that ignores the environment's token.
-pub fn builder() -> ServerBuilder {
+pub(crate) fn builder() -> ServerBuilder {
     Server::builder().api_token(None).default_pubsub("pubsub")
 }
 
 impl App {
-    pub async fn sidecar(&self) -> TestSidecar {
+    pub(crate) async fn sidecar(&self) -> TestSidecar {
         TestSidecar::connect(self.address).await.expect("sidecar connects")
     }
 
     /// Sends the shutdown signal; the server starts draining.
-    pub fn signal_shutdown(&mut self) {
+    pub(crate) fn signal_shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
     }
 
     /// Waits until the server is draining (it flips as soon as the signal is seen).
-    pub async fn until_draining(&self) {
+    pub(crate) async fn until_draining(&self) {
         while !self.handle.is_draining() {
             tokio::task::yield_now().await;
         }
     }
 
     /// Waits for `serve` to return.
-    pub async fn join(&mut self) -> Result<(), eventbus::Error> {
+    pub(crate) async fn join(&mut self) -> Result<(), eventbus::Error> {
         self.task.take().unwrap().await.expect("server task")
     }
 
-    pub async fn stop(mut self) -> Result<(), eventbus::Error> {
+    pub(crate) async fn stop(mut self) -> Result<(), eventbus::Error> {
         self.signal_shutdown();
         self.join().await
     }
@@ -77,11 +77,11 @@ impl Drop for App {
 }
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
-pub struct Order {
+pub(crate) struct Order {
     pub order_id: String,
     pub total: i64,
 }
 
-pub fn order(id: &str) -> serde_json::Value {
+pub(crate) fn order(id: &str) -> serde_json::Value {
     serde_json::json!({"order_id": id, "total": 1250})
 }
