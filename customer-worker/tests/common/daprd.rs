@@ -42,6 +42,7 @@ impl WorkerProcess {
         let (grpc_port, admin_port) = (free_port().unwrap(), free_port().unwrap());
         let extra_env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let log = std::env::temp_dir().join(format!("customer-worker-{grpc_port}.log"));
+        std::fs::File::create(&log).unwrap(); // a fresh log; restarts append to it
         let mut worker = WorkerProcess {
             child: spawn_placeholder(),
             grpc_port,
