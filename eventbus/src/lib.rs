@@ -83,6 +83,7 @@
 //! | `testing` | no | [`testing::TestSidecar`] and [`testing::daprd`], for your integration tests |
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod consumer;
 mod error;
@@ -95,6 +96,7 @@ mod registry;
 mod server;
 mod subscription;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 pub use consumer::{

@@ -3,7 +3,7 @@
 //! The `.stderr` files are rustc's exact messages, so the compile-fail cases
 //! run on the toolchain they were written with (stable 1.95) only; on any
 //! other the pass cases still run. After a toolchain upgrade, review and
-//! regenerate them with `TRYBUILD=overwrite cargo test -p eventbus --test
+//! regenerate them with `TRYBUILD=overwrite cargo test -p dapr-eventbus --test
 //! subscribe`, and move the version below.
 
 #[test]
