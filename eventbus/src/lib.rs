@@ -225,6 +225,12 @@ pub mod proto {
 /// The gRPC crate the server is built on (for `tonic::Status` in invocation
 /// and binding handlers).
 pub use tonic;
+/// The protobuf crate [`Protobuf<M>`] decodes with: derive `prost::Message`
+/// through this re-export to stay on the version eventbus uses.
+pub use prost;
+/// The middleware crate of [`ServerBuilder::layer`]: write your layers
+/// against this re-export to stay on the version eventbus uses.
+pub use tower;
 
 #[doc(hidden)]
 pub mod __private {
