@@ -222,12 +222,12 @@ pub mod proto {
     pub use prost_types::Any;
 }
 
-/// The gRPC crate the server is built on (for `tonic::Status` in invocation
-/// and binding handlers).
-pub use tonic;
 /// The protobuf crate [`Protobuf<M>`] decodes with: derive `prost::Message`
 /// through this re-export to stay on the version eventbus uses.
 pub use prost;
+/// The gRPC crate the server is built on (for `tonic::Status` in invocation
+/// and binding handlers).
+pub use tonic;
 /// The middleware crate of [`ServerBuilder::layer`]: write your layers
 /// against this re-export to stay on the version eventbus uses.
 pub use tower;
