@@ -27,7 +27,7 @@ impl Message {
         topic: impl Into<String>,
         data: &T,
     ) -> Result<Self, PublishError> {
-        let data = serde_json::to_vec(data).map_err(|e| PublishError::Encode(e.to_string()))?;
+        let data = serde_json::to_vec(data).map_err(PublishError::Encode)?;
         Ok(Message {
             pubsub: pubsub.into(),
             topic: topic.into(),
@@ -50,18 +50,25 @@ impl Message {
 #[non_exhaustive]
 pub enum PublishError {
     /// The payload could not be encoded.
-    #[error("cannot encode the event: {0}")]
-    Encode(String),
+    #[error("cannot encode the event as JSON")]
+    Encode(#[source] serde_json::Error),
     /// The sidecar could not be reached.
-    #[error("cannot reach the Dapr sidecar: {0}")]
-    Connect(String),
+    #[error("cannot reach the Dapr sidecar at {address}")]
+    Connect {
+        /// Where the sidecar was looked for.
+        address: String,
+        /// Why the connection failed.
+        #[source]
+        source: dapr::error::Error,
+    },
     /// The sidecar refused the event or the call failed.
-    #[error("publish to {topic} failed: {reason}")]
+    #[error("publish to {topic} through the Dapr sidecar failed")]
     Sidecar {
         /// The topic.
         topic: String,
         /// The sidecar's error.
-        reason: String,
+        #[source]
+        source: dapr::error::Error,
     },
 }
 
@@ -86,6 +93,16 @@ pub trait Publisher: Send + Sync {
     async fn publish(&self, message: Message) -> Result<(), PublishError>;
 }
 
+/// Where `dapr::Client::new` looks for the sidecar: `DAPR_GRPC_ENDPOINT`, else
+/// `DAPR_GRPC_PORT` on loopback, else port 50001 (for error messages).
+fn sidecar_address_from_env() -> String {
+    match (std::env::var("DAPR_GRPC_ENDPOINT"), std::env::var("DAPR_GRPC_PORT")) {
+        (Ok(endpoint), _) if !endpoint.is_empty() => endpoint,
+        (_, Ok(port)) if !port.is_empty() => format!("http://127.0.0.1:{port}"),
+        _ => "http://127.0.0.1:50001 (DAPR_GRPC_ENDPOINT and DAPR_GRPC_PORT unset)".to_owned(),
+    }
+}
+
 /// Publishes through the Dapr sidecar with `dapr::Client`.
 pub struct DaprPublisher {
     client: tokio::sync::Mutex<dapr::Client<dapr::client::TonicClientWithAuth>>,
@@ -101,7 +118,8 @@ impl DaprPublisher {
     /// Connects to the sidecar named by the environment (`DAPR_GRPC_ENDPOINT`
     /// or `DAPR_GRPC_PORT`, with `DAPR_API_TOKEN`).
     pub async fn connect() -> Result<Self, PublishError> {
-        let client = dapr::Client::new().await.map_err(|e| PublishError::Connect(format!("{e:?}")))?;
+        let address = sidecar_address_from_env();
+        let client = dapr::Client::new().await.map_err(|source| PublishError::Connect { address, source })?;
         Ok(DaprPublisher { client: tokio::sync::Mutex::new(client) })
     }
 
@@ -110,7 +128,7 @@ impl DaprPublisher {
         let address = address.into();
         let client = dapr::Client::connect_with_address(address.clone())
             .await
-            .map_err(|e| PublishError::Connect(format!("{address}: {e:?}")))?;
+            .map_err(|source| PublishError::Connect { address, source })?;
         Ok(DaprPublisher { client: tokio::sync::Mutex::new(client) })
     }
 }
@@ -131,7 +149,7 @@ impl Publisher for DaprPublisher {
                 Some(message.metadata),
             )
             .await
-            .map_err(|e| PublishError::Sidecar { topic, reason: e.to_string() })
+            .map_err(|source| PublishError::Sidecar { topic, source })
     }
 }
 

@@ -27,3 +27,13 @@ async fn publishes_through_the_sidecar_api() {
     let error = example_publish::publish(&publisher, "p", "t", "{not json", &[]).await.unwrap_err();
     assert!(error.to_string().contains("not JSON"));
 }
+
+#[tokio::test]
+async fn an_unreachable_sidecar_is_named_with_its_cause() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("http://127.0.0.1:{port}");
+    let error = DaprPublisher::connect_to(address.clone()).await.unwrap_err();
+    assert!(error.to_string().contains(&address), "{error}");
+    assert!(std::error::Error::source(&error).is_some(), "the cause is kept: {error:?}");
+}
