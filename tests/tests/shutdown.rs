@@ -83,3 +83,40 @@ async fn readiness_probe_decides_health() {
     sidecar.health().await.unwrap();
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn grpc_health_v1_follows_readiness_for_kubernetes_probes() {
+    use eventbus::tonic::Request;
+    use futures_util::StreamExt;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = ready.clone();
+    let app = start(builder().readiness(move || {
+        let ready = probe.load(std::sync::atomic::Ordering::SeqCst);
+        async move { if ready { Ok(()) } else { Err("database unreachable".to_string()) } }
+    }))
+    .await;
+    let channel = eventbus::tonic::transport::Channel::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let check = |service: &str| Request::new(HealthCheckRequest { service: service.into() });
+    let status = |r: tonic_health::pb::HealthCheckResponse| ServingStatus::try_from(r.status).unwrap();
+
+    let mut watch = health.watch(check("")).await.unwrap().into_inner();
+    assert_eq!(status(watch.next().await.unwrap().unwrap()), ServingStatus::NotServing);
+    assert_eq!(status(health.check(check("")).await.unwrap().into_inner()), ServingStatus::NotServing);
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    let serving = health.check(check("dapr.proto.runtime.v1.AppCallback")).await.unwrap().into_inner();
+    assert_eq!(status(serving), ServingStatus::Serving);
+    assert_eq!(status(watch.next().await.unwrap().unwrap()), ServingStatus::Serving, "the watch sees the change");
+    let unknown = health.check(check("no.such.Service")).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    drop((watch, health)); // an open stream would hold the connection through shutdown
+    app.stop().await.unwrap();
+}

@@ -431,6 +431,71 @@ impl pb::app_callback_health_check_server::AppCallbackHealthCheck for Callback {
     }
 }
 
+/// The standard `grpc.health.v1.Health` service, for Kubernetes gRPC probes
+/// and other gRPC clients: `SERVING` exactly when `HealthCheck` (daprd's
+/// probe) passes. The empty service name and the three services of this
+/// server are known; any other name is `NOT_FOUND`.
+#[tonic::async_trait]
+impl tonic_health::pb::health_server::Health for Callback {
+    async fn check(
+        &self,
+        request: Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<Response<tonic_health::pb::HealthCheckResponse>, Status> {
+        let status = self.grpc_health(&request.into_inner().service).await?;
+        Ok(Response::new(tonic_health::pb::HealthCheckResponse { status: status as i32 }))
+    }
+
+    type WatchStream = futures_util::stream::BoxStream<'static, Result<tonic_health::pb::HealthCheckResponse, Status>>;
+
+    /// The status now, then each change (checked every [`WATCH_INTERVAL`]).
+    async fn watch(
+        &self,
+        request: Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let service = request.into_inner().service;
+        // An unknown service is NOT_FOUND before the stream starts.
+        self.grpc_health(&service).await?;
+        let callback = self.clone();
+        let changes = futures_util::stream::unfold((callback, service, None), |(callback, service, last)| async move {
+            loop {
+                if last.is_some() {
+                    tokio::time::sleep(WATCH_INTERVAL).await;
+                }
+                let status = callback.grpc_health(&service).await.unwrap_or(ServingStatus::ServiceUnknown);
+                if Some(status) != last {
+                    let response = tonic_health::pb::HealthCheckResponse { status: status as i32 };
+                    return Some((Ok(response), (callback, service, Some(status))));
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(changes)))
+    }
+}
+
+use tonic_health::pb::health_check_response::ServingStatus;
+
+/// How often `grpc.health.v1.Health/Watch` looks at readiness again.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The services `grpc.health.v1.Health` knows, besides the empty name (the whole server).
+const HEALTH_SERVICES: [&str; 3] = [
+    "dapr.proto.runtime.v1.AppCallback",
+    "dapr.proto.runtime.v1.AppCallbackAlpha",
+    "dapr.proto.runtime.v1.AppCallbackHealthCheck",
+];
+
+impl Callback {
+    async fn grpc_health(&self, service: &str) -> Result<ServingStatus, Status> {
+        if !service.is_empty() && !HEALTH_SERVICES.contains(&service) {
+            return Err(Status::not_found(format!("unknown service {service:?}")));
+        }
+        Ok(match self.0.ready().await {
+            Ok(()) => ServingStatus::Serving,
+            Err(_) => ServingStatus::NotServing,
+        })
+    }
+}
+
 impl Shared {
     /// Not draining and the user's probe, if any, passes.
     pub(crate) async fn ready(&self) -> Result<(), String> {

@@ -406,7 +406,8 @@ impl Server {
         ServerHandle(self.callback.0.clone())
     }
 
-    /// The three gRPC services, to mount in a tonic server of your own (you
+    /// The gRPC services (`AppCallback`, `AppCallbackAlpha`,
+    /// `AppCallbackHealthCheck` and `grpc.health.v1.Health`), to mount in a tonic server of your own (you
     /// then own shutdown, which [`Server::serve_with_shutdown`] does for you,
     /// and should raise `http2_max_header_list_size` to
     /// [`MAX_HEADER_LIST_SIZE`] for bulk deliveries).
@@ -420,8 +421,11 @@ impl Server {
             pb::app_callback_alpha_server::AppCallbackAlphaServer::new(self.callback.clone())
                 .max_decoding_message_size(limit),
         );
-        routes
-            .add_service(pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(self.callback.clone()))
+        routes = routes.add_service(pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(
+            self.callback.clone(),
+        ));
+        // grpc.health.v1, for Kubernetes gRPC probes: the same answer as HealthCheck.
+        routes.add_service(tonic_health::pb::health_server::HealthServer::new(self.callback.clone()))
     }
 
     /// Serves on `address` until SIGTERM or ctrl-c, then shuts down gracefully.
