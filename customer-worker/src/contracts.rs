@@ -224,27 +224,34 @@ pub fn amount_minor(field: &str, amount: &Amount, currency: &Currency) -> Result
 
 impl Check for OrderCompleted {
     fn check(&self) -> Result<(), String> {
-        check_id("order_id", &self.order_id.0)?;
-        check_id("customer_id", &self.customer_id.0)?;
-        amount_minor("total_amount", &self.total_amount, &self.currency).map(|_| ())
+        check_order(&self.order_id, &self.customer_id, None, ("total_amount", &self.total_amount, &self.currency))
     }
+}
+
+/// The identifiers every order event carries, its optional reason and its amount.
+fn check_order(
+    order_id: &Id,
+    customer_id: &Id,
+    reason: Option<&str>,
+    amount: (&str, &Amount, &Currency),
+) -> Result<(), String> {
+    check_id("order_id", &order_id.0)?;
+    check_id("customer_id", &customer_id.0)?;
+    check_text("reason", reason)?;
+    amount_minor(amount.0, amount.1, amount.2).map(|_| ())
 }
 
 impl Check for OrderCancelled {
     fn check(&self) -> Result<(), String> {
-        check_id("order_id", &self.order_id.0)?;
-        check_id("customer_id", &self.customer_id.0)?;
-        check_text("reason", self.reason.as_deref())?;
-        amount_minor("total_amount", &self.total_amount, &self.currency).map(|_| ())
+        let amount = ("total_amount", &self.total_amount, &self.currency);
+        check_order(&self.order_id, &self.customer_id, self.reason.as_deref(), amount)
     }
 }
 
 impl Check for OrderReturned {
     fn check(&self) -> Result<(), String> {
-        check_id("order_id", &self.order_id.0)?;
-        check_id("customer_id", &self.customer_id.0)?;
-        check_text("reason", self.reason.as_deref())?;
-        amount_minor("refund_amount", &self.refund_amount, &self.currency).map(|_| ())
+        let amount = ("refund_amount", &self.refund_amount, &self.currency);
+        check_order(&self.order_id, &self.customer_id, self.reason.as_deref(), amount)
     }
 }
 

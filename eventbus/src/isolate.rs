@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::error::{ErrorKind, HandlerError};
 
@@ -18,20 +19,22 @@ use crate::error::{ErrorKind, HandlerError};
 /// (database unreachable, timeout) is not split: splitting cannot help, so
 /// every entry gets it and the batch is retried.
 ///
-/// `attempt` returns one result per item, in order (a missing one is
-/// answered as a transient error). A batch with one bad entry among `n`
-/// costs about `2·log2(n)` extra attempts.
+/// `attempt` gets the items as a shared slice (`Arc<[T]>`: handing it over
+/// copies nothing; items are cloned only when a failed batch is split) and
+/// returns one result per item, in order (a missing one is answered as a
+/// transient error). A batch with one bad entry among `n` costs about
+/// `2·log2(n)` extra attempts.
 ///
 /// ```
 /// use eventbus::{HandlerError, isolate};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// // A "database" that refuses any batch containing a negative amount.
-/// let results = isolate(vec![5, -1, 7, 9], |batch: Vec<i64>| async move {
+/// let results = isolate(vec![5, -1, 7, 9], |batch: std::sync::Arc<[i64]>| async move {
 ///     if batch.iter().any(|&n| n < 0) {
 ///         return Err(HandlerError::permanent(anyhow::anyhow!("amount out of range")));
 ///     }
-///     Ok(batch.into_iter().map(|n| Ok(n * 100)).collect())
+///     Ok(batch.iter().map(|n| Ok(n * 100)).collect())
 /// })
 /// .await;
 /// assert_eq!(results[0].as_ref().ok(), Some(&500));
@@ -39,24 +42,24 @@ use crate::error::{ErrorKind, HandlerError};
 /// assert_eq!(results[3].as_ref().ok(), Some(&900));
 /// # });
 /// ```
-pub async fn isolate<T, R, F, Fut>(items: Vec<T>, attempt: F) -> Vec<Result<R, HandlerError>>
+pub async fn isolate<T, R, F, Fut>(items: impl Into<Arc<[T]>>, attempt: F) -> Vec<Result<R, HandlerError>>
 where
-    T: Clone + Send,
+    T: Clone + Send + Sync,
     R: Send,
-    F: Fn(Vec<T>) -> Fut + Send + Sync,
+    F: Fn(Arc<[T]>) -> Fut + Send + Sync,
     Fut: Future<Output = Result<Vec<Result<R, HandlerError>>, HandlerError>> + Send,
 {
-    split(items, &attempt).await
+    split(items.into(), &attempt).await
 }
 
 /// One result per entry.
 type Results<R> = Vec<Result<R, HandlerError>>;
 
-fn split<'a, T, R, F, Fut>(items: Vec<T>, attempt: &'a F) -> Pin<Box<dyn Future<Output = Results<R>> + Send + 'a>>
+fn split<'a, T, R, F, Fut>(items: Arc<[T]>, attempt: &'a F) -> Pin<Box<dyn Future<Output = Results<R>> + Send + 'a>>
 where
-    T: Clone + Send + 'a,
+    T: Clone + Send + Sync + 'a,
     R: Send + 'a,
-    F: Fn(Vec<T>) -> Fut + Send + Sync,
+    F: Fn(Arc<[T]>) -> Fut + Send + Sync,
     Fut: Future<Output = Result<Vec<Result<R, HandlerError>>, HandlerError>> + Send + 'a,
 {
     Box::pin(async move {
@@ -74,8 +77,8 @@ where
             }
             Err(error) if error.kind() == ErrorKind::Permanent && len > 1 => {
                 tracing::debug!(entries = len, %error, "batch failed; splitting it to find the bad entries");
-                let mut left = items;
-                let right = left.split_off(len / 2);
+                let (left, right) = items.split_at(len / 2);
+                let (left, right): (Arc<[T]>, Arc<[T]>) = (left.into(), right.into());
                 let mut results = split(left, attempt).await;
                 results.extend(split(right, attempt).await);
                 results
@@ -94,14 +97,14 @@ mod tests {
     use super::*;
 
     /// Fails permanently when any item is negative, transiently when any is zero.
-    async fn store(batch: Vec<i64>) -> Result<Vec<Result<i64, HandlerError>>, HandlerError> {
+    async fn store(batch: Arc<[i64]>) -> Result<Vec<Result<i64, HandlerError>>, HandlerError> {
         if batch.contains(&0) {
             return Err(HandlerError::transient(anyhow::anyhow!("connection refused")));
         }
         if batch.iter().any(|&n| n < 0) {
             return Err(HandlerError::permanent(anyhow::anyhow!("out of range")));
         }
-        Ok(batch.into_iter().map(Ok).collect())
+        Ok(batch.iter().copied().map(Ok).collect())
     }
 
     #[tokio::test]
@@ -125,7 +128,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_results_are_transient_errors() {
-        let results = isolate(vec![1, 2, 3], |_batch: Vec<i64>| async { Ok(vec![Ok(1)]) }).await;
+        let results = isolate(vec![1, 2, 3], |_batch: Arc<[i64]>| async { Ok(vec![Ok(1)]) }).await;
         assert!(results[0].is_ok());
         assert!(results[1..].iter().all(|r| r.as_ref().is_err_and(|e| !e.is_permanent())));
     }

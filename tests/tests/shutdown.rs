@@ -66,8 +66,8 @@ async fn at_the_drain_deadline_a_stuck_handler_is_answered_retry() {
     assert_eq!(stuck.attempts, vec![Ok(Outcome::Retry)]);
 }
 
-#[tokio::test]
-async fn readiness_probe_decides_health() {
+/// A server whose readiness probe says "database unreachable" until `ready` is set.
+async fn start_with_readiness() -> (common::App, Arc<std::sync::atomic::AtomicBool>) {
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let probe = ready.clone();
     let app = start(builder().readiness(move || {
@@ -75,6 +75,12 @@ async fn readiness_probe_decides_health() {
         async move { if ready { Ok(()) } else { Err("database unreachable".to_string()) } }
     }))
     .await;
+    (app, ready)
+}
+
+#[tokio::test]
+async fn readiness_probe_decides_health() {
+    let (app, ready) = start_with_readiness().await;
     let sidecar = app.sidecar().await;
     let error = sidecar.health().await.unwrap_err();
     assert_eq!(error.code(), Code::Unavailable);
@@ -92,13 +98,7 @@ async fn grpc_health_v1_follows_readiness_for_kubernetes_probes() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
 
-    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let probe = ready.clone();
-    let app = start(builder().readiness(move || {
-        let ready = probe.load(std::sync::atomic::Ordering::SeqCst);
-        async move { if ready { Ok(()) } else { Err("database unreachable".to_string()) } }
-    }))
-    .await;
+    let (app, ready) = start_with_readiness().await;
     let channel = eventbus::tonic::transport::Channel::from_shared(format!("http://{}", app.address))
         .unwrap()
         .connect()

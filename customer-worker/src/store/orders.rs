@@ -30,8 +30,11 @@ pub(super) async fn write_orders(
     items: Vec<OrderItem>,
 ) -> Vec<Result<Applied, HandlerError>> {
     let mut results = Vec::with_capacity(items.len());
-    for chunk in items.chunks(MAX_ORDERS_PER_TRANSACTION) {
-        let written = isolate(chunk.to_vec(), |items| async move {
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        // Moved, not cloned: items are copied only if a chunk has to be split.
+        let chunk: Vec<OrderItem> = items.by_ref().take(MAX_ORDERS_PER_TRANSACTION).collect();
+        let written = isolate(chunk, |items| async move {
             one_transaction(pool, backend, &items)
                 .await
                 .map_err(|e| StoreError::from(e).classified(backend).into_handler_error())

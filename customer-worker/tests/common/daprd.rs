@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eventbus::testing::daprd::{self, Daprd, DaprdBuilder, Redis, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,34 +27,17 @@ pub(crate) async fn postgres_and_daprd() -> Option<TestDb> {
     super::databases().await.into_iter().find(|db| db.label == "postgres")
 }
 
-/// The `customer-worker` binary in `events` mode, as a child process.
-pub(crate) struct WorkerProcess {
-    child: Child,
-    pub grpc_port: u16,
-    pub admin_port: u16,
+/// How to start the `customer-worker` binary (the same on every restart).
+struct Launch {
+    grpc_port: u16,
+    admin_port: u16,
     database_url: String,
     log: PathBuf,
     extra_env: Vec<(String, String)>,
 }
 
-impl WorkerProcess {
-    pub(crate) async fn start(db: &TestDb, env: &[(&str, &str)]) -> WorkerProcess {
-        let (grpc_port, admin_port) = (free_port().unwrap(), free_port().unwrap());
-        let extra_env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let log = std::env::temp_dir().join(format!("customer-worker-{grpc_port}.log"));
-        std::fs::File::create(&log).unwrap(); // a fresh log; restarts append to it
-        let mut worker = WorkerProcess {
-            child: spawn_placeholder(),
-            grpc_port,
-            admin_port,
-            database_url: db.url.clone(),
-            log,
-            extra_env,
-        };
-        worker.child = worker.spawn().await;
-        worker
-    }
-
+impl Launch {
+    /// Starts the binary and waits until its admin port answers `/healthz`.
     async fn spawn(&self) -> Child {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_customer-worker"))
@@ -71,13 +54,29 @@ impl WorkerProcess {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        // Ready when the admin port answers /healthz.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while get(self.admin_port, "/healthz").await.map(|(status, _)| status) != Some(200) {
-            assert!(Instant::now() < deadline, "the worker did not start:\n{}", self.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        daprd::eventually("the worker's /healthz", || async {
+            (get(self.admin_port, "/healthz").await?.0 == 200).then_some(())
+        })
+        .await;
         child
+    }
+}
+
+/// The `customer-worker` binary in `events` mode, as a child process.
+pub(crate) struct WorkerProcess {
+    child: Child,
+    launch: Launch,
+    pub grpc_port: u16,
+}
+
+impl WorkerProcess {
+    pub(crate) async fn start(db: &TestDb, env: &[(&str, &str)]) -> WorkerProcess {
+        let (grpc_port, admin_port) = (free_port().unwrap(), free_port().unwrap());
+        let log = std::env::temp_dir().join(format!("customer-worker-{grpc_port}.log"));
+        std::fs::File::create(&log).unwrap(); // a fresh log; restarts append to it
+        let extra_env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let launch = Launch { grpc_port, admin_port, database_url: db.url.clone(), log, extra_env };
+        WorkerProcess { child: launch.spawn().await, launch, grpc_port }
     }
 
     /// SIGTERM; returns the exit status.
@@ -89,26 +88,21 @@ impl WorkerProcess {
 
     /// Starts the binary again on the same ports.
     pub(crate) async fn restart(&mut self) {
-        self.child = self.spawn().await;
+        self.child = self.launch.spawn().await;
     }
 
     pub(crate) fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        std::fs::read_to_string(&self.launch.log).unwrap_or_default()
     }
 
     /// The sum of `eventbus_events_total` samples whose labels contain every one of `labels`.
     pub(crate) async fn events_total(&self, labels: &[&str]) -> u64 {
-        let Some((200, body)) = get(self.admin_port, "/metrics").await else { return 0 };
+        let Some((200, body)) = get(self.launch.admin_port, "/metrics").await else { return 0 };
         body.lines()
             .filter(|line| line.starts_with("eventbus_events_total{") && labels.iter().all(|l| line.contains(l)))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     }
-}
-
-/// A child that exits at once, so `WorkerProcess` can be built before the real spawn.
-fn spawn_placeholder() -> Child {
-    Command::new("true").kill_on_drop(true).spawn().unwrap()
 }
 
 /// `GET path` on the admin port: (status, body).

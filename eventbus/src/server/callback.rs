@@ -91,9 +91,12 @@ impl Shared {
         self.missing_id
     }
 
-    /// `work`, or `Retry` once the drain deadline has passed.
+    /// `work`, or `Retry` once the drain deadline has passed. `biased`: the
+    /// work is polled first, so an event that completes at once never waits
+    /// on the shared token.
     async fn until_drain_deadline(&self, work: impl Future<Output = Outcome>) -> Outcome {
         tokio::select! {
+            biased;
             outcome = work => outcome,
             () = self.past_drain_deadline.cancelled() => Outcome::Retry,
         }
@@ -185,6 +188,7 @@ impl Shared {
                 }
                 Ok(_permit) => {
                     tokio::select! {
+                        biased;
                         decided = self.run_batch(route, &batch) => decided,
                         () = self.past_drain_deadline.cancelled() => every(Outcome::Retry),
                     }

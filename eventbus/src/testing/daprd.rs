@@ -137,18 +137,6 @@ fn spawn_logged(program: &Path, args: &[String], envs: &[(String, String)], log:
         .map_err(io(format!("spawning {}", program.display())))
 }
 
-/// Sends SIGTERM (Unix) and waits up to `grace` for the process to exit, then kills it.
-async fn terminate(child: &mut Child, grace: Duration) -> std::io::Result<()> {
-    #[cfg(unix)]
-    if let Some(pid) = child.id() {
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
-            return Ok(());
-        }
-    }
-    child.kill().await
-}
-
 /// Configures a [`Daprd`]; from [`Daprd::builder`].
 #[derive(Debug, Clone)]
 #[must_use]
@@ -280,14 +268,12 @@ impl DaprdBuilder {
             .connect()
             .await
             .map_err(|e| starting.not_ready(format!("gRPC API: {e}")))?;
-        let child = starting.child;
         Ok(Daprd {
-            child,
+            _child: starting.child,
             http_port,
             grpc_port,
             api_token,
             log,
-            builder: self,
             _dir: dir,
             client: DaprClient::new(channel),
         })
@@ -297,12 +283,12 @@ impl DaprdBuilder {
 /// A running `daprd`, killed when dropped. See the [module documentation](self).
 #[derive(Debug)]
 pub struct Daprd {
-    child: Child,
+    /// Killed when dropped.
+    _child: Child,
     http_port: u16,
     grpc_port: u16,
     api_token: Option<String>,
     log: PathBuf,
-    builder: DaprdBuilder,
     _dir: ScratchDir,
     client: DaprClient<Channel>,
 }
@@ -401,19 +387,13 @@ impl Daprd {
     /// Waits until daprd has subscribed at least `count` topics (it reads the
     /// app's subscriptions after the app port opens).
     pub async fn wait_for_subscriptions(&self, count: usize) -> Result<Vec<pb::PubsubSubscription>, HarnessError> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let subscriptions = self.metadata().await?.subscriptions;
-            if subscriptions.len() >= count {
-                return Ok(subscriptions);
+        let subscribed = poll_until(|| async {
+            match self.metadata().await {
+                Ok(metadata) if metadata.subscriptions.len() < count => None,
+                result => Some(result.map(|metadata| metadata.subscriptions)),
             }
-            if Instant::now() > deadline {
-                return Err(
-                    self.not_ready(format!("{} of {count} subscriptions after the timeout", subscriptions.len()))
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        });
+        subscribed.await.unwrap_or_else(|| Err(self.not_ready(format!("fewer than {count} subscriptions"))))
     }
 
     /// Publishes through daprd's `PublishEvent`; daprd wraps `data` in a
@@ -525,24 +505,6 @@ impl Daprd {
         };
         Ok(client.invoke_service(self.request(request)).await?.into_inner())
     }
-
-    /// Kills daprd without a graceful shutdown.
-    pub async fn kill(&mut self) -> Result<(), HarnessError> {
-        self.child.kill().await.map_err(io("killing daprd"))
-    }
-
-    /// SIGTERM, then waits up to `grace` before killing.
-    pub async fn stop(&mut self, grace: Duration) -> Result<(), HarnessError> {
-        terminate(&mut self.child, grace).await.map_err(io("stopping daprd"))
-    }
-
-    /// Starts a new daprd with the same settings and ports are chosen anew.
-    pub async fn restart(&mut self) -> Result<(), HarnessError> {
-        self.kill().await?;
-        let fresh = self.builder.clone().start().await?;
-        *self = fresh;
-        Ok(())
-    }
 }
 
 /// `GET path` over HTTP/1.0 on loopback; the status code, if any.
@@ -645,20 +607,13 @@ impl Redis {
 
     /// Waits until the stream `key` holds at least `count` entries, and returns them.
     pub async fn wait_for_stream(&self, key: &str, count: usize) -> Result<Vec<StreamEntry>, HarnessError> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let entries = self.stream(key).await?;
-            if entries.len() >= count {
-                return Ok(entries);
+        let filled = poll_until(|| async {
+            match self.stream(key).await {
+                Ok(entries) if entries.len() < count => None,
+                result => Some(result),
             }
-            if Instant::now() > deadline {
-                return Err(HarnessError::Redis(format!(
-                    "{key}: {} of {count} entries after the timeout",
-                    entries.len()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        });
+        filled.await.unwrap_or_else(|| Err(HarnessError::Redis(format!("{key}: fewer than {count} entries"))))
     }
 
     /// A consumer group's position on the stream `key` (`XINFO GROUPS`):
@@ -803,7 +758,19 @@ pub fn available() -> bool {
 /// # Panics
 ///
 /// When the timeout passes, naming `what`: this is an assertion for tests.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    match poll_until(check).await {
+        Some(value) => value,
+        None => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// Calls `check` every 50 ms until it gives `Some`; `None` after [`STARTUP_TIMEOUT`].
+async fn poll_until<T, F, Fut>(mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -811,9 +778,11 @@ where
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     loop {
         if let Some(value) = check().await {
-            return value;
+            return Some(value);
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() > deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
