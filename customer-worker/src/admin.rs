@@ -15,7 +15,7 @@ use crate::store::Store;
 #[derive(Clone)]
 struct Admin {
     store: Store,
-    events: Option<eventbus::ServerHandle>,
+    events: Option<eventbus::server::ServerHandle>,
     metrics: Option<PrometheusHandle>,
     shutdown: CancellationToken,
 }
@@ -23,7 +23,7 @@ struct Admin {
 /// The admin routes.
 pub fn router(
     store: Store,
-    events: Option<eventbus::ServerHandle>,
+    events: Option<eventbus::server::ServerHandle>,
     metrics: Option<PrometheusHandle>,
     shutdown: CancellationToken,
 ) -> Router {

@@ -101,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
             let running = app::start(config, cli.mode, Some(metrics)).await?;
             let shutdown = running.shutdown_token();
             tokio::spawn(async move {
-                eventbus::shutdown_signal().await;
+                eventbus::server::shutdown_signal().await;
                 tracing::info!("shutdown signal received");
                 shutdown.cancel();
             });

@@ -13,60 +13,65 @@ fn consumer_methods(
     name: TokenStream,
     options: &Options,
     handler: &Handler,
-    call: impl Fn(&[syn::Ident]) -> TokenStream,
+    call: impl FnOnce(&[syn::Ident]) -> TokenStream,
 ) -> TokenStream {
     let subscription = options.subscription(krate);
     let check = handler.check_body(krate);
-    let (body, batch) = if handler.is_batch() {
+    let body = handler.body(krate, call);
+    let private = quote!(#krate::__private);
+    let handle = if handler.is_batch() {
         // Single events run as a batch of one.
-        let single = handler.batch_body(krate, &call);
-        let whole = handler.batch_body(krate, &call);
-        (
-            quote! {
+        quote! {
+            fn handle<'__a>(
+                &'__a self,
+                __envelope: ::std::sync::Arc<#private::Envelope>,
+                __ctx: &'__a #private::Context,
+            ) -> #private::BoxFuture<'__a, #private::HandlerResult> {
                 ::std::boxed::Box::pin(async move {
                     let __one = [__envelope];
-                    let __envelopes: &[::std::sync::Arc<#krate::Envelope>] = &__one;
-                    let mut __results: ::std::vec::Vec<#krate::HandlerResult> = #single;
-                    __results.pop().unwrap_or_else(#krate::__private::no_result)
+                    #private::only_result(#private::Consumer::handle_batch(self, &__one, __ctx).await)
                 })
-            },
-            quote! {
-                fn handle_batch<'__a>(
-                    &'__a self,
-                    __envelopes: &'__a [::std::sync::Arc<#krate::Envelope>],
-                    __ctx: &'__a #krate::Context,
-                ) -> ::core::option::Option<#krate::__private::BoxFuture<'__a, ::std::vec::Vec<#krate::HandlerResult>>> {
-                    ::core::option::Option::Some(::std::boxed::Box::pin(async move { #whole }))
-                }
-            },
-        )
+            }
+            fn takes_batches(&self) -> bool {
+                true
+            }
+            fn handle_batch<'__a>(
+                &'__a self,
+                __envelopes: &'__a [::std::sync::Arc<#private::Envelope>],
+                __ctx: &'__a #private::Context,
+            ) -> #private::BoxFuture<'__a, ::std::vec::Vec<#private::HandlerResult>> {
+                #body
+            }
+        }
     } else {
-        (handler.handle_body(krate, call), quote!())
+        quote! {
+            fn handle<'__a>(
+                &'__a self,
+                __envelope: ::std::sync::Arc<#private::Envelope>,
+                __ctx: &'__a #private::Context,
+            ) -> #private::BoxFuture<'__a, #private::HandlerResult> {
+                #body
+            }
+        }
     };
     quote! {
         fn name(&self) -> &str {
             #name
         }
-        fn subscription(&self) -> #krate::Subscription {
+        fn subscription(&self) -> #private::Subscription {
             #subscription
         }
-        fn handle<'__a>(
-            &'__a self,
-            __envelope: ::std::sync::Arc<#krate::Envelope>,
-            __ctx: &'__a #krate::Context,
-        ) -> #krate::__private::BoxFuture<'__a, #krate::HandlerResult> {
-            #body
-        }
-        fn check(&self, __ctx: &#krate::Context) -> ::core::result::Result<(), ::std::string::String> {
+        fn check(&self, __ctx: &#private::Context) -> ::core::result::Result<(), #private::MissingState> {
             #check
         }
-        #batch
+        #handle
     }
 }
 
-/// `#[subscribe]` on a free function: the function becomes a unit struct of
-/// the same name that is the consumer, callable as before (through `Deref` to
-/// a function pointer) and as `name::call(..)`.
+/// `#[subscribe]` on a free function: the function stays as written; its
+/// registration is a braced struct of the same name (types and values have
+/// separate namespaces), registered with `.consumer(name {})` or
+/// `consumers![name]`.
 pub(crate) fn subscribe_fn(options: Options, function: ItemFn) -> syn::Result<TokenStream> {
     let handler = signature::analyse(&function.sig)?;
     if handler.has_receiver {
@@ -76,45 +81,57 @@ pub(crate) fn subscribe_fn(options: Options, function: ItemFn) -> syn::Result<To
         ));
     }
     let krate = crate_path(&options.krate);
-    let ItemFn { attrs, vis, sig, block } = function;
-    let name = &sig.ident;
-    let mut call_sig = sig.clone();
-    call_sig.ident = format_ident!("call");
-    let docs: Vec<_> = attrs.iter().filter(|a| a.path().is_ident("doc")).collect();
-    let types = handler.arg_types();
-    let names = handler.arg_names();
-    let ret = &handler.ret;
+    let name = &function.sig.ident;
+    let vis = &function.vis;
     let methods = consumer_methods(
         &krate,
         quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name))),
         &options,
         &handler,
-        |args| quote!(#name::call(#(#args),*)),
+        |args| quote!(#name(#(#args),*)),
     );
+    let doc = format!("The subscription of [`{name}()`]: register it with `.consumer({name} {{}})`.");
     Ok(quote! {
-        #(#docs)*
+        #function
+
+        #[doc = #doc]
         #[allow(non_camel_case_types)]
         #[derive(Clone, Copy, Debug, Default)]
-        #vis struct #name;
+        #vis struct #name {}
 
-        impl #name {
-            #(#attrs)*
-            #vis #call_sig #block
-        }
-
-        impl ::core::ops::Deref for #name {
-            type Target = fn(#(#types),*) -> #krate::__private::BoxFuture<'static, #ret>;
-            fn deref(&self) -> &Self::Target {
-                const CALL: fn(#(#types),*) -> #krate::__private::BoxFuture<'static, #ret> =
-                    |#(#names),*| ::std::boxed::Box::pin(#name::call(#(#names),*));
-                &CALL
-            }
-        }
-
-        impl #krate::Consumer for #name {
+        impl #krate::__private::Consumer for #name {
             #methods
         }
     })
+}
+
+/// What `#[subscribe]` emits beside its error when the function is fine but
+/// the attribute is not: the registration struct, so that the one mistake
+/// gives one error rather than another at every `.consumer(name {})`.
+pub(crate) fn stub(krate: &Option<syn::Path>, function: &ItemFn) -> TokenStream {
+    let krate = crate_path(krate);
+    let private = quote!(#krate::__private);
+    let (vis, name) = (&function.vis, &function.sig.ident);
+    quote! {
+        #[allow(non_camel_case_types, dead_code)]
+        #vis struct #name {}
+
+        impl #private::Consumer for #name {
+            fn name(&self) -> &str {
+                ::core::stringify!(#name)
+            }
+            fn subscription(&self) -> #private::Subscription {
+                #private::Subscription::new(::core::stringify!(#name))
+            }
+            fn handle<'__a>(
+                &'__a self,
+                _: ::std::sync::Arc<#private::Envelope>,
+                _: &'__a #private::Context,
+            ) -> #private::BoxFuture<'__a, #private::HandlerResult> {
+                ::std::boxed::Box::pin(::core::future::ready(::core::result::Result::Ok(#private::Outcome::Retry)))
+            }
+        }
+    }
 }
 
 /// `#[consumer]` on an impl block: every method marked `#[subscribe]` stays a
@@ -167,11 +184,11 @@ pub(crate) fn consumer_impl(krate: Option<syn::Path>, mut item: ItemImpl) -> syn
                 #[doc(hidden)]
                 #[allow(non_camel_case_types)]
                 struct #struct_name(::std::sync::Arc<#self_ty>);
-                impl #crate_tokens::Consumer for #struct_name {
+                impl #crate_tokens::__private::Consumer for #struct_name {
                     #methods
                 }
             });
-            constructors.push(quote!(::std::sync::Arc::new(#struct_name(::std::sync::Arc::clone(&self))) as ::std::sync::Arc<dyn #crate_tokens::Consumer>));
+            constructors.push(quote!(::std::sync::Arc::new(#struct_name(::std::sync::Arc::clone(&self))) as ::std::sync::Arc<dyn #crate_tokens::__private::Consumer>));
             Ok(())
         });
         if let Err(error) = result {
@@ -197,8 +214,8 @@ pub(crate) fn consumer_impl(krate: Option<syn::Path>, mut item: ItemImpl) -> syn
             #(#[allow(unused_imports)] use #attribute_paths as _;)*
         };
         #(#generated)*
-        impl #krate::ConsumerGroup for #self_ty {
-            fn consumers(self: ::std::sync::Arc<Self>) -> ::std::vec::Vec<::std::sync::Arc<dyn #krate::Consumer>> {
+        impl #krate::__private::ConsumerGroup for #self_ty {
+            fn consumers(self: ::std::sync::Arc<Self>) -> ::std::vec::Vec<::std::sync::Arc<dyn #krate::__private::Consumer>> {
                 ::std::vec![#(#constructors),*]
             }
         }

@@ -24,11 +24,27 @@ pub fn subscribe(attr: TokenStream, item: TokenStream) -> TokenStream {
             return with_item(error, item);
         }
     };
-    let result = syn::parse::<options::Options>(attr).and_then(|options| expand::subscribe_fn(options, function));
-    match result {
+    let options = match syn::parse::<options::Options>(attr) {
+        Ok(options) => options,
+        Err(error) => return with_stub(error, &None, function),
+    };
+    let krate = options.krate.clone();
+    match expand::subscribe_fn(options, function.clone()) {
         Ok(tokens) => tokens.into(),
-        Err(error) => with_item(error, item),
+        Err(error) => with_stub(error, &krate, function),
     }
+}
+
+/// The error, the function unchanged and a stub of its registration, so
+/// one mistake gives one error.
+fn with_stub(error: syn::Error, krate: &Option<syn::Path>, function: syn::ItemFn) -> TokenStream {
+    let mut tokens = error.to_compile_error();
+    tokens.extend(function.to_token_stream());
+    // A method has no registration struct (and an impl block cannot hold one).
+    if function.sig.receiver().is_none() {
+        tokens.extend(expand::stub(krate, &function));
+    }
+    tokens.into()
 }
 
 /// Makes the `#[subscribe]` methods of an impl block consumers; `Arc<Self>`

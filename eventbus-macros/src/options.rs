@@ -29,7 +29,7 @@ impl Options {
     /// The `Subscription` expression.
     pub(crate) fn subscription(&self, krate: &TokenStream) -> TokenStream {
         let topic = &self.topic;
-        let mut expr = quote!(#krate::Subscription::new(#topic));
+        let mut expr = quote!(#krate::__private::Subscription::new(#topic));
         if let Some(pubsub) = &self.pubsub {
             expr = quote!(#expr.pubsub(#pubsub));
         }

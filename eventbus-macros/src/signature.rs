@@ -1,5 +1,5 @@
-//! What a handler's signature says: its event type, the other arguments the
-//! framework supplies, its return type; and the code that calls it.
+//! What a handler's signature says: its arguments (extractors), whether it
+//! takes whole batches, its return type; and the code that calls it.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -9,10 +9,12 @@ use syn::{FnArg, GenericArgument, PathArguments, ReturnType, Signature, Type};
 /// One argument (the receiver excluded).
 pub(crate) struct Arg {
     pub ty: Type,
-    /// `Some(T)` for the `Event<T>` argument.
+    /// `T` of an `Event<T>` argument, or of the `Vec<Event<T>>` argument of
+    /// a batch handler: decoded through `EventData` directly, so a payload
+    /// type that cannot decode is named in the error.
     pub event_data: Option<Type>,
-    /// `Some(T)` for a `Vec<Event<T>>` argument: the handler takes whole batches.
-    pub batch_data: Option<Type>,
+    /// `true` for the `Vec<Event<T>>` argument of a batch handler.
+    pub is_batch: bool,
 }
 
 /// A checked handler signature.
@@ -36,14 +38,9 @@ fn only_type_argument<'a>(ty: &'a Type, wrapper: &str) -> Option<&'a Type> {
     }
 }
 
-/// `T` of `Event<T>`.
-fn event_data(ty: &Type) -> Option<&Type> {
-    only_type_argument(ty, "Event")
-}
-
-/// `T` of `Vec<Event<T>>`.
+/// `T` of `Vec<Event<T>>`: the argument that makes a handler a batch handler.
 fn batch_data(ty: &Type) -> Option<&Type> {
-    only_type_argument(ty, "Vec").and_then(event_data)
+    only_type_argument(ty, "Vec").and_then(|inner| only_type_argument(inner, "Event"))
 }
 
 fn contains_impl_trait(ty: &Type) -> bool {
@@ -78,7 +75,7 @@ pub(crate) fn analyse(sig: &Signature) -> syn::Result<Handler> {
     }
     let mut args = Vec::new();
     let mut has_receiver = false;
-    let mut event_seen = false;
+    let mut batch_seen = false;
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => {
@@ -93,26 +90,18 @@ pub(crate) fn analyse(sig: &Signature) -> syn::Result<Handler> {
                     push(syn::Error::new(ty.span(), "a handler argument cannot be `impl Trait`: name a concrete type"));
                     continue;
                 }
-                let data = event_data(&ty).cloned();
                 let batch = batch_data(&ty).cloned();
-                if data.is_some() || batch.is_some() {
-                    if event_seen {
-                        push(syn::Error::new(
-                            ty.span(),
-                            "a handler takes exactly one `Event<T>` (or `Vec<Event<T>>`) argument",
-                        ));
+                let event_data = batch.clone().or_else(|| only_type_argument(&ty, "Event").cloned());
+                let batch = batch.is_some();
+                if batch {
+                    if batch_seen {
+                        push(syn::Error::new(ty.span(), "a batch handler takes one `Vec<Event<T>>` argument"));
                     }
-                    event_seen = true;
+                    batch_seen = true;
                 }
-                args.push(Arg { ty, event_data: data, batch_data: batch });
+                args.push(Arg { ty, event_data, is_batch: batch });
             }
         }
-    }
-    if !event_seen {
-        push(syn::Error::new(
-            sig.ident.span(),
-            "a handler takes an `Event<T>` argument, e.g. `event: Event<OrderCompleted>` (or `Vec<Event<T>>` for whole batches)",
-        ));
     }
     let ret = match &sig.output {
         ReturnType::Default => syn::parse_quote!(()),
@@ -134,101 +123,82 @@ pub(crate) fn analyse(sig: &Signature) -> syn::Result<Handler> {
 
 impl Handler {
     /// `__arg0, __arg1, …`
-    pub(crate) fn arg_names(&self) -> Vec<syn::Ident> {
+    fn arg_names(&self) -> Vec<syn::Ident> {
         (0..self.args.len()).map(|i| format_ident!("__arg{}", i)).collect()
-    }
-
-    pub(crate) fn arg_types(&self) -> Vec<&Type> {
-        self.args.iter().map(|a| &a.ty).collect()
-    }
-
-    /// The body of `Consumer::handle`: decode the event, take the other
-    /// arguments from the context, call, convert the result. Trait paths carry
-    /// the span of the type they are about, so an unsupported type gets one
-    /// error, on its own token.
-    pub(crate) fn handle_body(
-        &self,
-        krate: &TokenStream,
-        call: impl FnOnce(&[syn::Ident]) -> TokenStream,
-    ) -> TokenStream {
-        let names = self.arg_names();
-        let bindings = self.args.iter().zip(&names).map(|(arg, name)| match &arg.event_data {
-            Some(data) => {
-                let decode = quote_spanned!(data.span()=> <#data as #krate::EventData>::decode(&__envelope));
-                quote! {
-                    let #name = match #decode {
-                        ::core::result::Result::Ok(data) => #krate::Event::new(__envelope, data),
-                        ::core::result::Result::Err(error) => return ::core::result::Result::Err(#krate::HandlerError::permanent(error)),
-                    };
-                }
-            }
-            None => {
-                let ty = &arg.ty;
-                let take = quote_spanned!(ty.span()=> <#ty as #krate::FromContext>::from_context(__ctx));
-                quote!(let #name = #take?;)
-            }
-        });
-        let ret = &self.ret;
-        let convert = quote_spanned!(ret.span()=> <#ret as #krate::IntoOutcome>::into_outcome(__result));
-        let call = call(&names);
-        quote! {
-            ::std::boxed::Box::pin(async move {
-                #(#bindings)*
-                let __result: #ret = #call.await;
-                #convert
-            })
-        }
     }
 
     /// `true` when the handler takes `Vec<Event<T>>`.
     pub(crate) fn is_batch(&self) -> bool {
-        self.args.iter().any(|a| a.batch_data.is_some())
+        self.args.iter().any(|a| a.is_batch)
     }
 
-    /// An expression (of type `Vec<HandlerResult>`) that runs a batch
-    /// handler on `__envelopes: &[Arc<Envelope>]`.
-    pub(crate) fn batch_body(
-        &self,
-        krate: &TokenStream,
-        call: impl FnOnce(&[syn::Ident]) -> TokenStream,
-    ) -> TokenStream {
+    /// The extractor trait of the arguments: `FromEvent`, or `FromBatch` for
+    /// a batch handler (the same traits `eventbus::handler` and
+    /// `eventbus::batch` require).
+    fn extractor(&self, krate: &TokenStream) -> TokenStream {
+        if self.is_batch() { quote!(#krate::__private::FromBatch) } else { quote!(#krate::__private::FromEvent) }
+    }
+
+    /// The body of `Consumer::handle` (or, for a batch handler,
+    /// `Consumer::handle_batch`): take every argument, call, convert the
+    /// result. Trait paths carry the span of the type they are about, so an
+    /// unsupported type gets one error, on its own token.
+    pub(crate) fn body(&self, krate: &TokenStream, call: impl FnOnce(&[syn::Ident]) -> TokenStream) -> TokenStream {
         let names = self.arg_names();
-        let mut data = None;
-        let bindings: Vec<TokenStream> = self
-            .args
-            .iter()
-            .zip(&names)
-            .filter_map(|(arg, name)| {
-                if let Some(batch) = &arg.batch_data {
-                    data = Some(batch.clone());
-                    return None;
-                }
+        let extractor = self.extractor(krate);
+        let ret = &self.ret;
+        let call = call(&names);
+        if self.is_batch() {
+            let bindings = self.args.iter().zip(&names).map(|(arg, name)| {
                 let ty = &arg.ty;
-                let take = quote_spanned!(ty.span()=> <#ty as #krate::FromContext>::from_context(__ctx));
-                Some(quote! {
+                let take = match (&arg.event_data, arg.is_batch) {
+                    (Some(data), true) => {
+                        quote_spanned!(data.span()=> #krate::__private::decode_batch::<#data>(&mut __batch))
+                    }
+                    _ => quote_spanned!(ty.span()=> <#ty as #extractor>::from_batch(&mut __batch, __ctx)),
+                };
+                quote! {
                     let #name = match #take {
                         ::core::result::Result::Ok(value) => value,
-                        ::core::result::Result::Err(error) => return #krate::__private::failed_batch(__envelopes.len(), error),
+                        ::core::result::Result::Err(error) => return __batch.fail(error),
                     };
+                }
+            });
+            let finish = quote_spanned!(ret.span()=> __batch.finish(__results));
+            quote! {
+                ::std::boxed::Box::pin(async move {
+                    let mut __batch = #krate::__private::Batch::new(__envelopes);
+                    #(#bindings)*
+                    let __results: #ret = #call.await;
+                    #finish
                 })
-            })
-            .collect();
-        let batch_name = self.args.iter().zip(&names).find(|(a, _)| a.batch_data.is_some()).map(|(_, n)| n.clone());
-        let call = call(&names);
-        quote! {
-            async {
-                #(#bindings)*
-                #krate::decode_batch::<#data, _, _>(__envelopes, move |#batch_name| #call).await
             }
-            .await
+        } else {
+            let bindings = self.args.iter().zip(&names).map(|(arg, name)| {
+                let ty = &arg.ty;
+                let take = match &arg.event_data {
+                    Some(data) => quote_spanned!(data.span()=> #krate::__private::decode::<#data>(&__envelope)),
+                    None => quote_spanned!(ty.span()=> <#ty as #extractor>::from_event(&__envelope, __ctx)),
+                };
+                quote!(let #name = #take?;)
+            });
+            let convert = quote_spanned!(ret.span()=> <#ret as #krate::__private::IntoOutcome>::into_outcome(__result));
+            quote! {
+                ::std::boxed::Box::pin(async move {
+                    #(#bindings)*
+                    let __result: #ret = #call.await;
+                    #convert
+                })
+            }
         }
     }
 
     /// The body of `Consumer::check`.
     pub(crate) fn check_body(&self, krate: &TokenStream) -> TokenStream {
-        let checks = self.args.iter().filter(|a| a.event_data.is_none() && a.batch_data.is_none()).map(|arg| {
+        let extractor = self.extractor(krate);
+        let checks = self.args.iter().filter(|arg| arg.event_data.is_none()).map(|arg| {
             let ty = &arg.ty;
-            quote_spanned!(ty.span()=> <#ty as #krate::FromContext>::check(__ctx)?;)
+            quote_spanned!(ty.span()=> <#ty as #extractor>::check(__ctx)?;)
         });
         quote! {
             #(#checks)*

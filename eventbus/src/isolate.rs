@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::error::{ErrorKind, HandlerError};
+use crate::outcome::{ErrorKind, HandlerError};
 
 /// Runs `attempt` on `items`; when it fails as a whole with a *permanent*
 /// error, runs it again on each half, recursively, so that only the entries

@@ -52,7 +52,7 @@
 //!     Server::builder()
 //!         .default_pubsub("pubsub-redis")
 //!         .state(Greeting("order completed"))
-//!         .consumer(on_order_completed)
+//!         .consumer(on_order_completed {})
 //!         .build()?
 //!         .serve("0.0.0.0:5005".parse().unwrap()) // until SIGTERM, then drains
 //!         .await
@@ -85,26 +85,31 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod consumer;
-mod error;
-mod event;
+pub mod consumer;
+pub mod event;
+pub mod extract;
+pub mod handler;
+pub mod invoke;
 mod isolate;
 pub mod middleware;
-mod outcome;
+pub mod outcome;
 pub mod publisher;
 mod registry;
-mod server;
-mod subscription;
+pub mod server;
+pub mod subscription;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
-pub use consumer::{
-    BatchConsumer, Consumer, ConsumerGroup, Context, FromContext, Handler, HandlerConsumer, IntoConsumers, State,
-    batch, decode_batch, handler,
-};
-pub use error::{Error, ErrorKind, HandlerError, Result, ResultExt};
-pub use event::{DecodeError, Envelope, Event, EventData, Extensions, Protobuf, Raw};
+// What a handler or a `main` names; everything else is in its module.
+pub use consumer::{batch, handler};
+pub use event::{Envelope, Event, Protobuf, Raw};
+pub use extract::State;
+pub use isolate::isolate;
+pub use outcome::{HandlerError, Outcome, Result, ResultExt};
+pub use server::{Error, Server, ServerBuilder};
+pub use subscription::Subscription;
+
 /// Turns an async handler into a consumer of a topic.
 ///
 /// On a function, the function becomes a unit struct of the same name that
@@ -150,7 +155,7 @@ pub use event::{DecodeError, Envelope, Event, EventData, Extensions, Protobuf, R
 /// #[subscribe("order.completed", raw_payload, path = "/orders")]
 /// async fn on_order(_event: Event<serde_json::Value>) {}
 ///
-/// let server = Server::builder().state(Catalog).consumer(on_price).consumer(on_order).build().unwrap();
+/// let server = Server::builder().state(Catalog).consumer(on_price {}).consumer(on_order {}).build().unwrap();
 /// assert_eq!(server.subscriptions().len(), 2);
 /// ```
 ///
@@ -202,18 +207,10 @@ pub use event::{DecodeError, Envelope, Event, EventData, Extensions, Protobuf, R
 /// function; no `Event<T>` argument; an argument the framework cannot supply;
 /// an unsupported return type.
 pub use eventbus_macros::subscribe;
-pub use isolate::isolate;
 
 /// Makes the `#[subscribe]` methods of an inherent impl block consumers; see
 /// [`macro@subscribe`]. Takes `crate = "path"` when `eventbus` is re-exported.
 pub use eventbus_macros::consumer;
-pub use outcome::{ACK, HandlerResult, IntoOutcome, Outcome};
-pub use registry::{Registry, Route, RouteMetrics};
-pub use server::{
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PORT, Job, MAX_HEADER_LIST_SIZE, Server, ServerBuilder, ServerHandle, TOKEN_ENV,
-    TOKEN_HEADER, shutdown_signal,
-};
-pub use subscription::{Bulk, Rule, Subscription};
 
 /// The Dapr protocol types (`dapr.proto.*`), from the `dapr` crate.
 pub mod proto {
@@ -234,37 +231,33 @@ pub use tower;
 
 #[doc(hidden)]
 pub mod __private {
-    //! Used by the macros; not public API.
+    //! What the macros expand to; not public API.
+    pub use crate::consumer::{Consumer, ConsumerGroup};
+    pub use crate::event::Envelope;
+    pub use crate::extract::{Context, FromEvent, MissingState};
+    pub use crate::handler::{Batch, FromBatch};
+    pub use crate::outcome::{HandlerResult, IntoOutcome, Outcome};
+    pub use crate::subscription::Subscription;
     pub use futures_util::future::BoxFuture;
 
-    use crate::{HandlerError, HandlerResult};
-
-    /// Every entry of a batch fails with a copy of `error`, of the same kind
-    /// (a permanent error stays permanent: it must not turn into a retry loop).
-    pub fn failed_batch(len: usize, error: HandlerError) -> Vec<HandlerResult> {
-        let (kind, message) = (error.kind(), format!("{error:#}"));
-        let copy = move || match kind {
-            crate::ErrorKind::Permanent => HandlerError::permanent(anyhow::anyhow!("{message}")),
-            crate::ErrorKind::Transient => HandlerError::transient(anyhow::anyhow!("{message}")),
-        };
-        (0..len).map(|_| Err(copy())).collect()
+    /// `Event<T>` of an envelope (an error names `T` when it cannot decode).
+    pub fn decode<T: crate::event::EventData>(
+        envelope: &std::sync::Arc<Envelope>,
+    ) -> Result<crate::Event<T>, crate::HandlerError> {
+        crate::Event::decode(envelope.clone())
     }
 
-    /// The error of a batch handler that returned nothing for an event.
-    pub fn no_result() -> HandlerResult {
-        Err(HandlerError::transient(anyhow::anyhow!("the batch handler returned no result for this event")))
+    /// The `Vec<Event<T>>` of a batch.
+    pub fn decode_batch<T: crate::event::EventData>(
+        batch: &mut Batch<'_>,
+    ) -> Result<Vec<crate::Event<T>>, crate::HandlerError> {
+        Ok(batch.decode())
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_failed_batch_keeps_the_error_kind() {
-        let permanent = __private::failed_batch(3, HandlerError::permanent(anyhow::anyhow!("bad")));
-        assert!(permanent.iter().all(|r| r.as_ref().is_err_and(|e| e.is_permanent() && e.to_string() == "bad")));
-        let transient = __private::failed_batch(2, HandlerError::transient(anyhow::anyhow!("later")));
-        assert!(transient.iter().all(|r| r.as_ref().is_err_and(|e| !e.is_permanent())));
+    /// The result of a batch of one.
+    pub fn only_result(mut results: Vec<HandlerResult>) -> HandlerResult {
+        results.pop().unwrap_or_else(|| {
+            Err(crate::HandlerError::transient(anyhow::anyhow!("the batch handler returned no result for this event")))
+        })
     }
 }

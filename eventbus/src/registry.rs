@@ -7,13 +7,15 @@ use std::time::Duration;
 use dapr::dapr::proto::runtime::v1 as pb;
 use tokio::sync::Semaphore;
 
-use crate::consumer::{Consumer, Context};
-use crate::error::Error;
+use crate::consumer::Consumer;
+use crate::extract::Context;
+use crate::server::Error;
 use crate::subscription::{Bulk, Subscription};
 
 /// Where one (pubsub, topic, path) leads: the consumer and its limits.
-pub struct Route {
+pub(crate) struct Route {
     consumer: Arc<dyn Consumer>,
+    takes_batches: bool,
     pubsub: String,
     topic: String,
     timeout: Option<Duration>,
@@ -24,17 +26,15 @@ pub struct Route {
 /// The route's metric handles, registered once when the server is built (so
 /// install your `metrics` recorder before building it), not per event.
 #[derive(Clone)]
-pub struct RouteMetrics {
+pub(crate) struct RouteMetrics {
     /// `eventbus_events_total{pubsub, topic, outcome}`, by outcome.
-    pub success: metrics::Counter,
-    /// See `success`.
-    pub retry: metrics::Counter,
-    /// See `success`.
-    pub drop: metrics::Counter,
+    success: metrics::Counter,
+    retry: metrics::Counter,
+    drop: metrics::Counter,
     /// `eventbus_handler_duration_seconds{pubsub, topic}`.
-    pub duration: metrics::Histogram,
+    pub(crate) duration: metrics::Histogram,
     /// `eventbus_events_in_flight{pubsub, topic}`.
-    pub in_flight: metrics::Gauge,
+    pub(crate) in_flight: metrics::Gauge,
 }
 
 impl std::fmt::Debug for RouteMetrics {
@@ -60,7 +60,7 @@ impl RouteMetrics {
     }
 
     /// The counter of `outcome`.
-    pub fn total(&self, outcome: crate::Outcome) -> &metrics::Counter {
+    pub(crate) fn total(&self, outcome: crate::Outcome) -> &metrics::Counter {
         match outcome {
             crate::Outcome::Success => &self.success,
             crate::Outcome::Retry => &self.retry,
@@ -71,31 +71,35 @@ impl RouteMetrics {
 
 impl Route {
     /// The consumer.
-    pub fn consumer(&self) -> &Arc<dyn Consumer> {
+    pub(crate) fn consumer(&self) -> &Arc<dyn Consumer> {
         &self.consumer
     }
     /// The consumer's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.consumer.name()
     }
     /// The pub/sub component.
-    pub fn pubsub(&self) -> &str {
+    pub(crate) fn pubsub(&self) -> &str {
         &self.pubsub
     }
     /// The topic.
-    pub fn topic(&self) -> &str {
+    pub(crate) fn topic(&self) -> &str {
         &self.topic
     }
     /// The handler timeout, if any.
-    pub fn timeout(&self) -> Option<Duration> {
+    pub(crate) fn timeout(&self) -> Option<Duration> {
         self.timeout
     }
     /// The concurrency limiter shared by the events of this route, if any.
-    pub fn limiter(&self) -> Option<&Arc<Semaphore>> {
+    pub(crate) fn limiter(&self) -> Option<&Arc<Semaphore>> {
         self.limiter.as_ref()
     }
+    /// Whether bulk entries reach the consumer together.
+    pub(crate) fn takes_batches(&self) -> bool {
+        self.takes_batches
+    }
     /// The route's metric handles.
-    pub fn metrics(&self) -> &RouteMetrics {
+    pub(crate) fn metrics(&self) -> &RouteMetrics {
         &self.metrics
     }
 }
@@ -126,7 +130,7 @@ pub(crate) struct Defaults {
 
 /// Every subscription of the app: answers `ListTopicSubscriptions` and finds
 /// the route of an event in three hash lookups, without allocating.
-pub struct Registry {
+pub(crate) struct Registry {
     topics: HashMap<String, HashMap<String, TopicRoutes>>,
     subscriptions: Vec<pb::TopicSubscription>,
 }
@@ -161,7 +165,7 @@ impl Registry {
             let name = consumer.name().to_owned();
             let subscription = consumer.subscription();
             subscription.validate().map_err(|reason| Error::InvalidSubscription { handler: name.clone(), reason })?;
-            consumer.check(ctx).map_err(|what| Error::MissingState { handler: name.clone(), what })?;
+            consumer.check(ctx).map_err(|missing| Error::MissingState { handler: name.clone(), missing })?;
 
             let pubsub = subscription.pubsub.clone().unwrap_or_else(|| defaults.pubsub.clone());
             let topic = subscription.topic.clone();
@@ -187,6 +191,7 @@ impl Registry {
             };
             let route = Arc::new(Route {
                 consumer: consumer.clone(),
+                takes_batches: consumer.takes_batches(),
                 pubsub: pubsub.clone(),
                 topic: topic.clone(),
                 timeout: subscription.timeout.or(defaults.timeout),
@@ -227,7 +232,7 @@ impl Registry {
 
     /// The route of an event. An empty or `/` path (older sidecars, streaming)
     /// falls back to the topic's default route.
-    pub fn route(&self, pubsub: &str, topic: &str, path: &str) -> Option<&Arc<Route>> {
+    pub(crate) fn route(&self, pubsub: &str, topic: &str, path: &str) -> Option<&Arc<Route>> {
         let routes = self.topics.get(pubsub)?.get(topic)?;
         routes.by_path.get(path).or(match path {
             "" | "/" => routes.default.as_ref(),
@@ -236,7 +241,7 @@ impl Registry {
     }
 
     /// The subscriptions as `ListTopicSubscriptions` returns them.
-    pub fn subscriptions(&self) -> &[pb::TopicSubscription] {
+    pub(crate) fn subscriptions(&self) -> &[pb::TopicSubscription] {
         &self.subscriptions
     }
 }

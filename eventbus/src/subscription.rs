@@ -45,7 +45,7 @@ impl Default for Bulk {
 /// (dead-letter topic, metadata, bulk) must then agree.
 ///
 /// ```
-/// use eventbus::{Subscription, Rule};
+/// use eventbus::subscription::{Subscription, Rule};
 /// use std::time::Duration;
 ///
 /// let subscription = Subscription::new("order.completed")
@@ -156,30 +156,57 @@ impl Subscription {
     }
 
     /// Checks what can be checked without the other subscriptions.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), SubscriptionError> {
         fn bad(name: &str) -> bool {
             name.is_empty() || name.chars().any(char::is_whitespace)
         }
         if bad(&self.topic) {
-            return Err(format!("topic {:?} is empty or has whitespace", self.topic));
+            return Err(SubscriptionError::Topic(self.topic.clone()));
         }
-        if self.pubsub.as_deref().is_some_and(bad) {
-            return Err("pubsub is empty or has whitespace".into());
+        if let Some(pubsub) = self.pubsub.as_deref().filter(|p| bad(p)) {
+            return Err(SubscriptionError::Pubsub(pubsub.to_owned()));
         }
-        if self.dead_letter.as_deref().is_some_and(bad) {
-            return Err("dead-letter topic is empty or has whitespace".into());
+        if let Some(dead_letter) = self.dead_letter.as_deref().filter(|d| bad(d)) {
+            return Err(SubscriptionError::DeadLetter(dead_letter.to_owned()));
         }
-        if self.rules.iter().any(|r| r.matches.trim().is_empty() || r.path.is_empty()) {
-            return Err("a routing rule has an empty match or path".into());
+        if let Some(index) = self.rules.iter().position(|r| r.matches.trim().is_empty() || r.path.is_empty()) {
+            return Err(SubscriptionError::Rule { index });
         }
         if self.concurrency == Some(0) {
-            return Err("concurrency must be at least 1".into());
+            return Err(SubscriptionError::Concurrency);
         }
         if self.bulk.is_some_and(|b| b.max_messages == 0) {
-            return Err("bulk max_messages must be at least 1".into());
+            return Err(SubscriptionError::BulkSize);
         }
         Ok(())
     }
+}
+
+/// Why a [`Subscription`] is refused when the server is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscriptionError {
+    /// The topic is empty or has whitespace.
+    #[error("topic {0:?} is empty or has whitespace")]
+    Topic(String),
+    /// The pub/sub name is empty or has whitespace.
+    #[error("pubsub {0:?} is empty or has whitespace")]
+    Pubsub(String),
+    /// The dead-letter topic is empty or has whitespace.
+    #[error("dead-letter topic {0:?} is empty or has whitespace")]
+    DeadLetter(String),
+    /// A routing rule (by position) has an empty match or path.
+    #[error("routing rule {index} has an empty match or path")]
+    Rule {
+        /// The rule's position, from 0.
+        index: usize,
+    },
+    /// `concurrency(0)`.
+    #[error("concurrency must be at least 1")]
+    Concurrency,
+    /// `bulk(0, _)`.
+    #[error("bulk max_messages must be at least 1")]
+    BulkSize,
 }
 
 #[cfg(test)]
@@ -188,10 +215,11 @@ mod tests {
 
     #[test]
     fn validation_names_the_problem() {
-        assert!(Subscription::new("").validate().unwrap_err().contains("empty"));
+        assert_eq!(Subscription::new("").validate(), Err(SubscriptionError::Topic(String::new())));
+        assert!(Subscription::new("").validate().unwrap_err().to_string().contains("empty"));
         assert!(Subscription::new("a b").validate().is_err());
         assert!(Subscription::new("t").pubsub("").validate().is_err());
-        assert!(Subscription::new("t").concurrency(0).validate().is_err());
+        assert_eq!(Subscription::new("t").concurrency(0).validate(), Err(SubscriptionError::Concurrency));
         assert!(Subscription::new("t").validate().is_ok());
         assert_eq!(Subscription::new("t").default_path(), "t");
     }

@@ -65,8 +65,8 @@ fn missing_state_is_a_build_error_naming_the_type() {
 #[test]
 fn duplicate_invocation_handler_is_an_error() {
     let error = Server::builder()
-        .invocation("m", |_| async { Ok(Default::default()) })
-        .invocation("m", |_| async { Ok(Default::default()) })
+        .invocation("m", |_: String| async {})
+        .invocation("m", |_: String| async {})
         .build()
         .unwrap_err();
     assert_eq!(error.to_string(), "duplicate invocation handler `m`");

@@ -10,7 +10,8 @@ use customer_worker::contracts::{
     AuthLogin, AuthPasswordChanged, Check, MAX_AMOUNT_MINOR, OrderCancelled, OrderCompleted, OrderReturned,
     amount_minor, check_event_id,
 };
-use eventbus::{Envelope, Event, EventData, Protobuf, Raw};
+use eventbus::event::EventData;
+use eventbus::{Envelope, Event, Protobuf, Raw};
 use libfuzzer_sys::fuzz_target;
 
 const CONTENT_TYPES: [&str; 6] = [

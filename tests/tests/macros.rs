@@ -65,8 +65,15 @@ impl OrderConsumer {
 async fn app(seen: &Seen) -> common::App {
     let group = Arc::new(OrderConsumer { seen: seen.clone() });
     assert_eq!(group.label(), "orders");
-    start(builder().state(seen.clone()).consumer(price_v2).consumer(price_default).consumer(index).consumers(group))
-        .await
+    start(
+        builder()
+            .state(seen.clone())
+            .consumer(price_v2 {})
+            .consumer(price_default {})
+            .consumer(index {})
+            .consumers(group),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -124,7 +131,7 @@ async fn the_handler_stays_an_ordinary_callable_function() {
     let event = Event::new(envelope, Order { order_id: "direct".into(), total: 5 });
     // Through `Deref` (boxed future) and through `call` (the original function).
     assert_eq!(price_default(event.clone(), State(seen.clone())).await, Outcome::Success);
-    price_v2::call(State(seen.clone()), event).await.unwrap();
+    price_v2(State(seen.clone()), event).await.unwrap();
     assert_eq!(seen.take(), vec!["default:direct", "v2:direct"]);
 }
 
@@ -141,7 +148,7 @@ async fn batched(events: Vec<Event<Order>>, State(seen): State<Seen>) -> Vec<Res
 #[tokio::test]
 async fn a_batch_handler_gets_the_bulk_request_at_once_and_single_events_as_batches_of_one() {
     let seen = Seen::default();
-    let app = start(builder().state(seen.clone()).consumer(batched)).await;
+    let app = start(builder().state(seen.clone()).consumer(batched {})).await;
     let sidecar = app.sidecar().await.max_attempts(1);
     let events = vec![
         CloudEvent::json(&order("a")),

@@ -4,23 +4,18 @@
 mod common;
 
 use common::{builder, start};
-use eventbus::proto::common::InvokeResponse;
+use eventbus::HandlerError;
+use eventbus::invoke::Json;
 use eventbus::proto::runtime::{BindingEventRequest, BindingEventResponse, JobEventRequest};
-use eventbus::{HandlerError, Job};
+use eventbus::server::Job;
 use tonic::Code;
 
 async fn app() -> common::App {
     start(
         builder()
-            .invocation("stock", |request| async move {
-                let sku = request.data.map(|d| d.value).unwrap_or_default();
-                Ok(InvokeResponse {
-                    data: Some(prost_types::Any {
-                        type_url: String::new(),
-                        value: [b"stock of ".as_slice(), &sku].concat(),
-                    }),
-                    content_type: "text/plain".into(),
-                })
+            .invocation("stock", |sku: String| async move { format!("stock of {sku}") })
+            .invocation("double", |Json(n): Json<u64>| async move {
+                n.checked_mul(2).map(Json).ok_or_else(|| tonic::Status::out_of_range("too large"))
             })
             .binding("orders-queue", |request| async move {
                 Ok(BindingEventResponse { data: request.data, ..Default::default() })
@@ -43,6 +38,19 @@ async fn invocation_registered_and_unregistered() {
     let response = sidecar.invoke("stock", b"sku-1").await.unwrap();
     assert_eq!(response.data.unwrap().value, b"stock of sku-1");
     assert_eq!(sidecar.invoke("nope", b"").await.unwrap_err().code(), Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn typed_invocations_decode_requests_and_encode_answers() {
+    let app = app().await;
+    let sidecar = app.sidecar().await;
+    let doubled = sidecar.invoke("double", b"21").await.unwrap();
+    assert_eq!(doubled.content_type, "application/json");
+    assert_eq!(doubled.data.unwrap().value, b"42");
+    let bad = sidecar.invoke("double", b"twenty-one").await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().starts_with("double: the request is not the expected JSON"), "{}", bad.message());
+    assert_eq!(sidecar.invoke("double", u64::MAX.to_string().as_bytes()).await.unwrap_err().code(), Code::OutOfRange);
 }
 
 #[tokio::test]

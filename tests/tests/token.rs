@@ -4,9 +4,10 @@
 mod common;
 
 use common::{Order, builder, order, start};
-use eventbus::proto::common::InvokeResponse;
+use eventbus::invoke::{InvokeRequest, InvokeResponse};
 use eventbus::proto::runtime::{BindingEventRequest, BindingEventResponse, TopicEventBulkRequest};
 use eventbus::testing::{CloudEvent, Settlement};
+use eventbus::tonic::Status;
 use eventbus::{Event, Subscription, handler};
 use tonic::Code;
 
@@ -15,7 +16,7 @@ async fn app() -> common::App {
         builder()
             .api_token(Some("s3cret".to_string()))
             .consumer(handler(Subscription::new("orders"), |_: Event<Order>| async {}))
-            .invocation("stock", |_| async { Ok(InvokeResponse::default()) })
+            .invocation("stock", |_: InvokeRequest| async { Ok::<_, Status>(InvokeResponse::default()) })
             .binding("cron-binding", |_| async { Ok(BindingEventResponse::default()) })
             .job("nightly", |_| async { Ok(()) }),
     )

@@ -17,8 +17,8 @@
 
 use crate::store::Backend;
 
-/// Transient or permanent, as [`eventbus::ErrorKind`] says.
-pub use eventbus::ErrorKind;
+/// Transient or permanent, as [`eventbus::outcome::ErrorKind`] says.
+pub use eventbus::outcome::ErrorKind;
 
 /// How `error` from `backend` should be answered.
 pub fn classify(backend: Backend, error: &sqlx::Error) -> ErrorKind {

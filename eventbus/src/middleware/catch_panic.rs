@@ -28,10 +28,10 @@ pub struct CatchPanic<S> {
 
 impl<S> Service<EventRequest> for CatchPanic<S>
 where
-    S: Service<EventRequest, Response = Outcome, Error = Infallible>,
+    S: Service<EventRequest, Response = Vec<Outcome>, Error = Infallible>,
     S::Future: Send + 'static,
 {
-    type Response = Outcome;
+    type Response = Vec<Outcome>;
     type Error = Infallible;
     type Future = EventFuture;
 
@@ -40,29 +40,30 @@ where
     }
 
     fn call(&mut self, request: EventRequest) -> Self::Future {
-        // Reference counts, not copies: they are only read if it panics.
-        let (envelope, route) = (request.envelope.clone(), request.route.clone());
+        // A clone of reference counts, read only if it panics.
+        let kept = request.clone();
         // A panic may come from `call` itself or from polling the future.
         let future = match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
             Ok(future) => future,
-            Err(panic) => return Box::pin(std::future::ready(Ok(panicked(&envelope.id, route.name(), &*panic)))),
+            Err(panic) => return Box::pin(std::future::ready(Ok(panicked(&kept, &*panic)))),
         };
         Box::pin(async move {
             match AssertUnwindSafe(future).catch_unwind().await {
                 Ok(result) => result,
-                Err(panic) => Ok(panicked(&envelope.id, route.name(), &*panic)),
+                Err(panic) => Ok(panicked(&kept, &*panic)),
             }
         })
     }
 }
 
-fn panicked(id: &str, handler: &str, panic: &(dyn std::any::Any + Send)) -> Outcome {
+fn panicked(request: &EventRequest, panic: &(dyn std::any::Any + Send)) -> Vec<Outcome> {
     let message = panic
         .downcast_ref::<&str>()
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(non-string panic)");
-    tracing::error!(event.id = %id, handler, panic = message, "handler panicked; event will be retried");
+    let handler = request.handler();
+    tracing::error!(event.id = %request.ids(), handler, panic = message, "handler panicked; retried");
     metrics::counter!("eventbus_handler_panics_total", "handler" => handler.to_owned()).increment(1);
-    Outcome::Retry
+    request.every(Outcome::Retry)
 }

@@ -6,8 +6,8 @@ use tower::{Layer, Service};
 use super::{EventFuture, EventRequest};
 use crate::outcome::Outcome;
 
-/// Caps the events in flight per topic (or per handler, when its subscription
-/// sets `concurrency`). The sidecar does not throttle gRPC pub/sub, so this is
+/// Caps the handler calls in flight per topic (or per handler, when its
+/// subscription sets `concurrency`); a batch takes one permit. The sidecar does not throttle gRPC pub/sub, so this is
 /// the app's protection: an event over the limit is answered `Retry` at once
 /// rather than queued, and the sidecar's retry policy backs off.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,10 +28,10 @@ pub struct ConcurrencyLimit<S> {
 
 impl<S> Service<EventRequest> for ConcurrencyLimit<S>
 where
-    S: Service<EventRequest, Response = Outcome, Error = Infallible>,
+    S: Service<EventRequest, Response = Vec<Outcome>, Error = Infallible>,
     S::Future: Send + 'static,
 {
-    type Response = Outcome;
+    type Response = Vec<Outcome>;
     type Error = Infallible;
     type Future = EventFuture;
 
@@ -44,8 +44,8 @@ where
             return Box::pin(self.inner.call(request));
         };
         let Ok(permit) = limiter.try_acquire_owned() else {
-            tracing::warn!(event.id = %request.envelope.id, topic = request.route.topic(), "concurrency limit reached; event will be retried");
-            return Box::pin(std::future::ready(Ok(Outcome::Retry)));
+            tracing::warn!(event.id = %request.ids(), topic = request.topic(), "concurrency limit reached; retried");
+            return Box::pin(std::future::ready(Ok(request.every(Outcome::Retry))));
         };
         let future = self.inner.call(request);
         Box::pin(async move {

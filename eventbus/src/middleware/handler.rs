@@ -6,13 +6,14 @@ use tower::Service;
 use super::{EventFuture, EventRequest};
 use crate::outcome::{HandlerResult, Outcome};
 
-/// The innermost service: calls the route's consumer and turns its error into
-/// an outcome, logging it with the event id.
+/// The innermost service: calls the route's consumer (once per event, or
+/// once with the whole batch for a consumer that takes batches) and turns
+/// each result into an outcome, logging errors with the event id.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct HandlerService;
+pub(crate) struct HandlerService;
 
 impl Service<EventRequest> for HandlerService {
-    type Response = Outcome;
+    type Response = Vec<Outcome>;
     type Error = Infallible;
     type Future = EventFuture;
 
@@ -22,15 +23,31 @@ impl Service<EventRequest> for HandlerService {
 
     fn call(&mut self, request: EventRequest) -> Self::Future {
         Box::pin(async move {
-            let EventRequest { envelope, route, context } = request;
-            let result = route.consumer().handle(envelope.clone(), &context).await;
-            Ok(outcome_of(result, &envelope.id, route.name()))
+            let (consumer, context) = (request.route.consumer(), &request.context);
+            let results = match request.events() {
+                [envelope] if !request.route.takes_batches() => {
+                    vec![consumer.handle(envelope.clone(), context).await]
+                }
+                events => consumer.handle_batch(events, context).await,
+            };
+            let mut results = results.into_iter();
+            let outcomes = request
+                .events()
+                .iter()
+                .map(|envelope| {
+                    let result = results.next().unwrap_or_else(|| {
+                        Err(crate::HandlerError::transient(anyhow::anyhow!("the consumer returned no result")))
+                    });
+                    outcome_of(result, &envelope.id, request.handler())
+                })
+                .collect();
+            Ok(outcomes)
         })
     }
 }
 
 /// The outcome of a handler's result; errors are logged with the event id.
-pub(crate) fn outcome_of(result: HandlerResult, id: &str, handler: &str) -> Outcome {
+fn outcome_of(result: HandlerResult, id: &str, handler: &str) -> Outcome {
     match result {
         Ok(outcome) => outcome,
         Err(error) => {

@@ -12,8 +12,8 @@ use crate::outcome::Outcome;
 /// are registered once per route):
 ///
 /// - `eventbus_events_total{pubsub, topic, outcome}` (counter)
-/// - `eventbus_handler_duration_seconds{pubsub, topic}` (histogram; for a
-///   batch consumer, one observation per batch)
+/// - `eventbus_handler_duration_seconds{pubsub, topic}` (histogram, one
+///   observation per handler call: per event, or per batch)
 /// - `eventbus_events_in_flight{pubsub, topic}` (gauge)
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MetricsLayer;
@@ -33,10 +33,10 @@ pub struct Metrics<S> {
 
 impl<S> Service<EventRequest> for Metrics<S>
 where
-    S: Service<EventRequest, Response = Outcome, Error = Infallible>,
+    S: Service<EventRequest, Response = Vec<Outcome>, Error = Infallible>,
     S::Future: Send + 'static,
 {
-    type Response = Outcome;
+    type Response = Vec<Outcome>;
     type Error = Infallible;
     type Future = EventFuture;
 
@@ -47,16 +47,19 @@ where
     fn call(&mut self, request: EventRequest) -> Self::Future {
         // Handles registered with the route: no label allocation per event.
         let route = request.route.clone();
-        route.metrics().in_flight.increment(1.0);
+        let events = request.events().len() as f64;
+        route.metrics().in_flight.increment(events);
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(async move {
             let result = future.await;
             let metrics = route.metrics();
-            metrics.in_flight.decrement(1.0);
+            metrics.in_flight.decrement(events);
             metrics.duration.record(started.elapsed().as_secs_f64());
-            if let Ok(outcome) = &result {
-                metrics.total(*outcome).increment(1);
+            if let Ok(outcomes) = &result {
+                for outcome in outcomes {
+                    metrics.total(*outcome).increment(1);
+                }
             }
             result
         })

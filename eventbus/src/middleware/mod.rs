@@ -1,19 +1,21 @@
-//! Middleware: tower layers around the handling of one event.
+//! Middleware: tower layers around every call of a handler.
 //!
-//! Every event, single or from a bulk batch, runs through one
-//! [`EventService`]: a `tower::Service<EventRequest, Response = Outcome>`
-//! that never fails: whatever goes wrong becomes an [`Outcome`]. The server
-//! stacks, outermost first:
+//! Every event, single or from a bulk request, runs through one
+//! [`EventService`] once: a `tower::Service<EventRequest, Response =
+//! Vec<Outcome>>` that never fails: whatever goes wrong becomes an
+//! [`Outcome`]. A request holds one event, or, for a consumer that takes
+//! whole batches, the entries of one bulk request; the response has one
+//! outcome per event, in order. The server stacks, outermost first:
 //!
 //! | layer | does | answers |
 //! |---|---|---|
-//! | [`TraceLayer`] | a `tracing` span per event (topic, pubsub, id, type, trace id) | – |
+//! | [`TraceLayer`] | a `tracing` span per request (topic, pubsub, handler, entries; id, type and trace ids of a single event) | – |
 //! | [`MetricsLayer`] | `eventbus_events_total`, `eventbus_handler_duration_seconds`, `eventbus_events_in_flight` | – |
-//! | [`ConcurrencyLimitLayer`] | per-topic (or per-handler) limit | `Retry` when full |
+//! | [`ConcurrencyLimitLayer`] | per-topic (or per-handler) limit, one permit per request | `Retry` when full |
 //! | [`CatchPanicLayer`] | contains a panicking handler | `Retry` |
 //! | [`TimeoutLayer`] | the handler's timeout | `Retry` |
 //! | your layers ([`ServerBuilder::layer`](crate::ServerBuilder::layer)) | anything | anything |
-//! | the handler | decode, call, map its result | `Success` / `Retry` / `Drop` |
+//! | the handler | extract, call, map its results | `Success` / `Retry` / `Drop` |
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,8 +23,8 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use tower::util::BoxCloneSyncService;
 
-use crate::consumer::Context;
 use crate::event::Envelope;
+use crate::extract::Context;
 use crate::outcome::Outcome;
 use crate::registry::Route;
 
@@ -35,41 +37,94 @@ mod trace;
 
 pub use catch_panic::{CatchPanic, CatchPanicLayer};
 pub use concurrency::{ConcurrencyLimit, ConcurrencyLimitLayer};
-pub use handler::HandlerService;
-pub(crate) use handler::outcome_of;
+pub(crate) use handler::HandlerService;
 pub use metrics::{Metrics, MetricsLayer};
 pub use timeout::{Timeout, TimeoutLayer};
 pub use trace::{Trace, TraceLayer};
 
-/// One event on its way to its handler.
+/// The events of one handler call on their way through the middleware.
 #[derive(Clone)]
 pub struct EventRequest {
-    /// The event as delivered.
-    pub envelope: Arc<Envelope>,
-    /// The route the registry chose.
-    pub route: Arc<Route>,
-    /// Shared state for handler arguments.
-    pub context: Arc<Context>,
+    events: Arc<[Arc<Envelope>]>,
+    route: Arc<Route>,
+    context: Arc<Context>,
+}
+
+impl EventRequest {
+    pub(crate) fn new(events: Arc<[Arc<Envelope>]>, route: Arc<Route>, context: Arc<Context>) -> Self {
+        EventRequest { events, route, context }
+    }
+
+    /// The events: one, or the entries of a bulk request for a consumer that
+    /// takes whole batches. The response has one outcome per event, in order.
+    pub fn events(&self) -> &[Arc<Envelope>] {
+        &self.events
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        self.route.topic()
+    }
+
+    /// The pub/sub component.
+    pub fn pubsub(&self) -> &str {
+        self.route.pubsub()
+    }
+
+    /// The name of the consumer that handles them.
+    pub fn handler(&self) -> &str {
+        self.route.name()
+    }
+
+    /// The request's answer when every event gets `outcome` (e.g. a layer
+    /// that refuses the whole request).
+    pub fn every(&self, outcome: Outcome) -> Vec<Outcome> {
+        vec![outcome; self.events.len()]
+    }
+
+    /// The event ids, for logs: the id, or the first ids and how many more.
+    pub(crate) fn ids(&self) -> Ids<'_> {
+        Ids(&self.events)
+    }
 }
 
 impl std::fmt::Debug for EventRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventRequest")
-            .field("id", &self.envelope.id)
-            .field("topic", &self.envelope.topic)
-            .field("route", &self.route)
+            .field("ids", &format_args!("{}", self.ids()))
+            .field("topic", &self.topic())
+            .field("handler", &self.handler())
             .finish()
     }
 }
 
+/// The ids of a request's events, displayed briefly for logs.
+pub(crate) struct Ids<'a>(pub(crate) &'a [Arc<Envelope>]);
+
+impl std::fmt::Display for Ids<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOWN: usize = 3;
+        for (n, envelope) in self.0.iter().take(SHOWN).enumerate() {
+            if n > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(&envelope.id)?;
+        }
+        if self.0.len() > SHOWN {
+            write!(f, " and {} more", self.0.len() - SHOWN)?;
+        }
+        Ok(())
+    }
+}
+
 /// The boxed service every event runs through.
-pub type EventService = BoxCloneSyncService<EventRequest, Outcome, Infallible>;
+pub type EventService = BoxCloneSyncService<EventRequest, Vec<Outcome>, Infallible>;
 
 /// The future of the built-in layers.
-pub type EventFuture = BoxFuture<'static, Result<Outcome, Infallible>>;
+pub(crate) type EventFuture = BoxFuture<'static, Result<Vec<Outcome>, Infallible>>;
 
 /// Runs `service` for `request`; the service is infallible by construction.
-pub(crate) async fn run(service: EventService, request: EventRequest) -> Outcome {
+pub(crate) async fn run(service: EventService, request: EventRequest) -> Vec<Outcome> {
     use tower::ServiceExt;
     match service.oneshot(request).await {
         Ok(outcome) => outcome,

@@ -27,10 +27,10 @@ pub struct Timeout<S> {
 
 impl<S> Service<EventRequest> for Timeout<S>
 where
-    S: Service<EventRequest, Response = Outcome, Error = Infallible>,
+    S: Service<EventRequest, Response = Vec<Outcome>, Error = Infallible>,
     S::Future: Send + 'static,
 {
-    type Response = Outcome;
+    type Response = Vec<Outcome>;
     type Error = Infallible;
     type Future = EventFuture;
 
@@ -42,15 +42,15 @@ where
         let Some(limit) = request.route.timeout() else {
             return Box::pin(self.inner.call(request));
         };
-        let (envelope, route) = (request.envelope.clone(), request.route.clone());
+        let kept = request.clone();
         let future = self.inner.call(request);
         Box::pin(async move {
             match tokio::time::timeout(limit, future).await {
                 Ok(result) => result,
                 Err(_) => {
-                    let (id, handler) = (&envelope.id, route.name());
-                    tracing::warn!(event.id = %id, handler, timeout_ms = limit.as_millis() as u64, "handler timed out; event will be retried");
-                    Ok(Outcome::Retry)
+                    let timeout_ms = limit.as_millis() as u64;
+                    tracing::warn!(event.id = %kept.ids(), handler = kept.handler(), timeout_ms, "handler timed out; retried");
+                    Ok(kept.every(Outcome::Retry))
                 }
             }
         })

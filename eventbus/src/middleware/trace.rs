@@ -7,10 +7,11 @@ use tracing::Instrument;
 use super::{EventFuture, EventRequest};
 use crate::outcome::Outcome;
 
-/// Runs each event inside an `event` span with its topic, pubsub, id, type,
-/// handler, and the W3C trace context that arrived (`trace_id`, `parent_id`
-/// from `traceparent`, and `tracestate`), so logs of one event correlate with
-/// the publisher's trace. The outcome is logged at debug level.
+/// Runs each handler call inside an `event` span with its topic, pubsub,
+/// handler and number of entries; for a single event also its id, type and
+/// the W3C trace context that arrived (`trace_id`, `parent_id` from
+/// `traceparent`, and `tracestate`), so logs of one event correlate with the
+/// publisher's trace. The outcomes are logged at debug level.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceLayer;
 
@@ -36,10 +37,10 @@ pub(crate) fn parse_traceparent(traceparent: &str) -> Option<(&str, &str)> {
 
 impl<S> Service<EventRequest> for Trace<S>
 where
-    S: Service<EventRequest, Response = Outcome, Error = Infallible>,
+    S: Service<EventRequest, Response = Vec<Outcome>, Error = Infallible>,
     S::Future: Send + 'static,
 {
-    type Response = Outcome;
+    type Response = Vec<Outcome>;
     type Error = Infallible;
     type Future = EventFuture;
 
@@ -48,15 +49,14 @@ where
     }
 
     fn call(&mut self, request: EventRequest) -> Self::Future {
-        let envelope = &request.envelope;
-        // Trace fields are parsed only for a span someone listens to.
         let span = tracing::info_span!(
             "event",
-            event.id = %envelope.id,
-            event.r#type = %envelope.event_type,
-            topic = %envelope.topic,
-            pubsub = %envelope.pubsub,
-            handler = request.route.name(),
+            event.id = %request.ids(),
+            event.r#type = tracing::field::Empty,
+            topic = request.topic(),
+            pubsub = request.pubsub(),
+            handler = request.handler(),
+            entries = request.events().len(),
             trace_id = tracing::field::Empty,
             parent_id = tracing::field::Empty,
             tracestate = tracing::field::Empty,
@@ -65,18 +65,23 @@ where
             // No subscriber wants it: skip entering and leaving it on every poll.
             return Box::pin(self.inner.call(request));
         }
-        if let Some((trace_id, parent_id)) = envelope.traceparent().and_then(parse_traceparent) {
-            span.record("trace_id", trace_id).record("parent_id", parent_id);
-        }
-        if let Some(tracestate) = envelope.tracestate() {
-            span.record("tracestate", tracestate);
+        // A batch's entries each carry their own trace context: only a single
+        // event's is the span's. Parsed only for a span someone listens to.
+        if let [envelope] = request.events() {
+            span.record("event.type", envelope.event_type.as_str());
+            if let Some((trace_id, parent_id)) = envelope.traceparent().and_then(parse_traceparent) {
+                span.record("trace_id", trace_id).record("parent_id", parent_id);
+            }
+            if let Some(tracestate) = envelope.tracestate() {
+                span.record("tracestate", tracestate);
+            }
         }
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(
             async move {
                 let result = future.await;
-                if let Ok(outcome) = &result {
-                    tracing::debug!(%outcome, "event handled");
+                if let Ok(outcomes) = &result {
+                    tracing::debug!(?outcomes, "handled");
                 }
                 result
             }

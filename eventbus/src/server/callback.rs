@@ -15,20 +15,13 @@ use tokio_util::task::TaskTracker;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use super::handlers::{BindingFn, InvocationFn, Job, JobFn, ReadinessFn, job_name};
+use super::invocation::{BindingFn, InvocationFn, Job, JobFn, ReadinessFn, job_name};
 use super::token;
-use crate::consumer::Context;
 use crate::event::{Envelope, Extensions};
-use std::panic::AssertUnwindSafe;
-
-use futures_util::FutureExt;
-use tracing::Instrument;
-
-use crate::error::HandlerError;
-use crate::middleware::{self, EventRequest, EventService, outcome_of};
+use crate::extract::Context;
+use crate::middleware::{self, EventRequest, EventService};
 use crate::outcome::Outcome;
-use crate::registry::Registry;
-use crate::registry::Route;
+use crate::registry::{Registry, Route};
 
 /// Everything the RPCs share; built once by the server builder.
 pub(crate) struct Shared {
@@ -54,51 +47,107 @@ pub(crate) struct Shared {
 #[derive(Clone)]
 pub(crate) struct Callback(pub Arc<Shared>);
 
+/// One delivered entry: an event, or a bulk entry that holds none.
+pub(crate) type Entry = Result<Arc<Envelope>, Unreadable>;
+
+/// A bulk entry that cannot become an event.
+#[derive(Debug)]
+pub(crate) struct Unreadable {
+    id: String,
+    reason: &'static str,
+}
+
 impl Shared {
     /// Runs one event through the pipeline and answers for it. Never fails.
     pub(crate) async fn dispatch(&self, envelope: Arc<Envelope>) -> Outcome {
+        let key = envelope.clone();
+        let mut outcomes = self.deliver(&key.pubsub, &key.topic, &key.path, vec![Ok(envelope)]).await;
+        outcomes.pop().unwrap_or(Outcome::Retry)
+    }
+
+    /// The one way in for events, single or bulk: one outcome per entry, in
+    /// order. Entries that cannot be handled (unreadable, too large, without
+    /// an id, for no route) are answered here; the others go through the
+    /// middleware once each, or together for a consumer that takes batches.
+    pub(crate) async fn deliver(&self, pubsub: &str, topic: &str, path: &str, entries: Vec<Entry>) -> Vec<Outcome> {
         // Take the in-flight token before looking at `draining`, so a drain
-        // that starts now waits for this event.
+        // that starts now waits for these events.
         let _in_flight = self.in_flight.token();
         if self.draining.load(Ordering::Acquire) {
-            tracing::info!(event.id = %envelope.id, topic = %envelope.topic, "draining for shutdown; event will be retried");
-            return Outcome::Retry;
+            tracing::info!(topic, entries = entries.len(), "draining for shutdown; retried");
+            return vec![Outcome::Retry; entries.len()];
         }
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; entries.len()];
+        let mut admitted = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.into_iter().enumerate() {
+            match self.admit(entry, topic) {
+                Ok(envelope) => admitted.push((index, envelope)),
+                Err(outcome) => outcomes[index] = Some(outcome),
+            }
+        }
+        if !admitted.is_empty() {
+            let (indexes, events): (Vec<usize>, Vec<Arc<Envelope>>) = admitted.into_iter().unzip();
+            let answered = match self.registry.route(pubsub, topic, path) {
+                None => {
+                    tracing::warn!(
+                        event.id = %middleware::Ids(&events), pubsub, topic, path,
+                        outcome = %self.unknown_topic, "no handler for this pubsub/topic/path"
+                    );
+                    vec![self.unknown_topic; events.len()]
+                }
+                Some(route) if route.takes_batches() => self.run(route, events.into()).await,
+                Some(route) => self.run_each(route, events).await,
+            };
+            for (index, outcome) in indexes.into_iter().zip(answered) {
+                outcomes[index] = Some(outcome);
+            }
+        }
+        outcomes.into_iter().map(|outcome| outcome.unwrap_or(Outcome::Retry)).collect()
+    }
+
+    /// The entry's event, or the answer for an entry no handler may see.
+    fn admit(&self, entry: Entry, topic: &str) -> Result<Arc<Envelope>, Outcome> {
+        let envelope = entry.map_err(|Unreadable { id, reason }| {
+            tracing::error!(entry.id = %id, topic, reason, "bulk entry cannot be read; dropped");
+            Outcome::Drop
+        })?;
         if envelope.data.len() > self.max_message_size {
             tracing::error!(
-                event.id = %envelope.id, topic = %envelope.topic, bytes = envelope.data.len(), limit = self.max_message_size,
+                event.id = %envelope.id, topic, bytes = envelope.data.len(), limit = self.max_message_size,
                 "event larger than max_message_size; dropped to the dead-letter topic"
             );
-            return Outcome::Drop;
+            return Err(Outcome::Drop);
         }
         if envelope.id.is_empty() {
-            return self.without_id(&envelope.topic);
+            // The id is the deduplication key: such an event cannot be applied once.
+            tracing::error!(topic, outcome = %self.missing_id, "event without a CloudEvent id; it cannot be deduplicated");
+            return Err(self.missing_id);
         }
-        let Some(route) = self.registry.route(&envelope.pubsub, &envelope.topic, &envelope.path) else {
-            tracing::warn!(
-                event.id = %envelope.id, pubsub = %envelope.pubsub, topic = %envelope.topic, path = %envelope.path,
-                outcome = %self.unknown_topic, "no handler for this pubsub/topic/path"
-            );
-            return self.unknown_topic;
-        };
-        let request = EventRequest { envelope, route: route.clone(), context: self.context.clone() };
-        self.until_drain_deadline(middleware::run(self.service.clone(), request)).await
+        Ok(envelope)
     }
 
-    /// An event without a CloudEvent id cannot be deduplicated.
-    fn without_id(&self, topic: &str) -> Outcome {
-        tracing::error!(topic, outcome = %self.missing_id, "event without a CloudEvent id; it cannot be deduplicated");
-        self.missing_id
+    /// Each event through the middleware on its own: in order, at most
+    /// `bulk_concurrency` at once.
+    async fn run_each(&self, route: &Arc<Route>, events: Vec<Arc<Envelope>>) -> Vec<Outcome> {
+        if let [event] = events.as_slice() {
+            return self.run(route, Arc::from([event.clone()])).await;
+        }
+        let calls = events.into_iter().map(|event| self.run(route, Arc::from([event])));
+        let answered: Vec<Vec<Outcome>> =
+            futures_util::stream::iter(calls).buffered(self.bulk_concurrency).collect().await;
+        answered.into_iter().flatten().collect()
     }
 
-    /// `work`, or `Retry` once the drain deadline has passed. `biased`: the
-    /// work is polled first, so an event that completes at once never waits
-    /// on the shared token.
-    async fn until_drain_deadline(&self, work: impl Future<Output = Outcome>) -> Outcome {
+    /// One handler call through the middleware, or `Retry` for every event
+    /// once the drain deadline has passed. `biased`: the work is polled
+    /// first, so a call that completes at once never waits on the shared token.
+    async fn run(&self, route: &Arc<Route>, events: Arc<[Arc<Envelope>]>) -> Vec<Outcome> {
+        let count = events.len();
+        let request = EventRequest::new(events, route.clone(), self.context.clone());
         tokio::select! {
             biased;
-            outcome = work => outcome,
-            () = self.past_drain_deadline.cancelled() => Outcome::Retry,
+            outcomes = middleware::run(self.service.clone(), request) => outcomes,
+            () = self.past_drain_deadline.cancelled() => vec![Outcome::Retry; count],
         }
     }
 
@@ -111,151 +160,15 @@ impl Shared {
         token::check(self.token.as_deref(), &metadata, rpc, &bulk.id)?;
         let metadata = Arc::new(metadata);
         let pb::TopicEventBulkRequest { entries, topic, pubsub_name, path, .. } = bulk;
-        let mut ids = Vec::with_capacity(entries.len());
-        let mut envelopes = Vec::with_capacity(entries.len());
-        for entry in entries {
-            ids.push(entry.entry_id.clone());
-            envelopes.push(bulk_envelope(entry, &topic, &pubsub_name, &path, &metadata).map(Arc::new));
-        }
-        let outcomes = match self.registry.route(&pubsub_name, &topic, &path) {
-            // Asking with no envelopes only tells whether the consumer takes batches.
-            Some(route) if route.consumer().handle_batch(&[], &self.context).is_some() => {
-                self.batch(route, &ids, envelopes).await
-            }
-            _ => {
-                // `buffered` keeps the entries' order and runs at most N at once.
-                let topic = topic.as_str();
-                let mut each = Vec::with_capacity(ids.len());
-                for (envelope, id) in envelopes.into_iter().zip(&ids) {
-                    each.push(async move {
-                        match envelope {
-                            Ok(envelope) => self.dispatch(envelope).await,
-                            Err(reason) => unreadable_entry(id, topic, reason),
-                        }
-                    });
-                }
-                futures_util::stream::iter(each).buffered(self.bulk_concurrency).collect().await
-            }
-        };
+        let ids: Vec<String> = entries.iter().map(|entry| entry.entry_id.clone()).collect();
+        let entries = entries.into_iter().map(|entry| bulk_envelope(entry, &topic, &pubsub_name, &path, &metadata));
+        let outcomes = self.deliver(&pubsub_name, &topic, &path, entries.collect()).await;
         let statuses = ids
             .into_iter()
             .zip(outcomes)
             .map(|(entry_id, outcome)| pb::TopicEventBulkResponseEntry { entry_id, status: outcome.to_status() as i32 })
             .collect();
         Ok(pb::TopicEventBulkResponse { statuses })
-    }
-
-    /// A bulk request for a consumer that takes whole batches: one call, under
-    /// the route's concurrency permit, timeout and panic containment.
-    async fn batch(
-        &self,
-        route: &Arc<Route>,
-        ids: &[String],
-        envelopes: Vec<Result<Arc<Envelope>, &'static str>>,
-    ) -> Vec<Outcome> {
-        let _in_flight = self.in_flight.token();
-        let handler = route.name();
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; ids.len()];
-        let mut batch = Vec::with_capacity(ids.len());
-        for (index, envelope) in envelopes.into_iter().enumerate() {
-            match envelope {
-                Ok(envelope) if envelope.data.len() > self.max_message_size => {
-                    tracing::error!(event.id = %envelope.id, bytes = envelope.data.len(), "event larger than max_message_size; dropped");
-                    outcomes[index] = Some(Outcome::Drop);
-                }
-                Ok(envelope) if envelope.id.is_empty() => outcomes[index] = Some(self.without_id(route.topic())),
-                Ok(envelope) => batch.push((index, envelope)),
-                Err(reason) => outcomes[index] = Some(unreadable_entry(&ids[index], route.topic(), reason)),
-            }
-        }
-        let every = |outcome: Outcome| batch.iter().map(move |(index, _)| (*index, outcome)).collect::<Vec<_>>();
-        let decided: Vec<(usize, Outcome)> = if self.draining.load(Ordering::Acquire) {
-            tracing::info!(entries = batch.len(), "draining for shutdown; batch will be retried");
-            every(Outcome::Retry)
-        } else {
-            let permit = match route.limiter() {
-                Some(limiter) => limiter.clone().try_acquire_owned().map(Some).map_err(|_| ()),
-                None => Ok(None),
-            };
-            match permit {
-                Err(()) => {
-                    tracing::warn!(
-                        topic = route.topic(),
-                        entries = batch.len(),
-                        "concurrency limit reached; batch will be retried"
-                    );
-                    every(Outcome::Retry)
-                }
-                Ok(_permit) => {
-                    tokio::select! {
-                        biased;
-                        decided = self.run_batch(route, &batch) => decided,
-                        () = self.past_drain_deadline.cancelled() => every(Outcome::Retry),
-                    }
-                }
-            }
-        };
-        for (index, outcome) in decided {
-            outcomes[index] = Some(outcome);
-        }
-        let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Retry)).collect();
-        for outcome in &outcomes {
-            route.metrics().total(*outcome).increment(1);
-        }
-        tracing::debug!(handler, entries = outcomes.len(), "batch handled");
-        outcomes
-    }
-
-    async fn run_batch(&self, route: &Arc<Route>, batch: &[(usize, Arc<Envelope>)]) -> Vec<(usize, Outcome)> {
-        let envelopes: Vec<Arc<Envelope>> = batch.iter().map(|(_, envelope)| envelope.clone()).collect();
-        let every = |outcome: Outcome| batch.iter().map(|(index, _)| (*index, outcome)).collect::<Vec<_>>();
-        let Some(future) = route.consumer().handle_batch(&envelopes, &self.context) else {
-            return every(Outcome::Retry);
-        };
-        let started = std::time::Instant::now();
-        let span = tracing::info_span!(
-            "batch",
-            topic = route.topic(),
-            pubsub = route.pubsub(),
-            handler = route.name(),
-            entries = batch.len()
-        );
-        let guarded = AssertUnwindSafe(future).catch_unwind().instrument(span);
-        let result = match route.timeout() {
-            Some(limit) => tokio::time::timeout(limit, guarded).await.ok(),
-            None => Some(guarded.await),
-        };
-        route.metrics().duration.record(started.elapsed().as_secs_f64());
-        match result {
-            None => {
-                tracing::warn!(
-                    handler = route.name(),
-                    entries = batch.len(),
-                    "batch handler timed out; batch will be retried"
-                );
-                every(Outcome::Retry)
-            }
-            Some(Err(_panic)) => {
-                tracing::error!(
-                    handler = route.name(),
-                    entries = batch.len(),
-                    "batch handler panicked; batch will be retried"
-                );
-                every(Outcome::Retry)
-            }
-            Some(Ok(results)) => {
-                let mut results = results.into_iter();
-                batch
-                    .iter()
-                    .map(|(index, envelope)| {
-                        let result = results.next().unwrap_or_else(|| {
-                            Err(HandlerError::transient(anyhow::anyhow!("no result for this entry")))
-                        });
-                        (*index, outcome_of(result, &envelope.id, route.name()))
-                    })
-                    .collect()
-            }
-        }
     }
 
     async fn job(&self, request: Request<pb::JobEventRequest>, rpc: &str) -> Result<pb::JobEventResponse, Status> {
@@ -279,11 +192,6 @@ impl Shared {
     }
 }
 
-fn unreadable_entry(id: &str, topic: &str, reason: &str) -> Outcome {
-    tracing::error!(entry.id = %id, topic, reason, "bulk entry cannot be read; dropped");
-    Outcome::Drop
-}
-
 /// The envelope of one bulk entry: its own CloudEvent, or raw bytes
 /// (`rawPayload`) whose id is the entry id.
 fn bulk_envelope(
@@ -292,7 +200,7 @@ fn bulk_envelope(
     pubsub: &str,
     path: &str,
     metadata: &Arc<MetadataMap>,
-) -> Result<Envelope, &'static str> {
+) -> Entry {
     let mut envelope = match entry.event {
         Some(BulkEvent::CloudEvent(ce)) => Envelope {
             id: ce.id,
@@ -310,14 +218,14 @@ fn bulk_envelope(
             data: bytes.into(),
             ..Envelope::default()
         },
-        None => return Err("entry has no event"),
+        None => return Err(Unreadable { id: entry.entry_id, reason: "entry has no event" }),
     };
     envelope.topic = topic.to_owned();
     envelope.pubsub = pubsub.to_owned();
     envelope.path = path.to_owned();
     envelope.metadata = metadata.clone();
     envelope.entry_metadata = entry.metadata;
-    Ok(envelope)
+    Ok(Arc::new(envelope))
 }
 
 fn topic_envelope(request: Request<pb::TopicEventRequest>) -> (Envelope, MetadataMap) {

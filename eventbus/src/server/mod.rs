@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dapr::dapr::proto::common::v1::{InvokeRequest, InvokeResponse};
 use dapr::dapr::proto::runtime::v1 as pb;
 use dapr::dapr::proto::runtime::v1::{BindingEventRequest, BindingEventResponse};
 use tokio::net::TcpListener;
@@ -19,22 +18,25 @@ use tonic::transport::server::TcpIncoming;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder};
 
-use crate::consumer::{Consumer, Context, IntoConsumers};
-use crate::error::{Error, HandlerError};
+use crate::consumer::{Consumer, IntoConsumers};
 use crate::event::Envelope;
+use crate::extract::Context;
+use crate::invoke::{FromInvocation, IntoInvokeResponse};
 use crate::middleware::{
     CatchPanicLayer, ConcurrencyLimitLayer, EventRequest, EventService, HandlerService, MetricsLayer, TimeoutLayer,
     TraceLayer,
 };
-use crate::outcome::Outcome;
+use crate::outcome::{HandlerError, Outcome};
 use crate::registry::{Defaults, Registry};
 
 mod callback;
-mod handlers;
+mod error;
+mod invocation;
 mod token;
 
 use callback::{Callback, Shared};
-pub use handlers::Job;
+pub use error::Error;
+pub use invocation::Job;
 pub use token::{TOKEN_ENV, TOKEN_HEADER};
 
 /// The default gRPC port of a Dapr app (`dapr.io/app-port`).
@@ -60,16 +62,16 @@ pub struct ServerBuilder {
     defaults: Defaults,
     context: Context,
     layers: Vec<LayerFn>,
-    invocations: Vec<(String, handlers::InvocationFn)>,
-    bindings: Vec<(String, handlers::BindingFn)>,
-    jobs: Vec<(String, handlers::JobFn)>,
+    invocations: Vec<(String, invocation::InvocationFn)>,
+    bindings: Vec<(String, invocation::BindingFn)>,
+    jobs: Vec<(String, invocation::JobFn)>,
     token: Option<String>,
     unknown_topic: Outcome,
     missing_id: Outcome,
     bulk_concurrency: usize,
     max_message_size: usize,
     drain_timeout: Duration,
-    readiness: Option<handlers::ReadinessFn>,
+    readiness: Option<invocation::ReadinessFn>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -199,7 +201,7 @@ impl ServerBuilder {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.readiness = Some(handlers::box_readiness(probe));
+        self.readiness = Some(invocation::box_readiness(probe));
         self
     }
 
@@ -207,14 +209,19 @@ impl ServerBuilder {
     /// layers (tracing, metrics, concurrency, catch-panic, timeout). Layers
     /// added first are outermost.
     ///
+    /// Every event passes through the layers once: alone, or in the batch
+    /// of a consumer that takes whole batches ([`EventRequest::events`]).
+    ///
     /// ```
     /// use eventbus::Server;
     /// use eventbus::middleware::{EventRequest, EventService};
-    /// use tower::ServiceExt;
+    /// use eventbus::tower::{self, ServiceExt};
     ///
     /// let builder = Server::builder().layer(tower::layer::layer_fn(|inner: EventService| {
     ///     tower::service_fn(move |request: EventRequest| {
-    ///         tracing::info!(id = %request.envelope.id, topic = request.route.topic(), "audit");
+    ///         for event in request.events() {
+    ///             tracing::info!(id = %event.id, topic = request.topic(), "audit");
+    ///         }
     ///         inner.clone().oneshot(request)
     ///     })
     /// }));
@@ -222,22 +229,31 @@ impl ServerBuilder {
     pub fn layer<L>(mut self, layer: L) -> Self
     where
         L: Layer<EventService> + Send + 'static,
-        L::Service:
-            Service<EventRequest, Response = Outcome, Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+        L::Service: Service<EventRequest, Response = Vec<Outcome>, Error = std::convert::Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         <L::Service as Service<EventRequest>>::Future: Send + 'static,
     {
         self.layers.push(Box::new(move |inner| BoxCloneSyncService::new(layer.layer(inner))));
         self
     }
 
-    /// Handles service invocation of `method` (`OnInvoke`). Unregistered
-    /// methods get `Unimplemented`.
-    pub fn invocation<F, Fut>(mut self, method: impl Into<String>, handler: F) -> Self
+    /// Handles service invocation of `method` (`OnInvoke`) with a typed
+    /// handler (see [`invoke`](crate::invoke)): it takes `Json<T>`,
+    /// `String`, `Bytes`, `Invocation` or `InvokeRequest`, and answers
+    /// `Result<R, Status>` (or `R`) where `R` is `Json<T>`, `String`, `Bytes`,
+    /// `Vec<u8>`, `()` or `InvokeResponse`. Unregistered methods get
+    /// `Unimplemented`.
+    pub fn invocation<F, Fut, Req, Resp>(mut self, method: impl Into<String>, handler: F) -> Self
     where
-        F: Fn(InvokeRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<InvokeResponse, Status>> + Send + 'static,
+        F: Fn(Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Resp> + Send + 'static,
+        Req: FromInvocation,
+        Resp: IntoInvokeResponse,
     {
-        self.invocations.push((method.into(), handlers::box_invocation(handler)));
+        self.invocations.push((method.into(), invocation::box_invocation(handler)));
         self
     }
 
@@ -248,7 +264,7 @@ impl ServerBuilder {
         F: Fn(BindingEventRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<BindingEventResponse, Status>> + Send + 'static,
     {
-        self.bindings.push((name.into(), handlers::box_binding(handler)));
+        self.bindings.push((name.into(), invocation::box_binding(handler)));
         self
     }
 
@@ -259,7 +275,7 @@ impl ServerBuilder {
         F: Fn(Job) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        self.jobs.push((name.into(), handlers::box_job(handler)));
+        self.jobs.push((name.into(), invocation::box_job(handler)));
         self
     }
 
@@ -394,11 +410,44 @@ impl Server {
     ///
     /// An empty `pubsub` is taken as the default pub/sub and an empty path as
     /// the topic's default route.
-    pub async fn dispatch(&self, mut envelope: Envelope) -> Outcome {
+    ///
+    /// ```
+    /// use eventbus::{Envelope, Event, Outcome, Server, Subscription, handler};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let server = Server::builder()
+    ///     .consumer(handler(Subscription::new("orders"), |event: Event<u32>| async move {
+    ///         if event.data > 0 { Outcome::Success } else { Outcome::Drop }
+    ///     }))
+    ///     .build()
+    ///     .unwrap();
+    /// let event = |data: &'static str| Envelope { id: "e-1".into(), topic: "orders".into(), data: data.into(), ..Envelope::default() };
+    /// assert_eq!(server.dispatch(event("7")).await, Outcome::Success);
+    /// assert_eq!(server.dispatch(event("0")).await, Outcome::Drop);
+    /// assert_eq!(server.dispatch(event("oops")).await, Outcome::Drop);
+    /// # });
+    /// ```
+    pub async fn dispatch(&self, envelope: Envelope) -> Outcome {
+        let envelope = self.defaulted(envelope);
+        self.callback.0.dispatch(Arc::new(envelope)).await
+    }
+
+    /// Runs the events of one topic the way `OnBulkTopicEvent` does: one
+    /// call for a consumer that takes whole batches, else each event on its
+    /// own; one outcome per event, in order. The topic, pub/sub and path are
+    /// the first event's.
+    pub async fn dispatch_bulk(&self, envelopes: Vec<Envelope>) -> Vec<Outcome> {
+        let Some(first) = envelopes.first() else { return Vec::new() };
+        let first = self.defaulted(first.clone());
+        let entries = envelopes.into_iter().map(|envelope| Ok(Arc::new(envelope))).collect();
+        self.callback.0.deliver(&first.pubsub, &first.topic, &first.path, entries).await
+    }
+
+    fn defaulted(&self, mut envelope: Envelope) -> Envelope {
         if envelope.pubsub.is_empty() {
             envelope.pubsub = self.default_pubsub.clone();
         }
-        self.callback.0.dispatch(Arc::new(envelope)).await
+        envelope
     }
 
     /// A handle to watch the server while it runs.

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use eventbus::{Event, HandlerError, Job, ResultExt, Server, State, subscribe};
+use eventbus::server::Job;
+use eventbus::{Event, HandlerError, ResultExt, Server, State, subscribe};
 use serde::Deserialize;
 
 /// Prices in cents by SKU (in memory: the example is about the framework).
@@ -93,9 +94,9 @@ pub fn server(book: PriceBook) -> Result<Server, eventbus::Error> {
     Server::builder()
         .default_pubsub("pubsub-redis")
         .state(book)
-        .consumer(on_price_v2)
-        .consumer(on_discount)
-        .consumer(on_price_v1)
+        .consumer(on_price_v2 {})
+        .consumer(on_discount {})
+        .consumer(on_price_v1 {})
         .job("nightly-repricing", move |job: Job| {
             let book = nightly.clone();
             async move {

@@ -8,7 +8,8 @@ use example_pricing::{PriceBook, server};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("info").init();
-    let port: u16 = std::env::var("APP_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(eventbus::DEFAULT_PORT);
+    let port: u16 =
+        std::env::var("APP_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(eventbus::server::DEFAULT_PORT);
     server(PriceBook::default())?.serve(([127, 0, 0, 1], port).into()).await?;
     Ok(())
 }

@@ -51,5 +51,5 @@ pub async fn index_product(event: Event<ProductUpdated>, State(index): State<Sea
 
 /// The search server; `bulk_concurrency` entries of a batch are indexed at once.
 pub fn server(index: SearchIndex) -> Result<Server, eventbus::Error> {
-    Server::builder().default_pubsub("pubsub-redis").state(index).bulk_concurrency(8).consumer(index_product).build()
+    Server::builder().default_pubsub("pubsub-redis").state(index).bulk_concurrency(8).consumer(index_product {}).build()
 }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use eventbus::proto::common::{InvokeRequest, InvokeResponse};
+use eventbus::invoke::Json;
 use eventbus::tonic::Status;
 use eventbus::{Event, HandlerError, ResultExt, Server, subscribe};
 use serde::{Deserialize, Serialize};
@@ -153,18 +153,11 @@ impl Warehouse {
     }
 }
 
-/// Answers `stock` invocations: the request data is a SKU, the answer its [`Level`] as JSON.
-fn stock_query(warehouse: Warehouse, request: InvokeRequest) -> Result<InvokeResponse, Status> {
-    let sku = request
-        .data
-        .map(|any| String::from_utf8_lossy(&any.value).trim().trim_matches('"').to_owned())
-        .unwrap_or_default();
-    let level = warehouse.level(&sku).ok_or_else(|| Status::not_found(format!("unknown sku {sku:?}")))?;
-    let body = serde_json::to_vec(&level).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(InvokeResponse {
-        data: Some(eventbus::proto::Any { type_url: String::new(), value: body }),
-        content_type: "application/json".into(),
-    })
+/// Answers `stock` invocations: the request is a SKU (plain text, or a
+/// JSON string), the answer its [`Level`] as JSON.
+async fn stock_query(warehouse: Warehouse, sku: String) -> Result<Json<Level>, Status> {
+    let sku = sku.trim().trim_matches('"');
+    warehouse.level(sku).map(Json).ok_or_else(|| Status::not_found(format!("unknown sku {sku:?}")))
 }
 
 /// The warehouse's server.
@@ -173,9 +166,6 @@ pub fn server(warehouse: Warehouse) -> Result<Server, eventbus::Error> {
     Server::builder()
         .default_pubsub("pubsub-redis")
         .consumers(Arc::new(warehouse))
-        .invocation("stock", move |request| {
-            let warehouse = queries.clone();
-            async move { stock_query(warehouse, request) }
-        })
+        .invocation("stock", move |sku| stock_query(queries.clone(), sku))
         .build()
 }

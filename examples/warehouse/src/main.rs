@@ -7,7 +7,8 @@ use example_warehouse::{Warehouse, server};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("info").init();
-    let port: u16 = std::env::var("APP_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(eventbus::DEFAULT_PORT);
+    let port: u16 =
+        std::env::var("APP_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(eventbus::server::DEFAULT_PORT);
     let warehouse = Warehouse::with_stock([("sku-apple", 100), ("sku-pear", 20)]);
     server(warehouse)?.serve(([127, 0, 0, 1], port).into()).await?;
     Ok(())

@@ -5,8 +5,9 @@ pub(crate) mod daprd;
 
 use std::net::SocketAddr;
 
+use eventbus::server::ServerHandle;
 use eventbus::testing::TestSidecar;
-use eventbus::{Server, ServerBuilder, ServerHandle};
+use eventbus::{Server, ServerBuilder};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 

@@ -19,6 +19,6 @@ impl Orders {
 }
 
 fn main() {
-    let server = Server::builder().state(1u32).consumer(index).consumers(Arc::new(Orders)).build().unwrap();
+    let server = Server::builder().state(1u32).consumer(index {}).consumers(Arc::new(Orders)).build().unwrap();
     assert_eq!(server.subscriptions().len(), 2);
 }

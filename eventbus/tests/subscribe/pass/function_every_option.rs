@@ -43,10 +43,10 @@ fn main() {
     let server = Server::builder()
         .state(Db)
         .state(String::new())
-        .consumer(every_option)
-        .consumer(unit)
-        .consumer(anyhow_result)
-        .consumer(io_result)
+        .consumer(every_option {})
+        .consumer(unit {})
+        .consumer(anyhow_result {})
+        .consumer(io_result {})
         .build()
         .unwrap();
     assert_eq!(server.subscriptions().len(), 4);

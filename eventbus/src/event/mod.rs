@@ -6,10 +6,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use prost_types::value::Kind;
-use serde::de::DeserializeOwned;
 use tonic::metadata::MetadataMap;
 
-use crate::error::HandlerError;
+use crate::outcome::HandlerError;
+
+mod data;
+
+pub use data::{DecodeError, EventData, Protobuf, Raw};
 
 /// One event as the sidecar delivered it: every CloudEvent attribute, the
 /// extensions, the gRPC metadata, and the undecoded data.
@@ -209,91 +212,6 @@ impl<T> Event<T> {
     /// The payload, dropping the envelope.
     pub fn into_data(self) -> T {
         self.data
-    }
-}
-
-/// Why a payload did not decode.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot decode event data ({content_type}) as {target}: {reason}")]
-pub struct DecodeError {
-    content_type: String,
-    target: &'static str,
-    reason: String,
-}
-
-impl DecodeError {
-    /// A decode error for `target` with a reason.
-    pub fn new(envelope: &Envelope, target: &'static str, reason: impl std::fmt::Display) -> Self {
-        let content_type = match envelope.data_content_type.as_str() {
-            "" => "no content type".to_owned(),
-            other => other.to_owned(),
-        };
-        DecodeError { content_type, target, reason: reason.to_string() }
-    }
-}
-
-/// How a payload type is decoded from an envelope.
-///
-/// Implemented for every serde type (JSON), for [`Protobuf<M>`] and for [`Raw`].
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be decoded from an event",
-    label = "derive `serde::Deserialize`, or use `Protobuf<M>` or `Raw`"
-)]
-pub trait EventData: Sized + Send + 'static {
-    /// Decodes the envelope's data.
-    fn decode(envelope: &Envelope) -> Result<Self, DecodeError>;
-}
-
-fn is_protobuf(content_type: &str) -> bool {
-    content_type.contains("protobuf")
-}
-
-/// JSON, for any content type but protobuf. `rawPayload` subscriptions deliver
-/// `application/octet-stream`; that is decoded as JSON too, since the bytes are
-/// the publisher's own JSON.
-impl<T: DeserializeOwned + Send + 'static> EventData for T {
-    fn decode(envelope: &Envelope) -> Result<Self, DecodeError> {
-        if is_protobuf(&envelope.data_content_type) {
-            return Err(DecodeError::new(envelope, std::any::type_name::<T>(), "expected JSON"));
-        }
-        serde_json::from_slice(&envelope.data).map_err(|e| DecodeError::new(envelope, std::any::type_name::<T>(), e))
-    }
-}
-
-/// A protobuf payload (`application/protobuf`, `application/x-protobuf`, or
-/// raw bytes of a `rawPayload` subscription).
-///
-/// ```
-/// use eventbus::{Envelope, Event, Protobuf};
-/// use prost::Message;
-///
-/// let bytes = prost_types::Timestamp { seconds: 7, nanos: 0 }.encode_to_vec();
-/// let envelope = Envelope { data: bytes.into(), data_content_type: "application/protobuf".into(), ..Envelope::default() };
-/// let event: Event<Protobuf<prost_types::Timestamp>> = Event::decode(envelope.into()).unwrap();
-/// assert_eq!(event.data.0.seconds, 7);
-/// ```
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Protobuf<M>(pub M);
-
-impl<M: prost::Message + Default + 'static> EventData for Protobuf<M> {
-    fn decode(envelope: &Envelope) -> Result<Self, DecodeError> {
-        let ct = envelope.data_content_type.as_str();
-        if !(is_protobuf(ct) || ct.is_empty() || ct == "application/octet-stream") {
-            return Err(DecodeError::new(envelope, std::any::type_name::<M>(), "expected protobuf"));
-        }
-        M::decode(envelope.data.clone())
-            .map(Protobuf)
-            .map_err(|e| DecodeError::new(envelope, std::any::type_name::<M>(), e))
-    }
-}
-
-/// The payload's bytes, undecoded, whatever the content type.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Raw(pub Bytes);
-
-impl EventData for Raw {
-    fn decode(envelope: &Envelope) -> Result<Self, DecodeError> {
-        Ok(Raw(envelope.data.clone()))
     }
 }
 

@@ -1,9 +1,8 @@
-//! Errors: what a handler returns ([`HandlerError`]) and what building or
-//! running the server returns ([`Error`]).
+//! What a handler returns when it fails: [`HandlerError`], transient or permanent.
 
 use std::fmt;
 
-use crate::outcome::Outcome;
+use super::Outcome;
 
 /// Whether a failed event is worth delivering again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +42,11 @@ pub struct HandlerError {
 }
 
 impl HandlerError {
+    /// An error of the given kind.
+    pub fn new(kind: ErrorKind, error: impl Into<anyhow::Error>) -> Self {
+        HandlerError { kind, error: error.into() }
+    }
+
     /// An error worth retrying.
     pub fn transient(error: impl Into<anyhow::Error>) -> Self {
         HandlerError { kind: ErrorKind::Transient, error: error.into() }
@@ -123,66 +127,3 @@ impl<T, E: Into<anyhow::Error>> ResultExt<T> for Result<T, E> {
 
 /// The result type of handlers: `eventbus::Result` is `Result<(), HandlerError>`.
 pub type Result<T = (), E = HandlerError> = std::result::Result<T, E>;
-
-/// Errors of building and running a [`Server`](crate::Server).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// Two handlers claim the same (pubsub, topic, path).
-    #[error("duplicate subscription {route}: handled by both `{first}` and `{second}`")]
-    DuplicateRoute {
-        /// `pubsub/topic` and path.
-        route: String,
-        /// The handler registered first.
-        first: String,
-        /// The handler registered second.
-        second: String,
-    },
-    /// A subscription is not valid on its own (empty topic, empty pubsub, …).
-    #[error("invalid subscription of `{handler}`: {reason}")]
-    InvalidSubscription {
-        /// The handler's name.
-        handler: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// Two handlers of one topic disagree on a topic-wide setting.
-    #[error("conflicting settings for topic {topic}: `{first}` and `{second}` differ in {setting}")]
-    ConflictingSubscription {
-        /// `pubsub/topic`.
-        topic: String,
-        /// The setting (dead-letter topic, metadata, bulk).
-        setting: &'static str,
-        /// One handler.
-        first: String,
-        /// The other.
-        second: String,
-    },
-    /// A handler needs state that was not given to the builder.
-    #[error("handler `{handler}` needs {what}, which the server builder was not given (use `.state(..)`)")]
-    MissingState {
-        /// The handler's name.
-        handler: String,
-        /// The missing type.
-        what: String,
-    },
-    /// Two invocation, binding or job handlers share a name.
-    #[error("duplicate {kind} handler `{name}`")]
-    DuplicateHandler {
-        /// `invocation`, `binding` or `job`.
-        kind: &'static str,
-        /// The method, binding or job name.
-        name: String,
-    },
-    /// Binding the listening socket failed.
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        /// The address.
-        address: std::net::SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The gRPC transport failed.
-    #[error("gRPC server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
-}

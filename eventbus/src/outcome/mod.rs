@@ -1,8 +1,11 @@
-//! What the app answers the sidecar for one event.
+//! What the app answers the sidecar for one event, and how a handler's
+//! return value and errors become that answer.
 
 use dapr::dapr::proto::runtime::v1::topic_event_response::TopicEventResponseStatus;
 
-use crate::error::HandlerError;
+mod error;
+
+pub use error::{ErrorKind, HandlerError, Result, ResultExt};
 
 /// The answer for one event, as the sidecar understands it.
 ///
@@ -31,9 +34,6 @@ pub enum Outcome {
     /// Never processable: acknowledge and dead-letter.
     Drop,
 }
-
-/// An explicit acknowledgement, for handlers that want to say so.
-pub const ACK: Outcome = Outcome::Success;
 
 impl Outcome {
     /// The lower-case name used in logs and metric labels.
@@ -77,7 +77,8 @@ pub type HandlerResult = Result<Outcome, HandlerError>;
 /// `T` is one of those and `E` converts into [`HandlerError`].
 ///
 /// ```
-/// use eventbus::{IntoOutcome, Outcome, HandlerError};
+/// use eventbus::outcome::IntoOutcome;
+/// use eventbus::{Outcome, HandlerError};
 ///
 /// assert_eq!(().into_outcome().unwrap(), Outcome::Success);
 /// let failed: Result<(), std::io::Error> = Err(std::io::Error::other("db down"));

@@ -1,4 +1,4 @@
-//! Service invocation, input binding and job handlers.
+//! Service invocation, input binding and job handlers, boxed.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,7 +9,8 @@ use dapr::dapr::proto::runtime::v1::{BindingEventRequest, BindingEventResponse};
 use futures_util::future::BoxFuture;
 use tonic::Status;
 
-use crate::error::HandlerError;
+use crate::invoke::{FromInvocation, IntoInvokeResponse};
+use crate::outcome::HandlerError;
 
 /// A boxed invocation handler.
 pub(crate) type InvocationFn =
@@ -22,12 +23,18 @@ pub(crate) type JobFn = Arc<dyn Fn(Job) -> BoxFuture<'static, Result<(), Handler
 /// A boxed readiness probe.
 pub(crate) type ReadinessFn = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
-pub(crate) fn box_invocation<F, Fut>(f: F) -> InvocationFn
+pub(crate) fn box_invocation<F, Fut, Req, Resp>(f: F) -> InvocationFn
 where
-    F: Fn(InvokeRequest) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<InvokeResponse, Status>> + Send + 'static,
+    F: Fn(Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+    Req: FromInvocation,
+    Resp: IntoInvokeResponse,
 {
-    Arc::new(move |request| Box::pin(f(request)))
+    let f = Arc::new(f);
+    Arc::new(move |request| {
+        let f = f.clone();
+        Box::pin(async move { f(Req::from_invocation(request)?).await.into_invoke_response() })
+    })
 }
 
 pub(crate) fn box_binding<F, Fut>(f: F) -> BindingFn

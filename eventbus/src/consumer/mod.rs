@@ -1,0 +1,289 @@
+//! Consumers: what handles the events of one subscription.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+pub use futures_util::future::BoxFuture;
+
+use crate::event::Envelope;
+use crate::extract::{Context, MissingState};
+use crate::handler::{BatchHandler, Handler};
+use crate::outcome::HandlerResult;
+use crate::subscription::Subscription;
+
+/// Something that handles the events of one [`Subscription`].
+///
+/// Most consumers come from `#[subscribe]`, [`handler`] or [`batch`];
+/// implement the trait by hand for full control over decoding.
+///
+/// ```
+/// use std::sync::Arc;
+/// use eventbus::consumer::{BoxFuture, Consumer};
+/// use eventbus::extract::Context;
+/// use eventbus::outcome::HandlerResult;
+/// use eventbus::{Envelope, Outcome, Subscription};
+///
+/// struct CountBytes;
+///
+/// impl Consumer for CountBytes {
+///     fn name(&self) -> &str { "count_bytes" }
+///     fn subscription(&self) -> Subscription { Subscription::new("blobs").raw_payload() }
+///     fn handle<'a>(&'a self, envelope: Arc<Envelope>, _: &'a Context) -> BoxFuture<'a, HandlerResult> {
+///         Box::pin(async move {
+///             tracing::info!(bytes = envelope.data.len(), "blob");
+///             Ok(Outcome::Success)
+///         })
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a consumer",
+    label = "register a `#[subscribe]` function as `name {{}}` (or with `eventbus::consumers![name]`), or build one with `eventbus::handler(subscription, function)`"
+)]
+pub trait Consumer: Send + Sync + 'static {
+    /// A name for logs, metrics and error messages.
+    fn name(&self) -> &str;
+
+    /// What to subscribe to. Read once, when the server is built.
+    fn subscription(&self) -> Subscription;
+
+    /// Handles one event.
+    fn handle<'a>(&'a self, envelope: Arc<Envelope>, ctx: &'a Context) -> BoxFuture<'a, HandlerResult>;
+
+    /// Checks when the server is built that the [`Context`] holds what the
+    /// handler needs.
+    fn check(&self, _ctx: &Context) -> Result<(), MissingState> {
+        Ok(())
+    }
+
+    /// `true` when the entries of a bulk request reach
+    /// [`handle_batch`](Consumer::handle_batch) together (e.g. to write them
+    /// in one transaction); `false`, the default, when each entry goes
+    /// through the middleware and [`handle`](Consumer::handle) on its own.
+    fn takes_batches(&self) -> bool {
+        false
+    }
+
+    /// Handles the entries of one bulk request, when
+    /// [`takes_batches`](Consumer::takes_batches): one result per envelope,
+    /// in order. A single event arrives as a batch of one. The default
+    /// handles them one by one with [`handle`](Consumer::handle).
+    fn handle_batch<'a>(
+        &'a self,
+        envelopes: &'a [Arc<Envelope>],
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Vec<HandlerResult>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(envelopes.len());
+            for envelope in envelopes {
+                results.push(self.handle(envelope.clone(), ctx).await);
+            }
+            results
+        })
+    }
+}
+
+/// A [`Consumer`] made of a [`Subscription`] and a [`Handler`]; see [`handler`].
+pub struct HandlerConsumer<H, Args> {
+    name: String,
+    subscription: Subscription,
+    handler: H,
+    _args: PhantomData<fn() -> Args>,
+}
+
+impl<H, Args> std::fmt::Debug for HandlerConsumer<H, Args> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerConsumer")
+            .field("name", &self.name)
+            .field("subscription", &self.subscription)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes a consumer of an async function or closure whose arguments are
+/// extractors ([`FromEvent`](crate::extract::FromEvent)), in any order.
+///
+/// ```
+/// use eventbus::{handler, Event, Subscription, State, HandlerError};
+/// use eventbus::extract::EventId;
+///
+/// #[derive(serde::Deserialize)]
+/// struct OrderCompleted { order_id: String }
+///
+/// async fn on_completed(State(prefix): State<String>, EventId(id): EventId, event: Event<OrderCompleted>) -> Result<(), HandlerError> {
+///     println!("{prefix}{id} {}", event.data.order_id);
+///     Ok(())
+/// }
+///
+/// let consumer = handler(Subscription::new("order.completed"), on_completed).name("on_completed");
+/// ```
+pub fn handler<H, Args>(subscription: Subscription, handler: H) -> HandlerConsumer<H, Args>
+where
+    H: Handler<Args>,
+{
+    HandlerConsumer { name: std::any::type_name::<H>().to_owned(), subscription, handler, _args: PhantomData }
+}
+
+impl<H, Args> HandlerConsumer<H, Args> {
+    /// The name used in logs, metrics and errors (default: the function's type name).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+}
+
+impl<H, Args> Consumer for HandlerConsumer<H, Args>
+where
+    H: Handler<Args>,
+    Args: 'static,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn subscription(&self) -> Subscription {
+        self.subscription.clone()
+    }
+
+    fn handle<'a>(&'a self, envelope: Arc<Envelope>, ctx: &'a Context) -> BoxFuture<'a, HandlerResult> {
+        self.handler.call(envelope, ctx)
+    }
+
+    fn check(&self, ctx: &Context) -> Result<(), MissingState> {
+        H::check(ctx)
+    }
+}
+
+/// A [`Consumer`] of whole bulk batches, made of a [`Subscription`] and a
+/// [`BatchHandler`]; see [`batch`].
+pub struct BatchConsumer<H, Args> {
+    name: String,
+    subscription: Subscription,
+    handler: H,
+    _args: PhantomData<fn() -> Args>,
+}
+
+impl<H, Args> std::fmt::Debug for BatchConsumer<H, Args> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchConsumer")
+            .field("name", &self.name)
+            .field("subscription", &self.subscription)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes a consumer that takes a bulk batch at once: `Vec<Event<T>>` in (with
+/// any [`FromContext`](crate::extract::FromContext) arguments), one result
+/// per event out. Single events arrive as a batch of one; entries that do
+/// not decode are dropped before the call.
+///
+/// ```
+/// use eventbus::{batch, Event, HandlerError, Subscription};
+///
+/// let consumer = batch(Subscription::new("product.updated").bulk(100, 500), |events: Vec<Event<serde_json::Value>>| async move {
+///     // e.g. one multi-row INSERT for the whole batch
+///     events.iter().map(|_| Ok::<(), HandlerError>(())).collect::<Vec<_>>()
+/// })
+/// .name("index_products");
+/// ```
+pub fn batch<H, Args>(subscription: Subscription, handler: H) -> BatchConsumer<H, Args>
+where
+    H: BatchHandler<Args>,
+{
+    BatchConsumer { name: std::any::type_name::<H>().to_owned(), subscription, handler, _args: PhantomData }
+}
+
+impl<H, Args> BatchConsumer<H, Args> {
+    /// The name used in logs, metrics and errors.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+}
+
+impl<H, Args> Consumer for BatchConsumer<H, Args>
+where
+    H: BatchHandler<Args>,
+    Args: 'static,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn subscription(&self) -> Subscription {
+        self.subscription.clone()
+    }
+
+    fn handle<'a>(&'a self, envelope: Arc<Envelope>, ctx: &'a Context) -> BoxFuture<'a, HandlerResult> {
+        Box::pin(async move { crate::__private::only_result(self.handler.call(&[envelope], ctx).await) })
+    }
+
+    fn check(&self, ctx: &Context) -> Result<(), MissingState> {
+        H::check(ctx)
+    }
+
+    fn takes_batches(&self) -> bool {
+        true
+    }
+
+    fn handle_batch<'a>(
+        &'a self,
+        envelopes: &'a [Arc<Envelope>],
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Vec<HandlerResult>> {
+        self.handler.call(envelopes, ctx)
+    }
+}
+
+/// A group of consumers registered together, such as the methods of a type
+/// marked `#[eventbus::consumer]`.
+pub trait ConsumerGroup: Send + Sync + 'static {
+    /// The group's consumers, sharing `self`.
+    fn consumers(self: Arc<Self>) -> Vec<Arc<dyn Consumer>>;
+}
+
+/// Anything [`ServerBuilder::consumers`](crate::ServerBuilder::consumers) takes.
+pub trait IntoConsumers {
+    /// The consumers.
+    fn into_consumers(self) -> Vec<Arc<dyn Consumer>>;
+}
+
+impl<G: ConsumerGroup> IntoConsumers for Arc<G> {
+    fn into_consumers(self) -> Vec<Arc<dyn Consumer>> {
+        self.consumers()
+    }
+}
+
+impl IntoConsumers for Vec<Arc<dyn Consumer>> {
+    fn into_consumers(self) -> Vec<Arc<dyn Consumer>> {
+        self
+    }
+}
+
+/// The consumers of `#[subscribe]` functions, for
+/// [`ServerBuilder::consumers`](crate::ServerBuilder::consumers).
+///
+/// `#[subscribe]` leaves the function as it is and puts its registration in
+/// a struct of the same name (types and functions have separate
+/// namespaces); `consumers![a, b]` is `vec![Arc::new(a {}), Arc::new(b {})]`.
+///
+/// ```
+/// use eventbus::{Event, Server, consumers, subscribe};
+///
+/// #[subscribe("order.completed")]
+/// async fn completed(_event: Event<serde_json::Value>) {}
+///
+/// #[subscribe("order.cancelled")]
+/// async fn cancelled(_event: Event<serde_json::Value>) {}
+///
+/// let server = Server::builder().consumers(consumers![completed, cancelled]).build().unwrap();
+/// assert_eq!(server.subscriptions().len(), 2);
+/// ```
+#[macro_export]
+macro_rules! consumers {
+    ($($($segment:ident)::+),* $(,)?) => {
+        ::std::vec![$(::std::sync::Arc::new($($segment)::+ {}) as ::std::sync::Arc<dyn $crate::consumer::Consumer>),*]
+    };
+}

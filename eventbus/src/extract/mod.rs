@@ -1,0 +1,260 @@
+//! Extractors: where a handler's arguments come from.
+//!
+//! Every argument of a handler is an extractor, in any order: the event
+//! ([`Event<T>`], decoded), parts of it ([`EventId`], [`Metadata`],
+//! [`TraceContext`], [`Extensions`], the whole [`Envelope`]), or shared state
+//! ([`State<S>`]). Write your own for anything else, such as a header:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use eventbus::{Envelope, Event, HandlerError};
+//! use eventbus::extract::{Context, FromEvent};
+//!
+//! /// The `tenant` CloudEvent extension, required.
+//! struct Tenant(String);
+//!
+//! impl FromEvent for Tenant {
+//!     fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
+//!         match envelope.extensions.get_str("tenant") {
+//!             Some(tenant) => Ok(Tenant(tenant.to_owned())),
+//!             None => Err(HandlerError::permanent(anyhow::anyhow!("no tenant extension"))),
+//!         }
+//!     }
+//! }
+//!
+//! async fn on_order(Tenant(tenant): Tenant, event: Event<serde_json::Value>) {
+//!     tracing::info!(%tenant, id = event.id(), "order");
+//! }
+//! # let _ = eventbus::handler(eventbus::Subscription::new("orders"), on_order);
+//! ```
+//!
+//! An extractor that fails answers for the event: a permanent error drops
+//! it, a transient one retries it; the handler is not called.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tonic::metadata::MetadataMap;
+
+use crate::event::{Envelope, Event, EventData, Extensions};
+use crate::outcome::HandlerError;
+
+/// Shared values handlers ask for with [`State<S>`], one per type; filled by
+/// [`ServerBuilder::state`](crate::ServerBuilder::state).
+///
+/// ```
+/// use eventbus::extract::Context;
+/// let mut ctx = Context::default();
+/// ctx.insert(42u32);
+/// assert_eq!(ctx.get::<u32>(), Some(42));
+/// ```
+#[derive(Default)]
+pub struct Context {
+    values: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+}
+
+impl Context {
+    /// Stores a value, replacing one of the same type.
+    pub fn insert<S: Clone + Send + Sync + 'static>(&mut self, value: S) {
+        self.values.insert(TypeId::of::<S>(), Box::new(value));
+    }
+
+    /// A clone of the stored value of type `S`.
+    pub fn get<S: Clone + Send + Sync + 'static>(&self) -> Option<S> {
+        self.get_ref::<S>().cloned()
+    }
+
+    /// The stored value of type `S`.
+    pub fn get_ref<S: Send + Sync + 'static>(&self) -> Option<&S> {
+        self.values.get(&TypeId::of::<S>()).and_then(|v| v.downcast_ref())
+    }
+
+    /// `true` when a value of type `S` is stored.
+    pub fn contains<S: Send + Sync + 'static>(&self) -> bool {
+        self.values.contains_key(&TypeId::of::<S>())
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("values", &self.values.len()).finish()
+    }
+}
+
+/// What an extractor needs that the server was not given; reported by
+/// [`ServerBuilder::build`](crate::ServerBuilder::build), naming the handler.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{what}`")]
+pub struct MissingState {
+    what: String,
+}
+
+impl MissingState {
+    /// `State<S>` is missing.
+    pub fn state<S>() -> Self {
+        MissingState { what: format!("State<{}>", std::any::type_name::<S>()) }
+    }
+
+    /// Something else is missing, described by `what`.
+    pub fn new(what: impl Into<String>) -> Self {
+        MissingState { what: what.into() }
+    }
+}
+
+/// An argument taken from the shared [`Context`] alone, so single and batch
+/// handlers can both take it. Every `FromContext` type is also [`FromEvent`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be taken from the server's state",
+    label = "batch handlers take `Vec<Event<T>>` and values that implement `FromContext`, such as `State<S>`"
+)]
+pub trait FromContext: Sized + Send + 'static {
+    /// Takes the value from the context.
+    fn from_context(ctx: &Context) -> Result<Self, HandlerError>;
+
+    /// Checks when the server is built that the context can supply it.
+    fn check(_ctx: &Context) -> Result<(), MissingState> {
+        Ok(())
+    }
+}
+
+/// A handler argument: taken from the event being handled and the shared
+/// [`Context`]. See the [module documentation](self).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler argument",
+    label = "handler arguments implement `FromEvent`: `Event<T>`, `State<S>`, `EventId`, `Metadata`, `TraceContext`, …"
+)]
+pub trait FromEvent: Sized + Send + 'static {
+    /// Takes the value for one event.
+    fn from_event(envelope: &Arc<Envelope>, ctx: &Context) -> Result<Self, HandlerError>;
+
+    /// Checks when the server is built that the context can supply it.
+    fn check(_ctx: &Context) -> Result<(), MissingState> {
+        Ok(())
+    }
+}
+
+impl<T: FromContext> FromEvent for T {
+    fn from_event(_: &Arc<Envelope>, ctx: &Context) -> Result<Self, HandlerError> {
+        T::from_context(ctx)
+    }
+
+    fn check(ctx: &Context) -> Result<(), MissingState> {
+        <T as FromContext>::check(ctx)
+    }
+}
+
+/// The event, its payload decoded as `T`. A payload that does not decode is a
+/// permanent error: the event is dropped to the dead-letter topic.
+impl<T: EventData> FromEvent for Event<T> {
+    fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
+        Event::decode(envelope.clone())
+    }
+}
+
+/// The whole event as delivered, undecoded.
+impl FromEvent for Arc<Envelope> {
+    fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
+        Ok(envelope.clone())
+    }
+}
+
+/// The CloudEvent extension attributes.
+impl FromEvent for Extensions {
+    fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
+        Ok(envelope.extensions.clone())
+    }
+}
+
+/// The value given to [`ServerBuilder::state`](crate::ServerBuilder::state);
+/// a handler taking a `State<S>` that was not given fails the build.
+///
+/// ```
+/// use eventbus::{Event, State};
+///
+/// #[derive(Clone)]
+/// struct Store;
+///
+/// async fn on_order(event: Event<serde_json::Value>, State(store): State<Store>) {
+///     let _ = (event, store);
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct State<S>(pub S);
+
+impl<S: Clone + Send + Sync + 'static> FromContext for State<S> {
+    fn from_context(ctx: &Context) -> Result<Self, HandlerError> {
+        // `check` runs at build time, so this only fails if it was skipped.
+        ctx.get::<S>().map(State).ok_or_else(|| HandlerError::transient(MissingState::state::<S>()))
+    }
+
+    fn check(ctx: &Context) -> Result<(), MissingState> {
+        if ctx.contains::<S>() { Ok(()) } else { Err(MissingState::state::<S>()) }
+    }
+}
+
+/// The CloudEvent `id`: the deduplication key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventId(pub String);
+
+impl FromEvent for EventId {
+    fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
+        Ok(EventId(envelope.id.clone()))
+    }
+}
+
+/// The gRPC metadata of the delivery (broker metadata, trace headers, …).
+#[derive(Debug, Clone)]
+pub struct Metadata(pub Arc<MetadataMap>);
+
+impl FromEvent for Metadata {
+    fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
+        Ok(Metadata(envelope.metadata.clone()))
+    }
+}
+
+/// The W3C trace context that arrived with the event, to continue the
+/// publisher's trace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    /// `traceparent`: the gRPC header when the sidecar traced the call, else
+    /// the CloudEvent extension.
+    pub traceparent: Option<String>,
+    /// `tracestate`, when present.
+    pub tracestate: Option<String>,
+}
+
+impl FromEvent for TraceContext {
+    fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
+        Ok(TraceContext {
+            traceparent: envelope.traceparent().map(str::to_owned),
+            tracestate: envelope.tracestate().map(str::to_owned),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_parts_are_extracted() {
+        let mut envelope = Envelope { id: "e-1".into(), ..Envelope::default() };
+        envelope.extensions.insert("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        let envelope = Arc::new(envelope);
+        let ctx = Context::default();
+        assert_eq!(EventId::from_event(&envelope, &ctx).ok(), Some(EventId("e-1".into())));
+        let trace = TraceContext::from_event(&envelope, &ctx).unwrap_or_default();
+        assert_eq!(trace.traceparent.as_deref(), Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        assert_eq!(trace.tracestate, None);
+    }
+
+    #[test]
+    fn missing_state_is_named_at_check_and_transient_at_run() {
+        let ctx = Context::default();
+        let missing = <State<u8> as FromEvent>::check(&ctx).unwrap_err();
+        assert_eq!(missing.to_string(), "`State<u8>`");
+        let envelope = Arc::new(Envelope::default());
+        assert!(State::<u8>::from_event(&envelope, &ctx).is_err_and(|e| !e.is_permanent()));
+    }
+}
