@@ -32,14 +32,41 @@ impl CustomerConsumers {
         CustomerConsumers { store }
     }
 
+    /// Applies the order events that passed their checks, in one write with
+    /// the order events arriving now; the others keep their refusal.
+    async fn order_events(&self, items: Vec<Result<OrderItem, HandlerError>>) -> Vec<Result<(), HandlerError>> {
+        let mut results = Vec::with_capacity(items.len());
+        let mut accepted = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Ok(item) => {
+                    results.push(None);
+                    accepted.push(item);
+                }
+                Err(refusal) => results.push(Some(Err(refusal))),
+            }
+        }
+        let logged: Vec<(String, &'static str)> = accepted.iter().map(|i| (i.event_id.clone(), i.consumer)).collect();
+        let mut written = logged.into_iter().zip(self.store.apply_orders(accepted).await);
+        for slot in results.iter_mut().filter(|slot| slot.is_none()) {
+            let Some(((event_id, topic), result)) = written.next() else { break };
+            if let Ok(applied) = &result {
+                log_applied(&event_id, topic, *applied);
+            }
+            *slot = Some(result.map(|_| ()));
+        }
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(no_result()))).collect()
+    }
+
     /// Applies one order event, together with the order events arriving now.
     async fn order_event(&self, item: OrderItem) -> Result<(), HandlerError> {
-        let (topic, event_id) = (item.consumer, item.event_id.clone());
-        let result = self.store.apply_orders(vec![item]).await.into_iter().next();
-        let applied = result.unwrap_or_else(|| Err(HandlerError::transient(anyhow::anyhow!("no result"))))?;
-        log_applied(&event_id, topic, applied);
-        Ok(())
+        self.order_events(vec![Ok(item)]).await.pop().unwrap_or_else(|| Err(no_result()))
     }
+}
+
+/// A write the store did not answer for: retried, never acknowledged unwritten.
+fn no_result() -> HandlerError {
+    HandlerError::transient(anyhow::anyhow!("the store returned no result for this event"))
 }
 
 fn order_item(
@@ -83,36 +110,17 @@ impl CustomerConsumers {
     /// the other order events queued now.
     #[subscribe("order.completed", dead_letter = "order.completed.dlq", bulk(max_messages = 100, max_await_ms = 50))]
     async fn order_completed(&self, events: Vec<Event<OrderCompleted>>) -> Vec<Result<(), HandlerError>> {
-        let mut results: Vec<Option<Result<(), HandlerError>>> = Vec::with_capacity(events.len());
-        let mut items = Vec::with_capacity(events.len());
-        for event in &events {
+        let items = events.iter().map(|event| {
+            checked(event)?;
             let order = &event.data;
-            let amount = checked(event)
-                .and_then(|()| amount_minor("total_amount", &order.total_amount, &order.currency).map_err(refused));
-            match amount {
-                Ok(amount) => {
-                    let change = OrderEvent::Completed {
-                        currency: order.currency.0.clone(),
-                        amount,
-                        at: millis(order.completed_at),
-                    };
-                    items.push(order_item("order.completed", event.id(), &order.order_id, &order.customer_id, change));
-                    results.push(None);
-                }
-                Err(error) => results.push(Some(Err(error))),
-            }
-        }
-        // The written results, in order, fill the places of the checked events.
-        let ids: Vec<String> = items.iter().map(|item| item.event_id.clone()).collect();
-        let mut written = ids.into_iter().zip(self.store.apply_orders(items).await);
-        for slot in results.iter_mut().filter(|slot| slot.is_none()) {
-            let Some((event_id, result)) = written.next() else { break };
-            if let Ok(applied) = &result {
-                log_applied(&event_id, "order.completed", *applied);
-            }
-            *slot = Some(result.map(|_| ()));
-        }
-        results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect()
+            let change = OrderEvent::Completed {
+                currency: order.currency.0.clone(),
+                amount: amount_minor("total_amount", &order.total_amount, &order.currency).map_err(refused)?,
+                at: millis(order.completed_at),
+            };
+            Ok(order_item("order.completed", event.id(), &order.order_id, &order.customer_id, change))
+        });
+        self.order_events(items.collect()).await
     }
 
     /// A completed order's contribution is reversed; a never-completed one

@@ -61,16 +61,20 @@
 //!
 //! ## Pieces
 //!
-//! - [`Event<T>`]: the CloudEvent attributes plus `data: T`, decoded as JSON
-//!   (any serde type), [`Protobuf<M>`] or [`Raw`] bytes.
-//! - [`Consumer`] and [`Subscription`]: what a handler subscribes to, with
-//!   routing rules, dead-letter topic, metadata and bulk settings; plain async
-//!   functions become consumers with [`subscribe`] or [`handler`].
-//! - [`Server`]: the gRPC server, with limits (timeout, per-topic
-//!   concurrency, message size), the `APP_API_TOKEN` check, a readiness probe
-//!   and graceful shutdown.
-//! - [`middleware`]: the tower layers every event runs through; add your own
-//!   with [`ServerBuilder::layer`].
+//! - [`event`]: [`Event<T>`], the CloudEvent attributes plus `data: T`,
+//!   decoded as JSON (any serde type), [`Protobuf<M>`] or [`Raw`] bytes.
+//! - [`extract`]: what handler arguments are taken from (the event, its id,
+//!   metadata and trace context, [`State<S>`], your own).
+//! - [`handler`](mod@handler) and [`consumer`](mod@consumer): async functions
+//!   become consumers with [`subscribe`], [`fn@handler`] or [`batch`];
+//!   [`Subscription`] says what they subscribe to (routing rules, dead-letter
+//!   topic, metadata, bulk).
+//! - [`server`]: the gRPC server, with limits (timeout, per-topic
+//!   concurrency, message size), the `APP_API_TOKEN` check, a readiness
+//!   probe, graceful shutdown, and [`Server::dispatch`] to run the pipeline
+//!   without a socket; [`invoke`] types service invocation.
+//! - [`middleware`]: the tower layers every event runs through once, single
+//!   or in a batch; add your own with [`ServerBuilder::layer`].
 //! - [`publisher`]: publish events through the sidecar, or in memory in tests.
 //! - `testing` (feature `testing`): a sidecar for tests that drives your app
 //!   over real gRPC the way daprd does, and `testing::daprd`, which runs the
@@ -112,15 +116,18 @@ pub use subscription::Subscription;
 
 /// Turns an async handler into a consumer of a topic.
 ///
-/// On a function, the function becomes a unit struct of the same name that
-/// *is* the [`Consumer`]: register it with `.consumer(name)`. It stays
-/// callable as before (`name(event, state).await`, boxed) and as
-/// `name::call(event, state).await` (unboxed), with its attributes and docs.
+/// On a function, the function stays exactly as written (call it in your
+/// tests as before); its registration is a struct of the same name (types
+/// and functions live in separate namespaces, as Rocket's routes do):
+/// register it with `.consumer(name {})`, or several with
+/// `.consumers(consumers![a, b])`.
 ///
-/// The handler takes one [`Event<T>`] (its payload type decides decoding) and
-/// any number of [`FromContext`] arguments such as [`State<S>`], in any
-/// order, and returns `()`, [`Outcome`] or `Result<T, E>` with
-/// `E: Into<HandlerError>`.
+/// The handler follows the rules of [`fn@handler`]: its arguments are
+/// extractors ([`extract`]), in any order: [`Event<T>`] (its payload type
+/// decides decoding), [`State<S>`], [`EventId`](extract::EventId),
+/// [`Metadata`](extract::Metadata), [`TraceContext`](extract::TraceContext)
+/// or your own [`FromEvent`](extract::FromEvent); it returns `()`,
+/// [`Outcome`] or `Result<T, E>` with `E: Into<HandlerError>`.
 ///
 /// ```
 /// use eventbus::{Event, HandlerError, Outcome, Server, State, subscribe};
@@ -202,10 +209,10 @@ pub use subscription::Subscription;
 /// }
 /// ```
 ///
-/// Mistakes are compile errors on the offending token: a missing, empty or
-/// spaced topic; an unknown or repeated option; a non-async or generic
-/// function; no `Event<T>` argument; an argument the framework cannot supply;
-/// an unsupported return type.
+/// Mistakes are compile errors on the offending token, one per mistake: a
+/// missing, empty or spaced topic; an unknown or repeated option; a
+/// non-async or generic function; a payload type that cannot decode; an
+/// argument that is not an extractor; an unsupported return type.
 pub use eventbus_macros::subscribe;
 
 /// Makes the `#[subscribe]` methods of an inherent impl block consumers; see
