@@ -45,20 +45,30 @@ pub use trace::{Trace, TraceLayer};
 /// The events of one handler call on their way through the middleware.
 #[derive(Clone)]
 pub struct EventRequest {
-    events: Arc<[Arc<Envelope>]>,
+    events: Events,
     route: Arc<Route>,
     context: Arc<Context>,
 }
 
+/// One event (the common case, without a slice to allocate) or a batch.
+#[derive(Clone)]
+pub(crate) enum Events {
+    One(Arc<Envelope>),
+    Batch(Arc<[Arc<Envelope>]>),
+}
+
 impl EventRequest {
-    pub(crate) fn new(events: Arc<[Arc<Envelope>]>, route: Arc<Route>, context: Arc<Context>) -> Self {
+    pub(crate) fn new(events: Events, route: Arc<Route>, context: Arc<Context>) -> Self {
         EventRequest { events, route, context }
     }
 
     /// The events: one, or the entries of a bulk request for a consumer that
     /// takes whole batches. The response has one outcome per event, in order.
     pub fn events(&self) -> &[Arc<Envelope>] {
-        &self.events
+        match &self.events {
+            Events::One(event) => std::slice::from_ref(event),
+            Events::Batch(events) => events,
+        }
     }
 
     /// The topic.
@@ -79,12 +89,12 @@ impl EventRequest {
     /// The request's answer when every event gets `outcome` (e.g. a layer
     /// that refuses the whole request).
     pub fn every(&self, outcome: Outcome) -> Vec<Outcome> {
-        vec![outcome; self.events.len()]
+        vec![outcome; self.events().len()]
     }
 
     /// The event ids, for logs: the id, or the first ids and how many more.
     pub(crate) fn ids(&self) -> Ids<'_> {
-        Ids(&self.events)
+        Ids(self.events())
     }
 }
 

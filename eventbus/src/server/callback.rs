@@ -19,7 +19,7 @@ use super::invocation::{BindingFn, InvocationFn, Job, JobFn, ReadinessFn, job_na
 use super::token;
 use crate::event::{Envelope, Extensions};
 use crate::extract::Context;
-use crate::middleware::{self, EventRequest, EventService};
+use crate::middleware::{self, EventRequest, EventService, Events};
 use crate::outcome::Outcome;
 use crate::registry::{Registry, Route};
 
@@ -95,7 +95,7 @@ impl Shared {
                     );
                     vec![self.unknown_topic; events.len()]
                 }
-                Some(route) if route.takes_batches() => self.run(route, events.into()).await,
+                Some(route) if route.takes_batches() => self.run(route, Events::Batch(events.into())).await,
                 Some(route) => self.run_each(route, events).await,
             };
             for (index, outcome) in indexes.into_iter().zip(answered) {
@@ -128,22 +128,25 @@ impl Shared {
 
     /// Each event through the middleware on its own: in order, at most
     /// `bulk_concurrency` at once.
-    async fn run_each(&self, route: &Arc<Route>, events: Vec<Arc<Envelope>>) -> Vec<Outcome> {
-        if let [event] = events.as_slice() {
-            return self.run(route, Arc::from([event.clone()])).await;
+    async fn run_each(&self, route: &Arc<Route>, mut events: Vec<Arc<Envelope>>) -> Vec<Outcome> {
+        if events.len() == 1
+            && let Some(event) = events.pop()
+        {
+            return self.run(route, Events::One(event)).await;
         }
-        let calls = events.into_iter().map(|event| self.run(route, Arc::from([event])));
-        let answered: Vec<Vec<Outcome>> =
-            futures_util::stream::iter(calls).buffered(self.bulk_concurrency).collect().await;
-        answered.into_iter().flatten().collect()
+        let calls = events.into_iter().map(|event| async move {
+            let mut outcomes = self.run(route, Events::One(event)).await;
+            outcomes.pop().unwrap_or(Outcome::Retry)
+        });
+        futures_util::stream::iter(calls).buffered(self.bulk_concurrency).collect().await
     }
 
     /// One handler call through the middleware, or `Retry` for every event
     /// once the drain deadline has passed. `biased`: the work is polled
     /// first, so a call that completes at once never waits on the shared token.
-    async fn run(&self, route: &Arc<Route>, events: Arc<[Arc<Envelope>]>) -> Vec<Outcome> {
-        let count = events.len();
+    async fn run(&self, route: &Arc<Route>, events: Events) -> Vec<Outcome> {
         let request = EventRequest::new(events, route.clone(), self.context.clone());
+        let count = request.events().len();
         tokio::select! {
             biased;
             outcomes = middleware::run(self.service.clone(), request) => outcomes,
