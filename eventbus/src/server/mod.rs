@@ -112,14 +112,17 @@ impl Default for ServerBuilder {
 }
 
 impl ServerBuilder {
-    /// Adds a consumer (a `#[subscribe]` function, or any [`Consumer`]).
+    /// Adds a consumer: `name {}` for a `#[subscribe]` function, a
+    /// [`handler`](crate::handler())/[`batch`](crate::batch()) consumer, or
+    /// any [`Consumer`].
     pub fn consumer(mut self, consumer: impl Consumer) -> Self {
         self.consumers.push(Arc::new(consumer));
         self
     }
 
-    /// Adds a group of consumers, such as `Arc<T>` for a type marked
-    /// `#[eventbus::consumer]`.
+    /// Adds a group of consumers: `Arc<T>` for a type marked
+    /// `#[eventbus::consumer]`, or `consumers![a, b]` for `#[subscribe]`
+    /// functions.
     pub fn consumers(mut self, consumers: impl IntoConsumers) -> Self {
         self.consumers.extend(consumers.into_consumers());
         self
