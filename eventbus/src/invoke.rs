@@ -41,6 +41,7 @@ pub struct Json<T>(pub T);
 
 /// A service invocation, decoded from protobuf plumbing.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Invocation {
     /// The method.
     pub method: String,

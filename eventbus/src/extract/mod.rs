@@ -216,6 +216,7 @@ impl FromEvent for Metadata {
 /// The W3C trace context that arrived with the event, to continue the
 /// publisher's trace.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TraceContext {
     /// `traceparent`: the gRPC header when the sidecar traced the call, else
     /// the CloudEvent extension.
