@@ -89,6 +89,27 @@ impl Envelope {
     }
 }
 
+/// The envelope of an `OnTopicEvent` call or a stream subscription's event
+/// (without gRPC metadata).
+impl From<dapr::dapr::proto::runtime::v1::TopicEventRequest> for Envelope {
+    fn from(event: dapr::dapr::proto::runtime::v1::TopicEventRequest) -> Self {
+        Envelope {
+            id: event.id,
+            source: event.source,
+            event_type: event.r#type,
+            spec_version: event.spec_version,
+            data_content_type: event.data_content_type,
+            data: event.data.into(),
+            topic: event.topic,
+            pubsub: event.pubsub_name,
+            path: event.path,
+            extensions: Extensions(event.extensions.unwrap_or_default()),
+            metadata: Arc::default(),
+            entry_metadata: HashMap::new(),
+        }
+    }
+}
+
 /// CloudEvent extension attributes (`google.protobuf.Struct` on the wire).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Extensions(pub prost_types::Struct);

@@ -231,25 +231,6 @@ fn bulk_envelope(
     Ok(Arc::new(envelope))
 }
 
-fn topic_envelope(request: Request<pb::TopicEventRequest>) -> (Envelope, MetadataMap) {
-    let (metadata, _, event) = request.into_parts();
-    let envelope = Envelope {
-        id: event.id,
-        source: event.source,
-        event_type: event.r#type,
-        spec_version: event.spec_version,
-        data_content_type: event.data_content_type,
-        data: event.data.into(),
-        topic: event.topic,
-        pubsub: event.pubsub_name,
-        path: event.path,
-        extensions: Extensions(event.extensions.unwrap_or_default()),
-        metadata: Arc::default(),
-        entry_metadata: HashMap::new(),
-    };
-    (envelope, metadata)
-}
-
 #[tonic::async_trait]
 impl pb::app_callback_server::AppCallback for Callback {
     async fn on_invoke(&self, request: Request<InvokeRequest>) -> Result<Response<InvokeResponse>, Status> {
@@ -275,7 +256,8 @@ impl pb::app_callback_server::AppCallback for Callback {
         &self,
         request: Request<pb::TopicEventRequest>,
     ) -> Result<Response<pb::TopicEventResponse>, Status> {
-        let (mut envelope, metadata) = topic_envelope(request);
+        let (metadata, _, event) = request.into_parts();
+        let mut envelope = Envelope::from(event);
         token::check(self.0.token.as_deref(), &metadata, "OnTopicEvent", &envelope.id)?;
         envelope.metadata = Arc::new(metadata);
         let outcome = self.0.dispatch(Arc::new(envelope)).await;

@@ -52,6 +52,17 @@ pub enum Error {
         /// The method, binding or job name.
         name: String,
     },
+    /// A subscription needs what the chosen transport cannot do (routing
+    /// rules on a stream subscription).
+    #[error("subscription {subscription} cannot be served over {transport}: {what}")]
+    Unsupported {
+        /// `pubsub/topic`.
+        subscription: String,
+        /// `streaming`, `http`.
+        transport: &'static str,
+        /// What is missing, and what to do instead.
+        what: &'static str,
+    },
     /// Binding the listening socket failed.
     #[error("cannot listen on {address}: {source}")]
     Bind {

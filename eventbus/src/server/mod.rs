@@ -32,11 +32,13 @@ use crate::registry::{Defaults, Registry};
 mod callback;
 mod error;
 mod invocation;
+mod streaming;
 mod token;
 
 use callback::{Callback, Shared};
 pub use error::Error;
 pub use invocation::Job;
+pub use streaming::DaprEndpoint;
 pub use token::{TOKEN_ENV, TOKEN_HEADER};
 
 /// The default gRPC port of a Dapr app (`dapr.io/app-port`).
@@ -546,6 +548,63 @@ impl Server {
             Err(_) => tracing::warn!("connections still open after shutdown; exiting anyway"),
         }
         tracing::info!("eventbus server stopped");
+        Ok(())
+    }
+}
+
+impl Server {
+    /// Subscribes through daprd's gRPC API with streaming subscriptions
+    /// (`SubscribeTopicEventsAlpha1`, one stream per subscription) instead of
+    /// serving the app channel: the app needs no port. Runs until `signal`,
+    /// then stops reading, finishes the events in flight (up to the drain
+    /// timeout; after it they are answered `RETRY`), answers them and closes
+    /// the streams.
+    ///
+    /// Fails at once on a subscription with routing rules, which daprd does
+    /// not evaluate on a stream. Bulk settings of a consumer that takes whole
+    /// batches are honoured by the app (see the [`streaming` notes](DaprEndpoint)).
+    /// Streams carry pub/sub only: invocation, bindings and jobs need the app
+    /// channel ([`Server::serve`]).
+    ///
+    /// ```no_run
+    /// use eventbus::server::{DaprEndpoint, shutdown_signal};
+    /// # async fn run(server: eventbus::Server) -> Result<(), eventbus::Error> {
+    /// server.serve_streaming(DaprEndpoint::from_env(), shutdown_signal()).await
+    /// # }
+    /// ```
+    pub async fn serve_streaming(
+        self,
+        endpoint: DaprEndpoint,
+        signal: impl Future<Output = ()> + Send,
+    ) -> Result<(), Error> {
+        let shared = self.callback.0.clone();
+        let streams = streaming::streams(&shared)?;
+        let stop = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        tracing::info!(endpoint = endpoint.address(), streams = streams.len(), "eventbus streaming subscriptions");
+        for stream in streams {
+            tasks.spawn(streaming::run(shared.clone(), endpoint.clone(), stream, stop.clone()));
+        }
+        signal.await;
+        tracing::info!(in_flight = shared.in_flight.len(), "shutting down: finishing the events in flight");
+        shared.draining.store(true, Ordering::Release);
+        stop.cancel();
+        let finished = async {
+            while tasks.join_next().await.is_some() {}
+            // Handlers left running by a stream that broke earlier.
+            shared.in_flight.close();
+            shared.in_flight.wait().await;
+        };
+        tokio::pin!(finished);
+        if tokio::time::timeout(self.drain_timeout, &mut finished).await.is_err() {
+            tracing::warn!(
+                in_flight = shared.in_flight.len(),
+                "drain timeout passed; answering the events in flight RETRY"
+            );
+            shared.past_drain_deadline.cancel();
+            let _ = tokio::time::timeout(ANSWER_GRACE, finished).await;
+        }
+        tracing::info!("eventbus streaming subscriptions closed");
         Ok(())
     }
 }

@@ -1,5 +1,7 @@
 //! A stand-in for the sidecar's own gRPC API (`dapr.proto.runtime.v1.Dapr`),
-//! for testing code that publishes with `dapr::Client` or [`DaprPublisher`](crate::publisher::DaprPublisher).
+//! for testing code that publishes with `dapr::Client` or
+//! [`DaprPublisher`](crate::publisher::DaprPublisher), and consumers served
+//! with streaming subscriptions ([`Server::serve_streaming`](crate::Server::serve_streaming)).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -7,10 +9,18 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use dapr::dapr::proto::runtime::v1 as pb;
 use dapr::dapr::proto::runtime::v1::PublishEventRequest;
+use dapr::dapr::proto::runtime::v1::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as FromApp;
+use dapr::dapr::proto::runtime::v1::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as ToApp;
 use futures_util::future::BoxFuture;
-use tonic::server::{Grpc, NamedService, UnaryService};
-use tonic::{Request, Response, Status};
+use futures_util::stream::BoxStream;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tonic::server::{Grpc, NamedService, StreamingService, UnaryService};
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use super::{Attempt, CloudEvent, Delivery, Settlement, exhausted, settle};
+use crate::outcome::Outcome;
 
 /// One `PublishEvent` call the stub received.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +56,8 @@ pub struct Published {
 pub struct DaprApiStub {
     address: SocketAddr,
     published: Arc<Mutex<Vec<Published>>>,
+    streams: Arc<Streams>,
+    max_attempts: u32,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -61,12 +73,108 @@ impl DaprApiStub {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let published = Arc::<Mutex<Vec<Published>>>::default();
-        let service = StubService { published: published.clone() };
+        let streams = Arc::<Streams>::default();
+        let service = StubService { published: published.clone(), streams: streams.clone() };
         let task = tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
             let _ = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await;
         });
-        Ok(DaprApiStub { address, published, task })
+        Ok(DaprApiStub { address, published, streams, max_attempts: 5, task })
+    }
+
+    /// The endpoint to give [`DaprEndpoint::new`](crate::server::DaprEndpoint::new).
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Deliveries per event before it is dead-lettered (default 5), like
+    /// [`TestSidecar::max_attempts`](super::TestSidecar::max_attempts).
+    #[must_use]
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Waits until exactly `count` stream subscriptions are open (0: until
+    /// the app has closed them all); returns their `(pubsub, topic)`, sorted.
+    pub async fn wait_for_streams(&self, count: usize) -> Vec<(String, String)> {
+        loop {
+            let changed = self.streams.changed.notified();
+            let open = self.streams.open();
+            if open.len() == count {
+                return open;
+            }
+            changed.await;
+        }
+    }
+
+    /// Ends every stream, as a daprd restart does; the app reconnects.
+    pub fn close_streams(&self) {
+        let closed: Vec<Stream> = self.streams.lock().drain().map(|(_, stream)| stream).collect();
+        for stream in closed {
+            // Unanswered events fail their attempt (`Unavailable`), as when daprd restarts.
+            stream.waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+        self.streams.changed.notify_waiters();
+    }
+
+    /// Delivers `event` down the stream subscribed to `pubsub`/`topic`, and
+    /// settles it as daprd does (see [`TestSidecar`](super::TestSidecar)):
+    /// `RETRY` and broken streams are delivered again, up to `max_attempts`
+    /// (a broken stream is waited for until the app subscribes again), and a
+    /// dead-lettered event is delivered to its dead-letter topic when the app
+    /// subscribes to it.
+    pub async fn publish_stream(&self, pubsub: &str, topic: &str, mut event: CloudEvent) -> Delivery {
+        if event.id.is_empty() {
+            event.id =
+                format!("stream-event-{}", self.streams.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        }
+        let delivery = self.deliver(pubsub, topic, &event).await;
+        if let Settlement::DeadLettered(dead_letter) = &delivery.settlement
+            && self.streams.find(pubsub, dead_letter).is_some()
+        {
+            self.deliver(pubsub, dead_letter, &event).await;
+        }
+        delivery
+    }
+
+    async fn deliver(&self, pubsub: &str, topic: &str, event: &CloudEvent) -> Delivery {
+        let mut delivery = Delivery {
+            pubsub: pubsub.to_owned(),
+            topic: topic.to_owned(),
+            path: "/".to_owned(),
+            event_id: event.id.clone(),
+            attempts: Vec::new(),
+            settlement: Settlement::NotSubscribed,
+        };
+        let mut dead_letter = String::new();
+        for _ in 0..self.max_attempts {
+            let stream = match self.streams.find(pubsub, topic) {
+                Some(stream) => stream,
+                // Subscribed before, so the app is reconnecting: wait for it.
+                None if !delivery.attempts.is_empty() => self.wait_for_stream(pubsub, topic).await,
+                None => return delivery,
+            };
+            dead_letter.clone_from(&stream.dead_letter);
+            let attempt = stream.send(event.topic_event(pubsub, topic, "/")).await;
+            delivery.attempts.push(attempt);
+            if let Some(settlement) = settle(attempt, &dead_letter) {
+                delivery.settlement = settlement;
+                return delivery;
+            }
+        }
+        delivery.settlement = exhausted(&dead_letter);
+        delivery
+    }
+
+    async fn wait_for_stream(&self, pubsub: &str, topic: &str) -> Stream {
+        loop {
+            let changed = self.streams.changed.notified();
+            if let Some(stream) = self.streams.find(pubsub, topic) {
+                return stream;
+            }
+            changed.await;
+        }
     }
 
     /// Where it listens.
@@ -89,6 +197,113 @@ impl Drop for DaprApiStub {
 #[derive(Clone)]
 struct StubService {
     published: Arc<Mutex<Vec<Published>>>,
+    streams: Arc<Streams>,
+}
+
+/// The open stream subscriptions, by (pubsub, topic).
+#[derive(Default)]
+struct Streams {
+    open: Mutex<HashMap<(String, String), Stream>>,
+    changed: Notify,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Streams {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Stream>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn open(&self) -> Vec<(String, String)> {
+        let mut open: Vec<_> = self.lock().keys().cloned().collect();
+        open.sort();
+        open
+    }
+
+    fn find(&self, pubsub: &str, topic: &str) -> Option<Stream> {
+        self.lock().get(&(pubsub.to_owned(), topic.to_owned())).cloned()
+    }
+}
+
+/// One app's stream: events go down `events`; answers complete `waiting`.
+#[derive(Clone)]
+struct Stream {
+    /// Tells this stream from a later one of the same topic.
+    id: u64,
+    dead_letter: String,
+    events: mpsc::UnboundedSender<Result<pb::SubscribeTopicEventsResponseAlpha1, Status>>,
+    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>,
+}
+
+impl Stream {
+    /// Sends one event and waits for its answer; a stream that ends first is `Unavailable`.
+    async fn send(&self, event: pb::TopicEventRequest) -> Attempt {
+        let (answer, answered) = oneshot::channel();
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(event.id.clone(), answer);
+        let message = pb::SubscribeTopicEventsResponseAlpha1 {
+            subscribe_topic_events_response_type: Some(ToApp::EventMessage(event)),
+        };
+        if self.events.send(Ok(message)).is_err() {
+            return Err(Code::Unavailable);
+        }
+        answered.await.map_err(|_| Code::Unavailable)
+    }
+}
+
+struct Subscribe(Arc<Streams>);
+
+impl StreamingService<pb::SubscribeTopicEventsRequestAlpha1> for Subscribe {
+    type Response = pb::SubscribeTopicEventsResponseAlpha1;
+    type ResponseStream = BoxStream<'static, Result<pb::SubscribeTopicEventsResponseAlpha1, Status>>;
+    type Future = BoxFuture<'static, Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<Streaming<pb::SubscribeTopicEventsRequestAlpha1>>) -> Self::Future {
+        let streams = self.0.clone();
+        Box::pin(async move {
+            let mut from_app = request.into_inner();
+            let Some(FromApp::InitialRequest(initial)) =
+                from_app.message().await?.and_then(|m| m.subscribe_topic_events_request_type)
+            else {
+                return Err(Status::invalid_argument("the first message must be an initial request"));
+            };
+            let (events, to_app) = mpsc::unbounded_channel();
+            let initial_response = pb::SubscribeTopicEventsResponseAlpha1 {
+                subscribe_topic_events_response_type: Some(ToApp::InitialResponse(Default::default())),
+            };
+            let _ = events.send(Ok(initial_response));
+            let id = streams.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>> = Arc::default();
+            let stream = Stream {
+                id,
+                dead_letter: initial.dead_letter_topic.unwrap_or_default(),
+                events,
+                waiting: waiting.clone(),
+            };
+            let key = (initial.pubsub_name, initial.topic);
+            streams.lock().insert(key.clone(), stream);
+            streams.changed.notify_waiters();
+            // The app's answers, until it closes the stream. Only the map
+            // holds the sender of events, so removing the stream ends it.
+            tokio::spawn(async move {
+                while let Ok(Some(message)) = from_app.message().await {
+                    if let Some(FromApp::EventProcessed(processed)) = message.subscribe_topic_events_request_type {
+                        let outcome = Outcome::from_status(processed.status.map_or(-1, |s| s.status));
+                        let waiter = waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&processed.id);
+                        if let Some(waiter) = waiter {
+                            let _ = waiter.send(outcome);
+                        }
+                    }
+                }
+                let mut open = streams.lock();
+                if open.get(&key).is_some_and(|s| s.id == id) {
+                    open.remove(&key);
+                }
+                drop(open);
+                streams.changed.notify_waiters();
+            });
+            let to_app = futures_util::stream::unfold(to_app, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+            Ok(Response::new(Box::pin(to_app) as Self::ResponseStream))
+        })
+    }
 }
 
 impl NamedService for StubService {
@@ -130,14 +345,28 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if request.uri().path() != "/dapr.proto.runtime.v1.Dapr/PublishEvent" {
-            let path = request.uri().path().to_owned();
-            return Box::pin(async move { Ok(Status::unimplemented(format!("{path} is not stubbed")).into_http()) });
+        match request.uri().path() {
+            "/dapr.proto.runtime.v1.Dapr/PublishEvent" => {
+                let published = self.published.clone();
+                Box::pin(async move {
+                    let mut grpc = Grpc::new(tonic_prost::ProstCodec::<(), PublishEventRequest>::default());
+                    Ok(grpc.unary(Publish(published), request).await)
+                })
+            }
+            "/dapr.proto.runtime.v1.Dapr/SubscribeTopicEventsAlpha1" => {
+                let streams = self.streams.clone();
+                Box::pin(async move {
+                    let mut grpc = Grpc::new(tonic_prost::ProstCodec::<
+                        pb::SubscribeTopicEventsResponseAlpha1,
+                        pb::SubscribeTopicEventsRequestAlpha1,
+                    >::default());
+                    Ok(grpc.streaming(Subscribe(streams), request).await)
+                })
+            }
+            path => {
+                let path = path.to_owned();
+                Box::pin(async move { Ok(Status::unimplemented(format!("{path} is not stubbed")).into_http()) })
+            }
         }
-        let published = self.published.clone();
-        Box::pin(async move {
-            let mut grpc = Grpc::new(tonic_prost::ProstCodec::<(), PublishEventRequest>::default());
-            Ok(grpc.unary(Publish(published), request).await)
-        })
     }
 }

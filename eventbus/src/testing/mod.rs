@@ -110,6 +110,23 @@ impl CloudEvent {
         }
     }
 
+    /// The event as `OnTopicEvent` (and a stream subscription) carries it.
+    fn topic_event(&self, pubsub: &str, topic: &str, path: &str) -> pb::TopicEventRequest {
+        let ce = self.ce_request();
+        pb::TopicEventRequest {
+            id: ce.id,
+            source: ce.source,
+            r#type: ce.r#type,
+            spec_version: ce.spec_version,
+            data_content_type: ce.data_content_type,
+            data: ce.data,
+            topic: topic.to_owned(),
+            pubsub_name: pubsub.to_owned(),
+            path: path.to_owned(),
+            extensions: ce.extensions,
+        }
+    }
+
     /// Sets `id`.
     #[must_use]
     pub fn id(mut self, id: impl Into<String>) -> Self {
@@ -365,20 +382,8 @@ impl TestSidecar {
             delivery.settlement = settle_unrouted(&dead_letter);
             return Ok(self.record(delivery));
         };
+        let request = event.topic_event(pubsub, topic, &path);
         delivery.path = path;
-        let ce = event.ce_request();
-        let request = pb::TopicEventRequest {
-            id: ce.id,
-            source: ce.source,
-            r#type: ce.r#type,
-            spec_version: ce.spec_version,
-            data_content_type: ce.data_content_type,
-            data: ce.data,
-            topic: topic.to_owned(),
-            pubsub_name: pubsub.to_owned(),
-            path: delivery.path.clone(),
-            extensions: ce.extensions,
-        };
         for _ in 0..self.max_attempts {
             let mut call = self.request(request.clone());
             for (key, value) in &event.metadata {
@@ -530,7 +535,7 @@ fn route(
 }
 
 /// The settlement an attempt decides, or `None` to try again.
-fn settle(attempt: Attempt, dead_letter: &str) -> Option<Settlement> {
+pub(crate) fn settle(attempt: Attempt, dead_letter: &str) -> Option<Settlement> {
     match attempt {
         Ok(Outcome::Success) => Some(Settlement::Acked),
         Ok(Outcome::Drop) if dead_letter.is_empty() => Some(Settlement::Dropped),
@@ -540,7 +545,7 @@ fn settle(attempt: Attempt, dead_letter: &str) -> Option<Settlement> {
     }
 }
 
-fn exhausted(dead_letter: &str) -> Settlement {
+pub(crate) fn exhausted(dead_letter: &str) -> Settlement {
     if dead_letter.is_empty() { Settlement::Nacked } else { Settlement::DeadLettered(dead_letter.to_owned()) }
 }
 

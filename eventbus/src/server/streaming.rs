@@ -1,0 +1,320 @@
+//! Streaming subscriptions (`SubscribeTopicEventsAlpha1`): the app dials
+//! daprd's gRPC API and opens one stream per subscription; daprd sends the
+//! events down it and the app answers each by id. The same registry,
+//! middleware and handlers as the app channel; no app port.
+//!
+//! What daprd cannot do on a stream, and what the app does instead:
+//!
+//! - **Routing rules**: refused when serving starts, naming the subscription
+//!   (route on the event type inside one handler instead).
+//! - **Bulk**: daprd streams events one by one; for a consumer that takes
+//!   whole batches and sets `bulk(max_messages, max_await_ms)`, the app
+//!   gathers up to `max_messages` events, or what arrived within
+//!   `max_await_ms`, into one handler call.
+//!
+//! The stream is a connection that breaks: when daprd restarts or ends the
+//! stream, the app reconnects with capped, jittered exponential backoff. An
+//! event whose answer could not be sent (the stream broke first) is not
+//! lost: daprd delivers it again under its resiliency policy, so handlers
+//! stay idempotent by event id, as on every transport.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dapr::dapr::proto::runtime::v1 as pb;
+use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
+use dapr::dapr::proto::runtime::v1::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Outbound;
+use dapr::dapr::proto::runtime::v1::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Inbound;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::callback::Shared;
+use super::error::Error;
+use crate::event::Envelope;
+use crate::outcome::Outcome;
+
+/// The first delay before reconnecting; doubled per failed attempt.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest delay between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a closing stream waits for daprd to end its side.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Answers waiting to be written to one stream.
+const ANSWER_QUEUE: usize = 1024;
+
+/// Where daprd's gRPC API is, for streaming subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaprEndpoint {
+    address: String,
+    token: Option<String>,
+}
+
+impl DaprEndpoint {
+    /// An endpoint such as `http://127.0.0.1:50001`, without a token.
+    pub fn new(address: impl Into<String>) -> Self {
+        DaprEndpoint { address: address.into(), token: None }
+    }
+
+    /// The endpoint the Dapr SDKs use: `DAPR_GRPC_ENDPOINT`, else
+    /// `http://127.0.0.1:$DAPR_GRPC_PORT` (default port 50001), with the
+    /// `DAPR_API_TOKEN` when it is set.
+    pub fn from_env() -> Self {
+        let address = std::env::var("DAPR_GRPC_ENDPOINT").ok().filter(|e| !e.is_empty()).unwrap_or_else(|| {
+            let port = std::env::var("DAPR_GRPC_PORT").ok().filter(|p| !p.is_empty());
+            format!("http://127.0.0.1:{}", port.as_deref().unwrap_or("50001"))
+        });
+        let address = if address.contains("://") { address } else { format!("http://{address}") };
+        DaprEndpoint { address, token: std::env::var("DAPR_API_TOKEN").ok().filter(|t| !t.is_empty()) }
+    }
+
+    /// The `dapr-api-token` to send (`None` for none).
+    #[must_use]
+    pub fn token(mut self, token: impl Into<Option<String>>) -> Self {
+        self.token = token.into().filter(|t| !t.is_empty());
+        self
+    }
+
+    /// The address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+/// One subscription as a stream: what to ask daprd for, and how to batch.
+#[derive(Debug, Clone)]
+pub(crate) struct Stream {
+    pubsub: String,
+    topic: String,
+    dead_letter: Option<String>,
+    metadata: HashMap<String, String>,
+    /// Events per handler call: 1, or the bulk size of a batch consumer.
+    batch: usize,
+    max_await: Duration,
+}
+
+impl Stream {
+    fn name(&self) -> String {
+        format!("{}/{}", self.pubsub, self.topic)
+    }
+}
+
+/// The streams of the registry's subscriptions, or the first subscription
+/// a stream cannot serve.
+pub(crate) fn streams(shared: &Shared) -> Result<Vec<Stream>, Error> {
+    let mut streams = Vec::new();
+    for subscription in shared.registry.subscriptions() {
+        let name = format!("{}/{}", subscription.pubsub_name, subscription.topic);
+        let routes = subscription.routes.clone().unwrap_or_default();
+        if !routes.rules.is_empty() {
+            return Err(Error::Unsupported {
+                subscription: name,
+                transport: "streaming",
+                what: "routing rules (daprd evaluates none on a stream): route on the event in one handler",
+            });
+        }
+        let route = shared.registry.route(&subscription.pubsub_name, &subscription.topic, "");
+        let takes_batches = route.is_some_and(|route| route.takes_batches());
+        let (batch, max_await) = match &subscription.bulk_subscribe {
+            Some(bulk) if takes_batches => (
+                usize::try_from(bulk.max_messages_count).unwrap_or(1).max(1),
+                Duration::from_millis(u64::try_from(bulk.max_await_duration_ms).unwrap_or(0)),
+            ),
+            _ => (1, Duration::ZERO),
+        };
+        streams.push(Stream {
+            pubsub: subscription.pubsub_name.clone(),
+            topic: subscription.topic.clone(),
+            dead_letter: Some(subscription.dead_letter_topic.clone()).filter(|d| !d.is_empty()),
+            metadata: subscription.metadata.clone(),
+            batch,
+            max_await,
+        });
+    }
+    Ok(streams)
+}
+
+/// How one connection of a stream ended.
+enum Ended {
+    /// Shutdown: do not reconnect.
+    Shutdown,
+    /// daprd closed the stream or the connection broke: reconnect.
+    Broken(String),
+}
+
+/// Keeps one subscription's stream open until `stop`: connects, handles
+/// events, reconnects with backoff. In-flight events are finished and
+/// answered before the stream is closed.
+pub(crate) async fn run(shared: Arc<Shared>, endpoint: DaprEndpoint, stream: Stream, stop: CancellationToken) {
+    let mut failures: u32 = 0;
+    loop {
+        let started = std::time::Instant::now();
+        match connect_once(&shared, &endpoint, &stream, &stop).await {
+            Ended::Shutdown => return,
+            Ended::Broken(reason) => {
+                // A stream that lived a while starts the backoff over.
+                if started.elapsed() > MAX_BACKOFF {
+                    failures = 0;
+                }
+                let delay = backoff(failures);
+                failures = failures.saturating_add(1);
+                tracing::warn!(subscription = %stream.name(), %reason, retry_in_ms = delay.as_millis() as u64, "stream subscription lost; reconnecting");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// `FIRST_BACKOFF · 2^failures`, capped at `MAX_BACKOFF`, with "full jitter"
+/// (a uniform delay up to that bound) so that many apps restarted with daprd
+/// do not reconnect in step.
+fn backoff(failures: u32) -> Duration {
+    let bound = FIRST_BACKOFF.saturating_mul(1 << failures.min(10)).min(MAX_BACKOFF);
+    let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), failures);
+    bound.mul_f64((random % 1000) as f64 / 1000.0).max(Duration::from_millis(10))
+}
+
+async fn connect_once(
+    shared: &Arc<Shared>,
+    endpoint: &DaprEndpoint,
+    stream: &Stream,
+    stop: &CancellationToken,
+) -> Ended {
+    let channel = match tonic::transport::Endpoint::from_shared(endpoint.address.clone()) {
+        Ok(channel) => channel,
+        Err(e) => return Ended::Broken(format!("invalid endpoint {}: {e}", endpoint.address)),
+    };
+    let channel = tokio::select! {
+        connected = channel.connect() => match connected {
+            Ok(channel) => channel,
+            Err(e) => return Ended::Broken(format!("cannot connect to {}: {e}", endpoint.address)),
+        },
+        () = stop.cancelled() => return Ended::Shutdown,
+    };
+    let (answers, outbound) = mpsc::channel::<pb::SubscribeTopicEventsRequestAlpha1>(ANSWER_QUEUE);
+    let initial = pb::SubscribeTopicEventsRequestInitialAlpha1 {
+        pubsub_name: stream.pubsub.clone(),
+        topic: stream.topic.clone(),
+        metadata: stream.metadata.clone(),
+        dead_letter_topic: stream.dead_letter.clone(),
+    };
+    let first = pb::SubscribeTopicEventsRequestAlpha1 {
+        subscribe_topic_events_request_type: Some(Outbound::InitialRequest(initial)),
+    };
+    if answers.send(first).await.is_err() {
+        return Ended::Broken("the answer queue closed".into());
+    }
+    let outbound = futures_util::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let mut request = tonic::Request::new(outbound);
+    if let Some(token) = &endpoint.token
+        && let Ok(value) = token.parse()
+    {
+        request.metadata_mut().insert("dapr-api-token", value);
+    }
+    let mut inbound = match DaprClient::new(channel).subscribe_topic_events_alpha1(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return Ended::Broken(format!("subscribe refused: {status}")),
+    };
+    tracing::info!(subscription = %stream.name(), "stream subscription open");
+
+    let in_flight = TaskTracker::new();
+    let mut pending: Vec<Arc<Envelope>> = Vec::new();
+    let flush_at = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(flush_at);
+    let ended = loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break Ended::Shutdown,
+            () = &mut flush_at, if !pending.is_empty() => {
+                handle(shared, stream, std::mem::take(&mut pending), &answers, &in_flight);
+            }
+            message = inbound.message() => match message {
+                Ok(Some(pb::SubscribeTopicEventsResponseAlpha1 {
+                    subscribe_topic_events_response_type: Some(Inbound::EventMessage(event)),
+                })) => {
+                    if pending.is_empty() && stream.batch > 1 {
+                        flush_at.as_mut().reset(tokio::time::Instant::now() + stream.max_await);
+                    }
+                    pending.push(Arc::new(Envelope::from(event)));
+                    if pending.len() >= stream.batch {
+                        handle(shared, stream, std::mem::take(&mut pending), &answers, &in_flight);
+                    }
+                }
+                Ok(Some(_)) => {} // the initial response
+                Ok(None) => break Ended::Broken("daprd ended the stream".into()),
+                Err(status) => break Ended::Broken(status.to_string()),
+            },
+        }
+    };
+    // Events read but not started are not answered: daprd delivers them
+    // again. Those running finish (or get RETRY at the drain deadline) and
+    // are answered before the stream closes.
+    drop(pending);
+    if let Ended::Shutdown = ended {
+        // A broken stream cannot carry answers any more: reconnect at once
+        // and let what runs finish on its own (daprd delivers it again).
+        in_flight.close();
+        in_flight.wait().await;
+    }
+    // Half-close: the answers queued so far are sent, then daprd ends its
+    // side. Dropping the call before that could cut the last answers off.
+    // What daprd sends meanwhile is not answered, so it is delivered again.
+    drop(answers);
+    let _ = tokio::time::timeout(CLOSE_GRACE, async { while let Ok(Some(_)) = inbound.message().await {} }).await;
+    ended
+}
+
+/// Runs events through the pipeline in the background and queues their answers.
+fn handle(
+    shared: &Arc<Shared>,
+    stream: &Stream,
+    events: Vec<Arc<Envelope>>,
+    answers: &mpsc::Sender<pb::SubscribeTopicEventsRequestAlpha1>,
+    in_flight: &TaskTracker,
+) {
+    let (shared, answers) = (shared.clone(), answers.clone());
+    let (pubsub, topic) = (stream.pubsub.clone(), stream.topic.clone());
+    in_flight.spawn(async move {
+        let ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
+        let outcomes = shared.deliver(&pubsub, &topic, "", events.into_iter().map(Ok).collect()).await;
+        for (id, outcome) in ids.into_iter().zip(outcomes) {
+            if answers.send(processed(id.clone(), outcome)).await.is_err() {
+                tracing::warn!(event.id = %id, %outcome, "stream closed before the answer was sent; daprd will deliver again");
+            }
+        }
+    });
+}
+
+fn processed(id: String, outcome: Outcome) -> pb::SubscribeTopicEventsRequestAlpha1 {
+    let status = Some(pb::TopicEventResponse { status: outcome.to_status() as i32 });
+    pb::SubscribeTopicEventsRequestAlpha1 {
+        subscribe_topic_events_request_type: Some(Outbound::EventProcessed(
+            pb::SubscribeTopicEventsRequestProcessedAlpha1 { id, status },
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_stays_capped_and_positive() {
+        for failures in 0..40 {
+            let delay = backoff(failures);
+            assert!(delay >= Duration::from_millis(10) && delay <= MAX_BACKOFF, "{failures}: {delay:?}");
+        }
+        assert!(backoff(0) <= FIRST_BACKOFF);
+    }
+
+    #[test]
+    fn the_endpoint_defaults_to_the_sidecar_port() {
+        let endpoint = DaprEndpoint::new("http://127.0.0.1:1234").token(String::new());
+        assert_eq!(endpoint.address(), "http://127.0.0.1:1234");
+        assert_eq!(endpoint.token, None);
+    }
+}

@@ -1,0 +1,220 @@
+//! Streaming subscriptions against the Dapr-API side of `eventbus::testing`:
+//! the app dials the stub, one stream per subscription, and the status
+//! table holds as on the app channel.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Order, builder, order};
+use eventbus::server::DaprEndpoint;
+use eventbus::testing::{CloudEvent, DaprApiStub, Settlement};
+use eventbus::{Event, HandlerError, Outcome, ServerBuilder, Subscription, batch, handler};
+use tokio::sync::{Barrier, Notify, oneshot};
+use tokio::task::JoinHandle;
+
+struct StreamingApp {
+    stub: DaprApiStub,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), eventbus::Error>>,
+}
+
+impl StreamingApp {
+    /// Serves `builder` over streaming subscriptions to a fresh stub, and
+    /// waits until its `streams` subscriptions are open.
+    async fn start(builder: ServerBuilder, streams: usize) -> StreamingApp {
+        let stub = DaprApiStub::start().await.unwrap().max_attempts(3);
+        let server = builder.build().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let endpoint = DaprEndpoint::new(stub.endpoint());
+        let task = tokio::spawn(server.serve_streaming(endpoint, async {
+            let _ = stopped.await;
+        }));
+        stub.wait_for_streams(streams).await;
+        StreamingApp { stub, stop: Some(stop), task }
+    }
+
+    async fn publish(&self, topic: &str, event: CloudEvent) -> eventbus::testing::Delivery {
+        self.stub.publish_stream("pubsub", topic, event).await
+    }
+
+    async fn shut_down(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn with_dlq(topic: &str) -> Subscription {
+    Subscription::new(topic).dead_letter(format!("{topic}.dlq"))
+}
+
+#[tokio::test]
+async fn the_status_table_holds_on_a_stream() {
+    let app = StreamingApp::start(
+        builder()
+            .consumer(handler(with_dlq("ok"), |_: Event<Order>| async {}))
+            .consumer(handler(with_dlq("flaky"), |_: Event<Order>| async {
+                Err::<(), _>(std::io::Error::other("database unavailable"))
+            }))
+            .consumer(handler(with_dlq("poison"), |_: Event<Order>| async {
+                Err::<(), _>(HandlerError::permanent(anyhow::anyhow!("negative total")))
+            }))
+            .consumer(handler(with_dlq("panics"), |_: Event<Order>| async {
+                if true {
+                    panic!("bug");
+                }
+            }))
+            .consumer(handler(with_dlq("slow").timeout(Duration::from_millis(20)), |_: Event<Order>| {
+                std::future::pending::<()>()
+            })),
+        5,
+    )
+    .await;
+    let dlq = |topic: &str| Settlement::DeadLettered(format!("{topic}.dlq"));
+
+    let ok = app.publish("ok", CloudEvent::json(&order("o-1"))).await;
+    assert_eq!((ok.attempts, ok.settlement), (vec![Ok(Outcome::Success)], Settlement::Acked));
+    let flaky = app.publish("flaky", CloudEvent::json(&order("o-2"))).await;
+    assert_eq!((flaky.attempts, flaky.settlement), (vec![Ok(Outcome::Retry); 3], dlq("flaky")));
+    let poison = app.publish("poison", CloudEvent::json(&order("o-3"))).await;
+    assert_eq!((poison.attempts, poison.settlement), (vec![Ok(Outcome::Drop)], dlq("poison")));
+    let undecodable = app.publish("ok", CloudEvent::bytes("application/json", b"{oops".to_vec())).await;
+    assert_eq!((undecodable.attempts, undecodable.settlement), (vec![Ok(Outcome::Drop)], dlq("ok")));
+    let panics = app.publish("panics", CloudEvent::json(&order("o-4"))).await;
+    assert_eq!((panics.attempts, panics.settlement), (vec![Ok(Outcome::Retry); 3], dlq("panics")));
+    let slow = app.publish("slow", CloudEvent::json(&order("o-5"))).await;
+    assert_eq!((slow.attempts, slow.settlement), (vec![Ok(Outcome::Retry); 3], dlq("slow")));
+    let unsubscribed = app.publish("nobody", CloudEvent::json(&order("o-6"))).await;
+    assert_eq!(unsubscribed.settlement, Settlement::NotSubscribed);
+    app.shut_down().await;
+}
+
+#[tokio::test]
+async fn events_of_one_stream_are_in_flight_together_and_answered_by_id() {
+    // Every handler call waits until all ten are running: it passes only if
+    // the stream does not wait for one answer before taking the next event.
+    let barrier = Arc::new(Barrier::new(10));
+    let app = StreamingApp::start(
+        builder().consumer(handler(Subscription::new("orders"), move |event: Event<Order>| {
+            let barrier = barrier.clone();
+            async move {
+                barrier.wait().await;
+                if event.data.order_id == "drop-me" { Outcome::Drop } else { Outcome::Success }
+            }
+        })),
+        1,
+    )
+    .await;
+    let publishes = (0..10).map(|n| {
+        let id = if n == 3 { "drop-me".to_owned() } else { format!("o-{n}") };
+        app.publish("orders", CloudEvent::json(&order(&id)).id(format!("e-{n}")))
+    });
+    let deliveries = futures_util::future::join_all(publishes).await;
+    for (n, delivery) in deliveries.iter().enumerate() {
+        let expected = if n == 3 { Outcome::Drop } else { Outcome::Success };
+        assert_eq!(delivery.attempts, vec![Ok(expected)], "e-{n}");
+    }
+    app.shut_down().await;
+}
+
+#[tokio::test]
+async fn routing_rules_are_refused_naming_the_subscription() {
+    let server = builder()
+        .consumer(handler(Subscription::new("prices").rule("event.type == \"v2\"", "/v2"), |_: Event<Order>| async {}))
+        .build()
+        .unwrap();
+    let error =
+        server.serve_streaming(DaprEndpoint::new("http://127.0.0.1:1"), std::future::pending()).await.unwrap_err();
+    assert!(matches!(error, eventbus::Error::Unsupported { transport: "streaming", .. }), "{error}");
+    assert!(error.to_string().contains("pubsub/prices"), "{error}");
+}
+
+#[tokio::test]
+async fn a_broken_stream_is_reopened_and_the_event_in_flight_is_delivered_again() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let first_call = Arc::new(Notify::new());
+    let app = StreamingApp::start(
+        // The first call never ends: at shutdown it gets RETRY at the drain deadline.
+        builder().drain_timeout(Duration::from_millis(100)).consumer(handler(Subscription::new("orders"), {
+            let (calls, first_call) = (calls.clone(), first_call.clone());
+            move |_: Event<Order>| {
+                let (calls, first_call) = (calls.clone(), first_call.clone());
+                async move {
+                    if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                        // The first delivery hangs until daprd "restarts".
+                        first_call.notify_one();
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        })),
+        1,
+    )
+    .await;
+    let delivery = app.publish("orders", CloudEvent::json(&order("o-1")).id("e-1"));
+    let restart = async {
+        first_call.notified().await;
+        app.stub.close_streams();
+    };
+    let (delivery, ()) = tokio::join!(delivery, restart);
+    assert_eq!(delivery.attempts.len(), 2, "{delivery:?}");
+    assert_eq!(delivery.attempts[1], Ok(Outcome::Success));
+    assert_eq!(delivery.settlement, Settlement::Acked);
+    assert_eq!(app.stub.wait_for_streams(1).await, [("pubsub".to_owned(), "orders".to_owned())]);
+    app.shut_down().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_and_answers_the_event_in_flight_then_closes_the_stream() {
+    let started = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let mut app = StreamingApp::start(
+        builder().consumer(handler(Subscription::new("orders"), {
+            let (started, release) = (started.clone(), release.clone());
+            move |_: Event<Order>| {
+                let (started, release) = (started.clone(), release.clone());
+                async move {
+                    started.notify_one();
+                    release.notified().await;
+                }
+            }
+        })),
+        1,
+    )
+    .await;
+    let stop = app.stop.take();
+    let delivery = app.publish("orders", CloudEvent::json(&order("o-1")));
+    let shutdown = async {
+        started.notified().await;
+        let _ = stop.map(|stop| stop.send(()));
+        release.notify_one();
+    };
+    let (delivery, ()) = tokio::join!(delivery, shutdown);
+    assert_eq!(delivery.attempts, vec![Ok(Outcome::Success)], "answered before the stream closed");
+    app.task.await.unwrap().unwrap();
+    assert!(app.stub.wait_for_streams(0).await.is_empty(), "the app closed its stream");
+}
+
+#[tokio::test]
+async fn a_batch_consumer_gets_the_events_of_a_stream_in_batches() {
+    let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = sizes.clone();
+    let app = StreamingApp::start(
+        builder().consumer(batch(Subscription::new("products").bulk(4, 60_000), move |events: Vec<Event<Order>>| {
+            recorded.lock().unwrap().push(events.len());
+            async move { events.iter().map(|_| Outcome::Success).collect::<Vec<_>>() }
+        })),
+        1,
+    )
+    .await;
+    let publishes = (0..8).map(|n| app.publish("products", CloudEvent::json(&order(&format!("p-{n}")))));
+    let deliveries = futures_util::future::join_all(publishes).await;
+    assert!(deliveries.iter().all(|d| d.settlement == Settlement::Acked));
+    assert_eq!(*sizes.lock().unwrap(), [4, 4], "eight events, batches of four");
+    app.shut_down().await;
+}
