@@ -259,6 +259,7 @@ impl DaprdBuilder {
         args.extend(self.args.iter().cloned());
         let log = dir.0.join("daprd.log");
         let child = spawn_logged(&binary, &args, &self.envs, &log)?;
+        let launch = Launch { binary, args, envs: self.envs.clone() };
         let api_token = self.envs.iter().find(|(k, _)| k == "DAPR_API_TOKEN").map(|(_, v)| v.clone());
         let mut starting = Starting { child, http_port, log: &log };
         starting.until_healthy().await?;
@@ -269,7 +270,8 @@ impl DaprdBuilder {
             .await
             .map_err(|e| starting.not_ready(format!("gRPC API: {e}")))?;
         Ok(Daprd {
-            _child: starting.child,
+            child: starting.child,
+            launch,
             http_port,
             grpc_port,
             api_token,
@@ -284,13 +286,22 @@ impl DaprdBuilder {
 #[derive(Debug)]
 pub struct Daprd {
     /// Killed when dropped.
-    _child: Child,
+    child: Child,
+    launch: Launch,
     http_port: u16,
     grpc_port: u16,
     api_token: Option<String>,
     log: PathBuf,
     _dir: ScratchDir,
     client: DaprClient<Channel>,
+}
+
+/// How daprd was started, to start it again.
+#[derive(Debug)]
+struct Launch {
+    binary: PathBuf,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
 }
 
 /// A daprd process until its API answers.
@@ -324,6 +335,26 @@ impl Starting<'_> {
 }
 
 impl Daprd {
+    /// Kills daprd (SIGKILL: a crash, an evicted pod) and starts it again
+    /// with the same ports, resources and environment; returns once its API
+    /// answers healthy. Its log starts over.
+    pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        let _ = self.child.kill().await;
+        let Launch { binary, args, envs } = &self.launch;
+        let child = spawn_logged(binary, args, envs, &self.log)?;
+        let mut starting = Starting { child, http_port: self.http_port, log: &self.log };
+        starting.until_healthy().await?;
+        let endpoint = format!("http://127.0.0.1:{}", self.grpc_port);
+        let channel = Channel::from_shared(endpoint)
+            .map_err(|e| starting.not_ready(e.to_string()))?
+            .connect()
+            .await
+            .map_err(|e| starting.not_ready(format!("gRPC API: {e}")))?;
+        self.child = starting.child;
+        self.client = DaprClient::new(channel);
+        Ok(())
+    }
+
     /// The daprd binary: `$DAPRD`, else `daprd` on `PATH`.
     pub fn binary() -> Option<PathBuf> {
         match std::env::var_os("DAPRD") {
