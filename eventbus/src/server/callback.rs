@@ -57,6 +57,12 @@ pub(crate) struct Unreadable {
     reason: &'static str,
 }
 
+impl Unreadable {
+    pub(crate) fn new(id: String, reason: &'static str) -> Self {
+        Unreadable { id, reason }
+    }
+}
+
 impl Shared {
     /// Runs one event through the pipeline and answers for it. Never fails.
     pub(crate) async fn dispatch(&self, envelope: Arc<Envelope>) -> Outcome {

@@ -71,6 +71,13 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// The HTTP server failed.
+    #[error("HTTP server failed")]
+    Serve {
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The gRPC transport failed.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),

@@ -31,6 +31,8 @@ use crate::registry::{Defaults, Registry};
 
 mod callback;
 mod error;
+#[cfg(feature = "http")]
+mod http;
 mod invocation;
 mod streaming;
 mod token;
@@ -524,21 +526,9 @@ impl Server {
             () = signal => {}
         }
 
-        let shared = &self.callback.0;
-        shared.draining.store(true, Ordering::Release);
-        shared.in_flight.close();
-        tracing::info!(in_flight = shared.in_flight.len(), "shutting down: draining in-flight events");
         tokio::select! {
             result = &mut server => return result.map_err(Error::from),
-            drained = tokio::time::timeout(self.drain_timeout, shared.in_flight.wait()) => {
-                if drained.is_err() {
-                    // Answer the stuck events RETRY rather than cutting their
-                    // connections: the sidecar gets an answer, not a transport error.
-                    tracing::warn!(in_flight = shared.in_flight.len(), "drain timeout passed; answering the events in flight RETRY");
-                    shared.past_drain_deadline.cancel();
-                    let _ = tokio::time::timeout(ANSWER_GRACE, shared.in_flight.wait()).await;
-                }
-            }
+            () = self.drain() => {}
         }
         let _ = stop.send(());
         // tonic waits for every connection to close; the sidecar may keep
@@ -605,6 +595,80 @@ impl Server {
             let _ = tokio::time::timeout(ANSWER_GRACE, finished).await;
         }
         tracing::info!("eventbus streaming subscriptions closed");
+        Ok(())
+    }
+}
+
+impl Server {
+    /// Shutdown's first part, the same on every transport: readiness turns
+    /// not-ready and new events get `RETRY`; the events in flight get up to
+    /// the drain timeout to finish; after it they are answered `RETRY`, with
+    /// a short grace for the answers to go out.
+    async fn drain(&self) {
+        let shared = &self.callback.0;
+        shared.draining.store(true, Ordering::Release);
+        shared.in_flight.close();
+        tracing::info!(in_flight = shared.in_flight.len(), "shutting down: draining in-flight events");
+        if tokio::time::timeout(self.drain_timeout, shared.in_flight.wait()).await.is_err() {
+            // Answer the stuck events RETRY rather than cutting their
+            // connections: the sidecar gets an answer, not a transport error.
+            tracing::warn!(
+                in_flight = shared.in_flight.len(),
+                "drain timeout passed; answering the events in flight RETRY"
+            );
+            shared.past_drain_deadline.cancel();
+            let _ = tokio::time::timeout(ANSWER_GRACE, shared.in_flight.wait()).await;
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl Server {
+    /// The HTTP app channel (`--app-protocol http`) as an axum router, to
+    /// mount in a server of your own; see [`Server::serve_http`].
+    pub fn http_router(&self) -> axum::Router {
+        http::router(self.callback.0.clone(), self.default_pubsub.clone())
+    }
+
+    /// Serves Dapr's HTTP app protocol on `address` until `signal`: the same
+    /// consumers and answers as the gRPC app channel (`GET /dapr/subscribe`,
+    /// the event and bulk routes, `/dapr/config`, `/healthz`), then shuts
+    /// down as [`Server::serve_with_listener`] does. Invocation and bindings
+    /// stay on the gRPC app channel.
+    pub async fn serve_http(self, address: SocketAddr, signal: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        let listener = TcpListener::bind(address).await.map_err(|source| Error::Bind { address, source })?;
+        self.serve_http_with_listener(listener, signal).await
+    }
+
+    /// [`Server::serve_http`] on a bound listener (tests bind `127.0.0.1:0`).
+    pub async fn serve_http_with_listener(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send,
+    ) -> Result<(), Error> {
+        let address = listener.local_addr().ok();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, self.http_router()).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        let server = server.into_future();
+        tokio::pin!(server);
+        tracing::info!(?address, subscriptions = self.subscriptions().len(), "eventbus HTTP app channel listening");
+        tokio::select! {
+            result = &mut server => return result.map_err(|source| Error::Serve { source }),
+            () = signal => {}
+        }
+        tokio::select! {
+            result = &mut server => return result.map_err(|source| Error::Serve { source }),
+            () = self.drain() => {}
+        }
+        let _ = stop.send(());
+        match tokio::time::timeout(Duration::from_secs(5), server).await {
+            Ok(result) => result.map_err(|source| Error::Serve { source })?,
+            Err(_) => tracing::warn!("HTTP connections still open after shutdown; exiting anyway"),
+        }
+        tracing::info!("eventbus HTTP app channel stopped");
         Ok(())
     }
 }

@@ -46,8 +46,13 @@ use crate::server::TOKEN_HEADER;
 mod cel;
 mod dapr_api;
 pub mod daprd;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+mod http;
 
 pub use dapr_api::{DaprApiStub, Published};
+#[cfg(feature = "http")]
+pub use http::{HttpSidecar, HttpSidecarError};
 
 /// A CloudEvent to publish.
 #[derive(Debug, Clone, PartialEq)]
@@ -520,7 +525,7 @@ impl TestSidecar {
 
 /// The path daprd would deliver on: the first matching rule's, else the
 /// default; `None` when nothing matches and there is no default.
-fn route(
+pub(crate) fn route(
     subscription: &pb::TopicSubscription,
     event: &CloudEvent,
     topic: &str,
@@ -549,7 +554,7 @@ pub(crate) fn exhausted(dead_letter: &str) -> Settlement {
     if dead_letter.is_empty() { Settlement::Nacked } else { Settlement::DeadLettered(dead_letter.to_owned()) }
 }
 
-fn settle_unrouted(dead_letter: &str) -> Settlement {
+pub(crate) fn settle_unrouted(dead_letter: &str) -> Settlement {
     if dead_letter.is_empty() { Settlement::Unrouted } else { Settlement::DeadLettered(dead_letter.to_owned()) }
 }
 

@@ -1,0 +1,285 @@
+//! The HTTP app channel (`--app-protocol http`): the same consumers behind
+//! Dapr's HTTP protocol, on axum.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /dapr/subscribe` | the subscriptions: routes and rules, dead-letter topic, metadata, bulk |
+//! | `POST <route>` with a CloudEvent | `200 {"status": "SUCCESS" \| "RETRY" \| "DROP"}` |
+//! | `POST <route>` with a bulk request (`entries`) | `200 {"statuses": [{"entryId", "status"}]}`, one per entry |
+//! | `GET /dapr/config` | `{}` (no actors) |
+//! | `GET /healthz` | `200`, or `503` with the reason while not ready |
+//!
+//! Every event is answered `200` with its status in the body, so daprd's
+//! reading of status codes (404 drops, other errors retry) never decides an
+//! event's fate by accident; a body that is not an event is answered
+//! `{"status": "DROP"}`, and a wrong or missing `dapr-api-token` `401`
+//! (daprd retries it). Invocation and input bindings are served on the gRPC
+//! app channel only.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use serde_json::{Map, Value, json};
+use tonic::metadata::MetadataMap;
+
+use super::callback::{Entry, Shared, Unreadable};
+use super::token;
+use crate::event::{Envelope, Extensions};
+use crate::outcome::Outcome;
+
+/// The state of the HTTP routes.
+#[derive(Clone)]
+pub(crate) struct Http {
+    shared: Arc<Shared>,
+    default_pubsub: String,
+}
+
+/// The axum router of the HTTP app channel.
+pub(crate) fn router(shared: Arc<Shared>, default_pubsub: String) -> Router {
+    Router::new()
+        .route("/dapr/subscribe", get(subscriptions))
+        .route("/dapr/config", get(|| async { axum::Json(json!({})) }))
+        .route("/healthz", get(health))
+        .fallback(events)
+        .with_state(Http { shared, default_pubsub })
+}
+
+/// The route daprd posts a registry path to: the path with a leading `/`.
+fn http_route(path: &str) -> String {
+    if path.starts_with('/') { path.to_owned() } else { format!("/{path}") }
+}
+
+async fn subscriptions(State(http): State<Http>) -> axum::Json<Value> {
+    let list: Vec<Value> = http
+        .shared
+        .registry
+        .subscriptions()
+        .iter()
+        .map(|s| {
+            let routes = s.routes.clone().unwrap_or_default();
+            let mut entry = json!({
+                "pubsubname": s.pubsub_name,
+                "topic": s.topic,
+                "routes": {
+                    "rules": routes.rules.iter().map(|r| json!({"match": r.r#match, "path": http_route(&r.path)})).collect::<Vec<_>>(),
+                    "default": if routes.default.is_empty() { String::new() } else { http_route(&routes.default) },
+                },
+                "metadata": s.metadata,
+            });
+            if !s.dead_letter_topic.is_empty() {
+                entry["deadLetterTopic"] = json!(s.dead_letter_topic);
+            }
+            if let Some(bulk) = &s.bulk_subscribe {
+                entry["bulkSubscribe"] = json!({
+                    "enabled": bulk.enabled,
+                    "maxMessagesCount": bulk.max_messages_count,
+                    "maxAwaitDurationMs": bulk.max_await_duration_ms,
+                });
+            }
+            entry
+        })
+        .collect();
+    axum::Json(Value::Array(list))
+}
+
+async fn health(State(http): State<Http>) -> Response {
+    match http.shared.ready().await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(reason) => {
+            tracing::warn!(%reason, "/healthz: not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
+        }
+    }
+}
+
+/// Any other request: a POSTed event or bulk request on a route.
+async fn events(State(http): State<Http>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if method != Method::POST {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let metadata = Arc::new(MetadataMap::from_headers(headers));
+    let path = uri.path();
+    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&body) else {
+        tracing::error!(path, bytes = body.len(), "request body is not a CloudEvent or bulk request; dropped");
+        return status(Outcome::Drop);
+    };
+    let id = body.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    if let Err(rejected) = token::check(http.shared.token.as_deref(), &metadata, "POST", &id) {
+        return (StatusCode::UNAUTHORIZED, rejected.message().to_owned()).into_response();
+    }
+    let pubsub = take_string(&mut body, "pubsubname").unwrap_or_else(|| http.default_pubsub.clone());
+    let topic = take_string(&mut body, "topic").unwrap_or_default();
+    // The registry knows the path as subscribed: `/v2`, or `order.completed` for `/order.completed`.
+    let path = match http.shared.registry.route(&pubsub, &topic, path) {
+        Some(_) => path,
+        None => path.trim_start_matches('/'),
+    };
+    match body.remove("entries") {
+        Some(Value::Array(entries)) => bulk(&http.shared, &pubsub, &topic, path, entries, &metadata).await,
+        _ => {
+            let envelope = cloud_event(body, &pubsub, &topic, path, &metadata);
+            status(http.shared.dispatch(Arc::new(envelope)).await)
+        }
+    }
+}
+
+async fn bulk(
+    shared: &Shared,
+    pubsub: &str,
+    topic: &str,
+    path: &str,
+    entries: Vec<Value>,
+    metadata: &Arc<MetadataMap>,
+) -> Response {
+    let mut ids = Vec::with_capacity(entries.len());
+    let mut events: Vec<Entry> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Value::Object(mut entry) = entry else {
+            ids.push(String::new());
+            events.push(Err(Unreadable::new(String::new(), "entry is not an object")));
+            continue;
+        };
+        let entry_id = take_string(&mut entry, "entryId").unwrap_or_default();
+        ids.push(entry_id.clone());
+        let content_type = take_string(&mut entry, "contentType").unwrap_or_default();
+        events.push(match entry.remove("event") {
+            Some(Value::Object(event)) if content_type.contains("cloudevents") || content_type.is_empty() => {
+                Ok(Arc::new(cloud_event(event, pubsub, topic, path, metadata)))
+            }
+            Some(raw) => Ok(Arc::new(Envelope {
+                id: entry_id,
+                data_content_type: content_type,
+                data: match raw {
+                    Value::String(text) => text.into_bytes().into(),
+                    other => serde_json::to_vec(&other).unwrap_or_default().into(),
+                },
+                topic: topic.to_owned(),
+                pubsub: pubsub.to_owned(),
+                path: path.to_owned(),
+                metadata: metadata.clone(),
+                ..Envelope::default()
+            })),
+            None => Err(Unreadable::new(entry_id, "entry has no event")),
+        });
+    }
+    let outcomes = shared.deliver(pubsub, topic, path, events).await;
+    let statuses: Vec<Value> = ids
+        .into_iter()
+        .zip(outcomes)
+        .map(|(entry_id, outcome)| json!({"entryId": entry_id, "status": wire(outcome)}))
+        .collect();
+    axum::Json(json!({ "statuses": statuses })).into_response()
+}
+
+/// A structured CloudEvent as daprd posts it: the known attributes, `data`
+/// (JSON, text) or `data_base64`, and every other attribute as an extension.
+fn cloud_event(
+    mut event: Map<String, Value>,
+    pubsub: &str,
+    topic: &str,
+    path: &str,
+    metadata: &Arc<MetadataMap>,
+) -> Envelope {
+    let data_content_type = take_string(&mut event, "datacontenttype").unwrap_or_default();
+    let data = match (event.remove("data_base64"), event.remove("data")) {
+        (Some(Value::String(encoded)), _) => base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_bytes())
+            .unwrap_or_else(|_| encoded.into_bytes()),
+        // Text that is not JSON arrives as a string: its bytes are the payload.
+        (_, Some(Value::String(text))) if !data_content_type.contains("json") => text.into_bytes(),
+        (_, Some(Value::Null) | None) => Vec::new(),
+        (_, Some(json)) => serde_json::to_vec(&json).unwrap_or_default(),
+    };
+    let mut envelope = Envelope {
+        id: take_string(&mut event, "id").unwrap_or_default(),
+        source: take_string(&mut event, "source").unwrap_or_default(),
+        event_type: take_string(&mut event, "type").unwrap_or_default(),
+        spec_version: take_string(&mut event, "specversion").unwrap_or_default(),
+        data_content_type,
+        data: data.into(),
+        topic: topic.to_owned(),
+        pubsub: pubsub.to_owned(),
+        path: path.to_owned(),
+        metadata: metadata.clone(),
+        entry_metadata: HashMap::new(),
+        extensions: Extensions::default(),
+    };
+    for (key, value) in event {
+        envelope.extensions.0.fields.insert(key, json_to_prost(value));
+    }
+    envelope
+}
+
+fn take_string(map: &mut Map<String, Value>, key: &str) -> Option<String> {
+    match map.remove(key)? {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn json_to_prost(value: Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        Value::String(s) => Kind::StringValue(s),
+        Value::Array(values) => {
+            Kind::ListValue(prost_types::ListValue { values: values.into_iter().map(json_to_prost).collect() })
+        }
+        Value::Object(fields) => Kind::StructValue(prost_types::Struct {
+            fields: fields.into_iter().map(|(k, v)| (k, json_to_prost(v))).collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// The status word of Dapr's HTTP protocol.
+fn wire(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Success => "SUCCESS",
+        Outcome::Retry => "RETRY",
+        Outcome::Drop => "DROP",
+    }
+}
+
+fn status(outcome: Outcome) -> Response {
+    axum::Json(json!({ "status": wire(outcome) })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_structured_cloud_event_becomes_an_envelope() {
+        let event = json!({
+            "id": "e-1", "source": "s", "type": "t", "specversion": "1.0",
+            "datacontenttype": "application/json", "data": {"order_id": "o-1"},
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tenant": "eu",
+        });
+        let Value::Object(event) = event else { unreachable!() };
+        let envelope = cloud_event(event, "pubsub", "orders", "/orders", &Arc::default());
+        assert_eq!((envelope.id.as_str(), envelope.event_type.as_str()), ("e-1", "t"));
+        assert_eq!(envelope.data.as_ref(), br#"{"order_id":"o-1"}"#);
+        assert_eq!(envelope.extensions.get_str("tenant"), Some("eu"));
+        assert!(envelope.traceparent().is_some());
+    }
+
+    #[test]
+    fn text_and_base64_payloads_keep_their_bytes() {
+        let Value::Object(text) = json!({"id": "e", "datacontenttype": "text/plain", "data": "hello"}) else {
+            unreachable!()
+        };
+        assert_eq!(cloud_event(text, "p", "t", "/t", &Arc::default()).data.as_ref(), b"hello");
+        let Value::Object(binary) = json!({"id": "e", "data_base64": "AAEC"}) else { unreachable!() };
+        assert_eq!(cloud_event(binary, "p", "t", "/t", &Arc::default()).data.as_ref(), [0, 1, 2]);
+    }
+}
