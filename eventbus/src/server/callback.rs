@@ -227,7 +227,7 @@ fn bulk_envelope(
             data: bytes.into(),
             ..Envelope::default()
         },
-        None => return Err(Unreadable { id: entry.entry_id, reason: "entry has no event" }),
+        None => return Err(Unreadable::new(entry.entry_id, "entry has no event")),
     };
     envelope.topic = topic.to_owned();
     envelope.pubsub = pubsub.to_owned();
