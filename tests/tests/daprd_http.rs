@@ -1,0 +1,133 @@
+//! The HTTP app channel under the real daprd (`--app-protocol http`):
+//! subscriptions from `GET /dapr/subscribe`, the status table, a bulk
+//! subscription, and daprd's reading of bare HTTP status codes. Skipped
+//! without daprd and redis-server, unless `EVENTBUS_REQUIRE_DAPRD=1`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
+use axum::routing::post;
+use common::builder;
+use common::daprd::{dead_letter_ids, sidecar, until_settled};
+use eventbus::testing::daprd::{self, eventually};
+use eventbus::{Event, Outcome, Subscription, batch, handler};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+const PUBSUB: &str = "pubsub-redis";
+
+fn cloud_event(id: &str, data: serde_json::Value) -> serde_json::Value {
+    json!({"specversion": "1.0", "id": id, "source": "daprd-suite", "type": "order",
+           "datacontenttype": "application/json", "data": data})
+}
+
+#[tokio::test]
+async fn daprd_delivers_over_http_with_the_same_answers() {
+    if !daprd::available() {
+        return;
+    }
+    let seen: Arc<Mutex<HashMap<String, Vec<Outcome>>>> = Arc::default();
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let raw_calls = Arc::new(AtomicUsize::new(0));
+    let recorder = seen.clone();
+    let sizes = batches.clone();
+    let server = builder()
+        .default_pubsub(PUBSUB)
+        .consumer(handler(
+            Subscription::new("orders").dead_letter("orders.dlq"),
+            move |event: Event<serde_json::Value>| {
+                let seen = recorder.clone();
+                async move {
+                    let mut seen = seen.lock().unwrap();
+                    let attempts = seen.entry(event.id().to_owned()).or_default();
+                    let outcome = match event.data["kind"].as_str() {
+                        Some("poison") => Outcome::Drop,
+                        Some("flaky") if attempts.is_empty() => Outcome::Retry,
+                        _ => Outcome::Success,
+                    };
+                    attempts.push(outcome);
+                    outcome
+                }
+            },
+        ))
+        .consumer(batch(
+            Subscription::new("products").dead_letter("products.dlq").bulk(50, 100),
+            move |events: Vec<Event<serde_json::Value>>| {
+                sizes.lock().unwrap().push(events.len());
+                async move {
+                    events
+                        .iter()
+                        .map(|e| if e.data["bad"] == true { Outcome::Drop } else { Outcome::Success })
+                        .collect::<Vec<_>>()
+                }
+            },
+        ))
+        // Two routes answered by plain axum handlers, to see how daprd reads bare status codes.
+        .consumer(handler(
+            Subscription::new("codes404").path("/codes404").dead_letter("codes404.dlq"),
+            |_: Event<serde_json::Value>| async {},
+        ))
+        .consumer(handler(
+            Subscription::new("codes500").path("/codes500").dead_letter("codes500.dlq"),
+            |_: Event<serde_json::Value>| async {},
+        ))
+        .build()
+        .unwrap();
+    let calls = raw_calls.clone();
+    let router = server.http_router().route("/codes404", post(|| async { StatusCode::NOT_FOUND })).route(
+        "/codes500",
+        post(move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { StatusCode::INTERNAL_SERVER_ERROR }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let (redis, daprd) = sidecar("http-app", port, |b| b.app_protocol("http")).await;
+    daprd.wait_for_subscriptions(4).await.unwrap();
+
+    for (id, kind) in [("h-1", "ok"), ("h-2", "flaky"), ("h-3", "poison")] {
+        daprd.publish_cloud_event(PUBSUB, "orders", &cloud_event(id, json!({"kind": kind}))).await.unwrap();
+    }
+    let products: Vec<_> = (0..20).map(|n| cloud_event(&format!("p-{n}"), json!({"bad": n == 7}))).collect();
+    daprd.publish_bulk(PUBSUB, "products", &products).await.unwrap();
+    daprd.publish_cloud_event(PUBSUB, "codes404", &cloud_event("c-404", json!({}))).await.unwrap();
+    daprd.publish_cloud_event(PUBSUB, "codes500", &cloud_event("c-500", json!({}))).await.unwrap();
+
+    until_settled(&redis, "orders", "http-app").await;
+    until_settled(&redis, "products", "http-app").await;
+    assert_eq!(dead_letter_ids(&redis, "orders.dlq").await, vec!["h-3"]);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen["h-1"], [Outcome::Success]);
+        assert_eq!(seen["h-2"], [Outcome::Retry, Outcome::Success], "RETRY in the body is retried");
+        assert_eq!(seen["h-3"], [Outcome::Drop]);
+    }
+    assert_eq!(dead_letter_ids(&redis, "products.dlq").await, vec!["p-7"], "one bad entry, its neighbours acked");
+    assert_eq!(batches.lock().unwrap().iter().sum::<usize>(), 20);
+    eventually("404 dead-lettered", || async {
+        (dead_letter_ids(&redis, "codes404.dlq").await == ["c-404"]).then_some(())
+    })
+    .await;
+    eventually("500 retried, then dead-lettered", || async {
+        (dead_letter_ids(&redis, "codes500.dlq").await == ["c-500"]).then_some(())
+    })
+    .await;
+    assert!(raw_calls.load(Ordering::SeqCst) >= 2, "a 500 is delivered again");
+
+    let _ = stop.send(());
+    app.await.unwrap().unwrap();
+}
