@@ -74,7 +74,7 @@ done
 
 worker() { # label database-url
   export CUSTOMER_WORKER__DATA__DATABASE__URL="$2"
-  export CUSTOMER_WORKER__SERVER__GRPC_ADDR="127.0.0.1:$port"
+  export CUSTOMER_WORKER__SERVER__APP_ADDR="127.0.0.1:$port"
   export CUSTOMER_WORKER__SERVER__ADMIN_ADDR="127.0.0.1:0"
   export CUSTOMER_WORKER__LOG__LEVEL=warn
   start_server "$bin/customer-worker" --mode events

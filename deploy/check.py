@@ -54,15 +54,16 @@ def validate(where, doc):
         fail(where, f"no schema for {key[0]} {key[1]}")
 
 
-def check_worker_deployment(where, doc):
+def check_worker_deployment(where, doc, transport):
     template = doc["spec"]["template"]
     annotations = template["metadata"].get("annotations", {})
+    app_channel = transport != "streaming"
     expected = {
         "dapr.io/enabled": "true",
         "dapr.io/app-id": "customer-worker",
-        "dapr.io/app-port": "5005",
-        "dapr.io/app-protocol": "grpc",
-        "dapr.io/enable-app-health-check": "true",
+        "dapr.io/app-port": "5005" if app_channel else None,
+        "dapr.io/app-protocol": transport if app_channel else None,
+        "dapr.io/enable-app-health-check": "true" if app_channel else None,
     }
     for key, value in expected.items():
         if annotations.get(key) != value:
@@ -83,9 +84,12 @@ def check_chart():
     for message in report.get("messages", []):
         if message.get("severity", 0) >= 2:  # warning or error
             fail(f"helm lint {message.get('path')}", message.get("error"))
-    for values_file in [None, "values-production.yaml"]:
+    cases = [(None, "grpc"), ("values-production.yaml", "grpc"), (None, "http"), (None, "streaming")]
+    for values_file, transport in cases:
         overrides = yaml.safe_load((CHART / values_file).read_text()) if values_file else {}
-        label = f"chart ({values_file or 'values.yaml'})"
+        if transport != "grpc":
+            overrides = {"config": {"server": {"transport": transport}}}
+        label = f"chart ({values_file or 'values.yaml'}, transport {transport})"
         with helm.Chart.load(str(CHART)) as chart:
             try:
                 rendered = chart.render(overrides, name="customer-worker", namespace="customer")
@@ -102,7 +106,7 @@ def check_chart():
                 kinds.append(doc["kind"])
                 validate(f"{label} {template}", doc)
                 if doc["kind"] == "Deployment":
-                    check_worker_deployment(f"{label} {template}", doc)
+                    check_worker_deployment(f"{label} {template}", doc, transport)
         for kind in ["Deployment", "ConfigMap", "Service"]:
             if kind not in kinds:
                 fail(label, f"renders no {kind}")

@@ -139,7 +139,7 @@ fn spawn(bin: &str, database_url: &str, port: u16, admin_port: u16) -> anyhow::R
     Command::new(bin)
         .args(["--mode", "events"])
         .env("CUSTOMER_WORKER__DATA__DATABASE__URL", database_url)
-        .env("CUSTOMER_WORKER__SERVER__GRPC_ADDR", format!("127.0.0.1:{port}"))
+        .env("CUSTOMER_WORKER__SERVER__APP_ADDR", format!("127.0.0.1:{port}"))
         .env("CUSTOMER_WORKER__SERVER__ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin;
-use crate::config::Config;
+use crate::config::{Config, Transport};
 use crate::consumers::CustomerConsumers;
 use crate::jobs::{JobKind, Jobs};
 use crate::store::Store;
@@ -69,8 +69,9 @@ pub fn event_server(
 
 /// A started worker: where it listens and how to stop it.
 pub struct Running {
-    /// The gRPC address, in `events` and `all` modes.
-    pub grpc_addr: Option<SocketAddr>,
+    /// The app channel's address (gRPC or HTTP), in `events` and `all`
+    /// modes; `None` with streaming subscriptions.
+    pub app_addr: Option<SocketAddr>,
     /// The admin HTTP address.
     pub admin_addr: SocketAddr,
     /// Whether the job scheduler runs.
@@ -82,7 +83,7 @@ pub struct Running {
 impl std::fmt::Debug for Running {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Running")
-            .field("grpc_addr", &self.grpc_addr)
+            .field("app_addr", &self.app_addr)
             .field("admin_addr", &self.admin_addr)
             .field("scheduler", &self.scheduler)
             .finish_non_exhaustive()
@@ -123,22 +124,38 @@ pub async fn start(config: Config, mode: Mode, metrics: Option<PrometheusHandle>
     let jobs = Jobs::new(store.clone(), config.clone())?;
     let mut tasks = JoinSet::new();
 
-    let mut grpc_addr = None;
+    let mut app_addr = None;
     let mut events_handle = None;
     if mode.runs_events() {
         let server = event_server(&config, &store, &jobs, &shutdown)?;
-        let listener = TcpListener::bind(config.server.grpc_addr)
-            .await
-            .with_context(|| format!("server.grpc_addr: cannot listen on {}", config.server.grpc_addr))?;
-        grpc_addr = Some(listener.local_addr()?);
         events_handle = Some(server.handle());
         let signal = shutdown.clone();
-        tasks.spawn(async move {
-            server
-                .serve_with_listener(listener, async move { signal.cancelled().await })
+        let stopped = async move { signal.cancelled().await };
+        let transport = config.server.transport;
+        if transport == Transport::Streaming {
+            let endpoint = eventbus::server::DaprEndpoint::from_env();
+            let endpoint = match &config.server.dapr_grpc_endpoint {
+                Some(address) => endpoint.with_address(address.clone()),
+                None => endpoint,
+            };
+            tracing::info!(endpoint = endpoint.address(), "events by streaming subscriptions");
+            tasks.spawn(async move {
+                server.serve_streaming(endpoint, stopped).await.context("streaming subscriptions failed")
+            });
+        } else {
+            let address = config.server.app_addr;
+            let listener = TcpListener::bind(address)
                 .await
-                .context("gRPC server failed")
-        });
+                .with_context(|| format!("server.app_addr: cannot listen on {address}"))?;
+            app_addr = Some(listener.local_addr()?);
+            tasks.spawn(async move {
+                match transport {
+                    Transport::Http => server.serve_http_with_listener(listener, stopped).await,
+                    _ => server.serve_with_listener(listener, stopped).await,
+                }
+                .context("app channel server failed")
+            });
+        }
     }
     if mode.runs_cron() {
         let cancel = shutdown.clone();
@@ -153,5 +170,5 @@ pub async fn start(config: Config, mode: Mode, metrics: Option<PrometheusHandle>
     let signal = shutdown.clone();
     tasks.spawn(async move { admin::serve(listener, router, signal).await.context("admin HTTP server failed") });
 
-    Ok(Running { grpc_addr, admin_addr, scheduler: mode.runs_cron(), shutdown, tasks })
+    Ok(Running { app_addr, admin_addr, scheduler: mode.runs_cron(), shutdown, tasks })
 }

@@ -36,8 +36,17 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// The AppCallback gRPC address (the sidecar's `dapr.io/app-port`).
-    pub grpc_addr: SocketAddr,
+    /// How Dapr delivers events: `grpc` (default), `http` or `streaming`.
+    #[serde(default)]
+    pub transport: Transport,
+    /// The app channel's address, gRPC or HTTP (the sidecar's
+    /// `dapr.io/app-port`); not listened on with `streaming`.
+    #[serde(alias = "grpc_addr")]
+    pub app_addr: SocketAddr,
+    /// With `streaming`: the sidecar's gRPC API, e.g. `http://127.0.0.1:50001`
+    /// (default: `DAPR_GRPC_ENDPOINT`, else `DAPR_GRPC_PORT`, as the Dapr SDKs).
+    #[serde(default)]
+    pub dapr_grpc_endpoint: Option<String>,
     /// `/healthz`, `/readyz`, `/metrics`.
     pub admin_addr: SocketAddr,
     #[serde(default = "defaults::drain_timeout_secs")]
@@ -46,6 +55,20 @@ pub struct ServerConfig {
     pub handler_timeout_secs: u64,
     #[serde(default = "defaults::concurrency_per_topic")]
     pub concurrency_per_topic: usize,
+}
+
+/// `server.transport`: the way Dapr delivers events to the consumers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// The gRPC app channel (`--app-protocol grpc`): `AppCallback` on `app_addr`.
+    #[default]
+    Grpc,
+    /// The HTTP app channel (`--app-protocol http`) on `app_addr`.
+    Http,
+    /// Streaming subscriptions: the worker dials the sidecar's gRPC API
+    /// (`DAPR_GRPC_ENDPOINT` / `DAPR_GRPC_PORT`); no app port.
+    Streaming,
 }
 
 #[derive(Debug, Clone, Deserialize)]

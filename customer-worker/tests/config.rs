@@ -15,7 +15,7 @@ fn shipped_configs_load() {
         assert_eq!(config.data.eventbus.default_pubsub, "pubsub-redis", "{file}");
     }
     let default = Config::load(None).unwrap();
-    assert_eq!(default.server.grpc_addr.port(), 5005);
+    assert_eq!(default.server.app_addr.port(), 5005);
 }
 
 #[test]
@@ -24,7 +24,7 @@ fn environment_overrides_any_key() {
         DEFAULT_CONFIG,
         env(&[
             ("CUSTOMER_WORKER__DATA__DATABASE__URL", "postgres://app:s3cret@db:5432/customer"),
-            ("CUSTOMER_WORKER__SERVER__GRPC_ADDR", "127.0.0.1:6006"),
+            ("CUSTOMER_WORKER__SERVER__APP_ADDR", "127.0.0.1:6006"),
             ("CUSTOMER_WORKER__JOBS__BATCH_SIZE", "42"),
             ("CUSTOMER_WORKER__LOG__JSON", "true"),
             ("UNRELATED", "x"),
@@ -32,7 +32,7 @@ fn environment_overrides_any_key() {
         "test",
     )
     .unwrap();
-    assert_eq!(config.server.grpc_addr.port(), 6006);
+    assert_eq!(config.server.app_addr.port(), 6006);
     assert_eq!(config.jobs.batch_size, 42);
     assert!(config.log.json);
     // The password never reaches logs.

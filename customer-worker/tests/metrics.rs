@@ -14,8 +14,7 @@ async fn prometheus_metrics_count_events_and_jobs() {
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().unwrap();
     let db = databases().await.remove(0);
     let running = app::start(config(&db), Mode::Events, Some(handle)).await.unwrap();
-    let sidecar =
-        TestSidecar::connect(running.grpc_addr.unwrap()).await.unwrap().pubsub("pubsub-redis").max_attempts(1);
+    let sidecar = TestSidecar::connect(running.app_addr.unwrap()).await.unwrap().pubsub("pubsub-redis").max_attempts(1);
     sidecar.publish("order.completed", completed("o-1", "c-1", "1.00", "2026-11-20T10:00:00Z")).await.unwrap();
     sidecar.publish("order.completed", CloudEvent::json(&serde_json::json!({"bad": true}))).await.unwrap();
     sidecar.trigger_job("stats", b"").await.unwrap();

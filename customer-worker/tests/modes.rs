@@ -23,9 +23,9 @@ async fn each_mode_starts_only_what_it_names() {
     let db = databases().await.remove(0);
     for (mode, grpc, cron) in [(Mode::Events, true, false), (Mode::Cron, false, true), (Mode::All, true, true)] {
         let running = app::start(config(&db), mode, None).await.unwrap();
-        assert_eq!(running.grpc_addr.is_some(), grpc, "{mode:?}");
+        assert_eq!(running.app_addr.is_some(), grpc, "{mode:?}");
         assert_eq!(running.scheduler, cron, "{mode:?}");
-        if let Some(address) = running.grpc_addr {
+        if let Some(address) = running.app_addr {
             let sidecar = eventbus::testing::TestSidecar::connect(address).await.unwrap();
             assert_eq!(sidecar.subscriptions().len(), 5);
         }
@@ -40,7 +40,7 @@ async fn each_mode_starts_only_what_it_names() {
 async fn the_worker_subscribes_to_the_five_topics_with_dead_letters() {
     let db = databases().await.remove(0);
     let running = app::start(config(&db), Mode::Events, None).await.unwrap();
-    let sidecar = eventbus::testing::TestSidecar::connect(running.grpc_addr.unwrap()).await.unwrap();
+    let sidecar = eventbus::testing::TestSidecar::connect(running.app_addr.unwrap()).await.unwrap();
     let mut topics: Vec<(String, String, String)> = sidecar
         .subscriptions()
         .iter()

@@ -73,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
     let mut worker = tokio::process::Command::new(&cli.worker)
         .args(["--mode", "events"])
         .env("CUSTOMER_WORKER__DATA__DATABASE__URL", &cli.database_url)
-        .env("CUSTOMER_WORKER__SERVER__GRPC_ADDR", format!("127.0.0.1:{grpc_port}"))
+        .env("CUSTOMER_WORKER__SERVER__APP_ADDR", format!("127.0.0.1:{grpc_port}"))
         .env("CUSTOMER_WORKER__SERVER__ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

@@ -43,7 +43,7 @@ impl Launch {
         let child = Command::new(env!("CARGO_BIN_EXE_customer-worker"))
             .args(["--mode", "events"])
             .env("CUSTOMER_WORKER__DATA__DATABASE__URL", &self.database_url)
-            .env("CUSTOMER_WORKER__SERVER__GRPC_ADDR", format!("127.0.0.1:{}", self.grpc_port))
+            .env("CUSTOMER_WORKER__SERVER__APP_ADDR", format!("127.0.0.1:{}", self.grpc_port))
             .env("CUSTOMER_WORKER__SERVER__ADMIN_ADDR", format!("127.0.0.1:{}", self.admin_port))
             .env("CUSTOMER_WORKER__SERVER__DRAIN_TIMEOUT_SECS", "5")
             .env("RUST_LOG", "info")

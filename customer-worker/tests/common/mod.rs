@@ -64,7 +64,7 @@ pub(crate) fn config(db: &TestDb) -> Config {
     let env = [
         ("CUSTOMER_WORKER__DATA__DATABASE__URL", db.url.clone()),
         ("CUSTOMER_WORKER__DATA__DATABASE__BUSY_TIMEOUT_MS", "10000".into()),
-        ("CUSTOMER_WORKER__SERVER__GRPC_ADDR", "127.0.0.1:0".into()),
+        ("CUSTOMER_WORKER__SERVER__APP_ADDR", "127.0.0.1:0".into()),
         ("CUSTOMER_WORKER__SERVER__ADMIN_ADDR", "127.0.0.1:0".into()),
         ("CUSTOMER_WORKER__SERVER__DRAIN_TIMEOUT_SECS", "5".into()),
     ];
@@ -82,8 +82,7 @@ pub(crate) async fn worker(db: &TestDb) -> Worker {
     let config = config(db);
     let store = Store::connect(&config.data.database).await.unwrap();
     let running = app::start(config, Mode::Events, None).await.unwrap();
-    let sidecar =
-        TestSidecar::connect(running.grpc_addr.unwrap()).await.unwrap().pubsub("pubsub-redis").max_attempts(1);
+    let sidecar = TestSidecar::connect(running.app_addr.unwrap()).await.unwrap().pubsub("pubsub-redis").max_attempts(1);
     Worker { running, sidecar, store }
 }
 

@@ -69,6 +69,13 @@ impl DaprEndpoint {
         DaprEndpoint { address, token: std::env::var("DAPR_API_TOKEN").ok().filter(|t| !t.is_empty()) }
     }
 
+    /// The same token, another address.
+    #[must_use]
+    pub fn with_address(mut self, address: impl Into<String>) -> Self {
+        self.address = address.into();
+        self
+    }
+
     /// The `dapr-api-token` to send (`None` for none).
     #[must_use]
     pub fn token(mut self, token: impl Into<Option<String>>) -> Self {
