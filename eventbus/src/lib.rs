@@ -69,7 +69,9 @@
 //!   become consumers with [`subscribe`], [`fn@handler`] or [`batch`];
 //!   [`Subscription`] says what they subscribe to (routing rules, dead-letter
 //!   topic, metadata, bulk).
-//! - [`server`]: the gRPC server, with limits (timeout, per-topic
+//! - [`server`]: three ways in for the same consumers: the gRPC app channel
+//!   ([`Server::serve`]), the HTTP app channel (`Server::serve_http`, feature
+//!   `http`) and streaming subscriptions ([`Server::serve_streaming`]); with limits (timeout, per-topic
 //!   concurrency, message size), the `APP_API_TOKEN` check, a readiness
 //!   probe, graceful shutdown, and [`Server::dispatch`] to run the pipeline
 //!   without a socket; [`invoke`] types service invocation.
@@ -84,7 +86,8 @@
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | `testing` | no | [`testing::TestSidecar`] and [`testing::daprd`], for your integration tests |
+//! | `testing` | no | [`testing::TestSidecar`], `testing::DaprApiStub` (streaming), `testing::HttpSidecar` (with `http`) and [`testing::daprd`], for your integration tests |
+//! | `http` | no | the HTTP app channel on axum: `Server::serve_http`, `Server::http_router` |
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
