@@ -2,7 +2,8 @@
 # Publish -> committed latency of the customer worker behind the real daprd
 # and Redis (bench/src/bin/daprd_latency.rs), on PostgreSQL when
 # BENCH_DATABASE_URL or TEST_DATABASE_URL names a server (else SQLite), for
-# the single path (auth.login) and the bulk subscription (order.completed).
+# the single path (auth.login) and the bulk subscription (order.completed),
+# with the worker on the gRPC app channel and on streaming subscriptions.
 #
 #   bash bench/daprd.sh            # 100 to 4000 events/s, 10 s each; writes target/bench/daprd.md
 #   bash bench/daprd.sh --smoke    # 100 events/s for 2 s (CI)
@@ -35,9 +36,11 @@ backend=SQLite
 {
   echo "Commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%Y-%m-%d), database: $backend"
   echo
-  for topic in auth.login order.completed; do
-    target/release/daprd-latency --worker target/release/customer-worker \
-      --database-url "$(database "${topic//./_}")" --topic "$topic" --rates "$rates" --seconds "$seconds"
-    echo
+  for transport in grpc streaming; do
+    for topic in auth.login order.completed; do
+      target/release/daprd-latency --worker target/release/customer-worker --transport "$transport" \
+        --database-url "$(database "${transport}_${topic//./_}")" --topic "$topic" --rates "$rates" --seconds "$seconds"
+      echo
+    done
   done
 } | tee "$out/daprd.md"

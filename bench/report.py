@@ -96,6 +96,19 @@ for c in (1, 16, 64):
     cpu = lambda r: r and r["server_cpu_us_per_event"]
     print(f"| {c} | {ratio(cpu(e), cpu(d))} | {ratio(cpu(e), cpu(f))} | {ratio(cpu(d), cpu(f))} |")
 print()
+print("## Transports: the same handler over gRPC, HTTP and streaming\n")
+print("The eventbus server of the table with the same typed handler, fed by the driver over the gRPC app")
+print("channel (`OnTopicEvent`), the HTTP app channel (structured CloudEvents POSTed on keep-alive HTTP/1.1")
+print("connections, one per task) and a streaming subscription (the driver serves `SubscribeTopicEventsAlpha1`;")
+print("all events of a run share the app's one stream).\n")
+print("| in flight | gRPC CPU µs/ev | HTTP CPU µs/ev | streaming CPU µs/ev | gRPC p99 ms | HTTP p99 ms | streaming p99 ms |")
+print("|---:|---:|---:|---:|---:|---:|---:|")
+for c in (1, 16, 64):
+    g, h, s_ = (find(k, c) for k in ("eventbus", "eventbus-http", "eventbus-streaming"))
+    cpu = lambda r: fmt(r and r["server_cpu_us_per_event"])
+    p99 = lambda r: fmt(r and r["p99_ms"], 3)
+    print(f"| {c} | {cpu(g)} | {cpu(h)} | {cpu(s_)} | {p99(g)} | {p99(h)} | {p99(s_)} |")
+print()
 print("## Targets\n")
 e16, d16 = find("eventbus", 16), find("dapr-sdk", 16)
 checks = []

@@ -57,9 +57,9 @@ stop_server() {
   wait "$server_pid" 2>/dev/null || true
 }
 
-drive() { # label concurrency bulk events
+drive() { # label concurrency bulk events [driver options]
   "${driver_cpu[@]}" "$bin/eventbus-load" --addr "127.0.0.1:$port" --label "$1" --concurrency "$2" \
-    --bulk "$3" --events "$4" --warmup "$warmup" --connections 2 --server-pid "$server_pid" >> "$results"
+    --bulk "$3" --events "$4" --warmup "$warmup" --connections 2 --server-pid "$server_pid" "${@:5}" >> "$results"
 }
 
 for _ in $(seq 1 "$repeats"); do
@@ -70,6 +70,23 @@ for _ in $(seq 1 "$repeats"); do
     if [ "$kind" != dapr-sdk ]; then drive "$kind" 16 100 "$bulk_events"; fi
     stop_server
   done
+done
+
+# The same eventbus server and handler on the two other transports: the HTTP
+# app channel, and streaming subscriptions (the driver serves the Dapr API on
+# $dapr_port; the server dials it, reconnecting between runs).
+dapr_port=5106
+for _ in $(seq 1 "$repeats"); do
+  start_server "$bin/baseline-server" eventbus --transport http --addr "127.0.0.1:$port"
+  for c in 1 16 64; do drive eventbus-http "$c" 0 "$single" --transport http; done
+  stop_server
+  "${server_cpu[@]}" "$bin/baseline-server" eventbus --transport streaming --dapr "http://127.0.0.1:$dapr_port" &
+  server_pid=$!
+  for c in 1 16 64; do
+    "${driver_cpu[@]}" "$bin/eventbus-load" --transport streaming --addr "127.0.0.1:$dapr_port" --label eventbus-streaming \
+      --concurrency "$c" --events "$single" --warmup "$warmup" --server-pid "$server_pid" >> "$results"
+  done
+  stop_server
 done
 
 worker() { # label database-url

@@ -2,7 +2,9 @@
 //!
 //! - `floor`: a bare tonic `AppCallback` answering SUCCESS without decoding;
 //! - `dapr-sdk`: the `dapr` crate's `AppCallbackService` with a handler that decodes the JSON;
-//! - `eventbus`: an eventbus server with a typed handler and its default middleware.
+//! - `eventbus`: an eventbus server with a typed handler and its default middleware,
+//!   on the transport `--transport` names: the gRPC app channel (default), the
+//!   HTTP app channel on `--addr`, or streaming subscriptions to `--dapr`.
 //!
 //! `cargo run --release -p eventbus-bench --bin baseline-server -- eventbus --addr 127.0.0.1:5005`
 
@@ -13,6 +15,7 @@ use dapr::appcallback::{AppCallbackService, Handler, HandlerMethod};
 use dapr::dapr::proto::common::v1::{InvokeRequest, InvokeResponse};
 use dapr::dapr::proto::runtime::v1 as pb;
 use dapr::dapr::proto::runtime::v1::app_callback_server::{AppCallback, AppCallbackServer};
+use eventbus::server::{DaprEndpoint, shutdown_signal};
 use eventbus::{Event, Subscription, handler};
 use eventbus_bench::OrderCompleted;
 use tonic::{Request, Response, Status};
@@ -24,11 +27,24 @@ enum Kind {
     Eventbus,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Transport {
+    Grpc,
+    Http,
+    Streaming,
+}
+
 #[derive(Parser)]
 struct Cli {
     kind: Kind,
     #[arg(long, default_value = "127.0.0.1:5005")]
     addr: SocketAddr,
+    /// How the eventbus server gets its events.
+    #[arg(long, value_enum, default_value = "grpc")]
+    transport: Transport,
+    /// The Dapr gRPC API the streaming transport dials (the load driver's stub).
+    #[arg(long, default_value = "http://127.0.0.1:5106")]
+    dapr: String,
 }
 
 const PUBSUB: &str = "pubsub";
@@ -125,13 +141,16 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
         }
         Kind::Eventbus => {
-            eventbus::Server::builder()
+            let server = eventbus::Server::builder()
                 .api_token(None)
                 .default_pubsub(PUBSUB)
                 .consumer(handler(Subscription::new(TOPIC), on_order).name("on_order"))
-                .build()?
-                .serve(cli.addr)
-                .await?;
+                .build()?;
+            match cli.transport {
+                Transport::Grpc => server.serve(cli.addr).await?,
+                Transport::Http => server.serve_http(cli.addr, shutdown_signal()).await?,
+                Transport::Streaming => server.serve_streaming(DaprEndpoint::new(cli.dapr), shutdown_signal()).await?,
+            }
         }
     }
     Ok(())

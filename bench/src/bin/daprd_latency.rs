@@ -10,6 +10,10 @@
 //! milliseconds: it includes daprd, Redis, the bulk subscriber's wait
 //! (`order.completed`: up to 100 ms) and the database.
 //!
+//! `--transport streaming` runs the worker with `server.transport: streaming`
+//! (it dials daprd's gRPC API; daprd has no app port) instead of the gRPC app
+//! channel.
+//!
 //! A rate is sustained when the publisher kept it (achieved within 5 %) and
 //! every event was committed within 2 s of the last publish.
 //!
@@ -44,6 +48,9 @@ struct Cli {
     /// `auth.login` (single deliveries) or `order.completed` (bulk subscription).
     #[arg(long, default_value = "auth.login")]
     topic: String,
+    /// How daprd delivers to the worker: `grpc` (app channel) or `streaming`.
+    #[arg(long, default_value = "grpc")]
+    transport: String,
     /// The Dapr resources (pubsub-redis, resiliency, configuration).
     #[arg(long, default_value = "deploy/dapr/local")]
     resources: String,
@@ -69,31 +76,45 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     sqlx::any::install_default_drivers();
     let redis = Redis::start().await.context("redis-server")?;
-    let (grpc_port, admin_port) = (free_port()?, free_port()?);
-    let mut worker = tokio::process::Command::new(&cli.worker)
-        .args(["--mode", "events"])
-        .env("CUSTOMER_WORKER__DATA__DATABASE__URL", &cli.database_url)
-        .env("CUSTOMER_WORKER__SERVER__APP_ADDR", format!("127.0.0.1:{grpc_port}"))
-        .env("CUSTOMER_WORKER__SERVER__ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the worker")?;
-    let daprd = Daprd::builder("customer-worker")
-        .app_port(grpc_port)
+    let (app_port, admin_port) = (free_port()?, free_port()?);
+    let streaming = cli.transport == "streaming";
+    let mut daprd = Daprd::builder("customer-worker")
         .resources(&cli.resources)
-        .replace_in_resources("localhost:6379", redis.address())
-        .start()
-        .await
-        .context("daprd")?;
+        .replace_in_resources("localhost:6379", redis.address());
+    if !streaming {
+        daprd = daprd.app_port(app_port);
+    }
+    // With the app channel, the worker listens first; with streaming, daprd's API must be up first.
+    let start_worker = |dapr_grpc_endpoint: Option<String>| {
+        let mut worker = tokio::process::Command::new(&cli.worker);
+        worker
+            .args(["--mode", "events"])
+            .env("CUSTOMER_WORKER__DATA__DATABASE__URL", &cli.database_url)
+            .env("CUSTOMER_WORKER__SERVER__APP_ADDR", format!("127.0.0.1:{app_port}"))
+            .env("CUSTOMER_WORKER__SERVER__ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+            .env("CUSTOMER_WORKER__SERVER__TRANSPORT", &cli.transport)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(endpoint) = dapr_grpc_endpoint {
+            worker.env("CUSTOMER_WORKER__SERVER__DAPR_GRPC_ENDPOINT", endpoint);
+        }
+        worker.spawn().context("starting the worker")
+    };
+    let (mut worker, daprd) = if streaming {
+        let daprd = daprd.start().await.context("daprd")?;
+        (start_worker(Some(daprd.grpc_endpoint()))?, daprd)
+    } else {
+        let worker = start_worker(None)?;
+        (worker, daprd.start().await.context("daprd")?)
+    };
     daprd.wait_for_subscriptions(5).await?;
     let database = sqlx::AnyPool::connect(&cli.database_url).await?;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "| topic | target rate (ev/s) | achieved (ev/s) | events | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | sustained |"
+        "| transport | topic | target rate (ev/s) | achieved (ev/s) | events | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | sustained |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (run, &rate) in cli.rates.iter().enumerate() {
         let events = rate * cli.seconds;
         let published = Arc::new(Mutex::new(HashMap::<String, i64>::with_capacity(events as usize)));
@@ -166,7 +187,8 @@ async fn main() -> anyhow::Result<()> {
             achieved >= rate as f64 * 0.95 && committed.len() as u64 == events && drained_in < Duration::from_secs(2);
         let ms = |micros: u64| micros as f64 / 1000.0;
         println!(
-            "| {} | {rate} | {achieved:.0} | {}/{events} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {rate} | {achieved:.0} | {}/{events} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            cli.transport,
             cli.topic,
             committed.len(),
             ms(histogram.value_at_quantile(0.5)),

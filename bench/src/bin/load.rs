@@ -6,6 +6,12 @@
 //! `--concurrency` tasks over `--connections` HTTP/2 connections, for
 //! `--events` events or `--seconds` seconds, after a short warm-up.
 //!
+//! `--transport http` plays daprd's HTTP app channel instead (structured
+//! CloudEvents POSTed on keep-alive HTTP/1.1 connections, one per task), and
+//! `--transport streaming` plays daprd's side of streaming subscriptions: it
+//! serves the Dapr API on `--addr` (the app dials it) and sends the events
+//! down the app's stream, `--concurrency` in flight.
+//!
 //! Reports events/s, request latency p50/p90/p99/max, the SUCCESS / RETRY /
 //! DROP / error counts and, given `--server-pid`, the server's CPU time per
 //! event and peak RSS from `/proc`. Output: a table, then one JSON line.
@@ -26,8 +32,18 @@ use eventbus_bench::OrderCompleted;
 use hdrhistogram::Histogram;
 use tonic::transport::Channel;
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Transport {
+    Grpc,
+    Http,
+    Streaming,
+}
+
 #[derive(Parser, Clone)]
 struct Cli {
+    /// How events reach the app.
+    #[arg(long, value_enum, default_value = "grpc")]
+    transport: Transport,
     /// The app's gRPC address.
     #[arg(long, default_value = "127.0.0.1:5005")]
     addr: SocketAddr,
@@ -197,9 +213,137 @@ async fn send(
     cli.bulk as u64
 }
 
+/// A keep-alive HTTP/1.1 connection to the app, as daprd's HTTP channel uses.
+struct HttpConnection {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    address: SocketAddr,
+}
+
+impl HttpConnection {
+    async fn open(address: SocketAddr) -> std::io::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        Ok(HttpConnection { stream: tokio::io::BufReader::new(stream), address })
+    }
+
+    /// One request on the open connection: the status and the body.
+    async fn exchange(&mut self, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/cloudevents+json\r\ncontent-length: {}\r\n\r\n",
+            self.address,
+            body.len()
+        );
+        let stream = self.stream.get_mut();
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body).await?;
+        let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await?;
+        let status =
+            line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| invalid("status line"))?;
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await?;
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().map_err(|_| invalid("content-length"))?;
+            }
+        }
+        let mut answer = vec![0; length];
+        self.stream.read_exact(&mut answer).await?;
+        Ok((status, answer))
+    }
+}
+
+/// The structured CloudEvent daprd posts to an HTTP app.
+fn http_event(run: &str, n: u64, topic: &str, pubsub: &str) -> Vec<u8> {
+    let e = event(run, n, topic);
+    let data: serde_json::Value = serde_json::from_slice(&e.data).unwrap_or_default();
+    let traceparent = format!("00-{:032x}-{:016x}-01", u128::from(n) * 0x9e37_79b9_7f4a_7c15 + 1, n + 1);
+    serde_json::to_vec(&serde_json::json!({
+        "id": e.id, "source": e.source, "type": e.r#type, "specversion": "1.0",
+        "datacontenttype": "application/json", "data": data, "topic": topic, "pubsubname": pubsub,
+        "traceparent": traceparent, "time": "2026-11-20T10:15:00Z",
+    }))
+    .unwrap_or_default()
+}
+
+/// The sender of one task: how its requests reach the app.
+enum Sender {
+    Grpc(AppCallbackClient<Channel>),
+    Http(HttpConnection),
+    Streaming(Arc<eventbus::testing::DaprApiStub>),
+}
+
+impl Sender {
+    async fn send(&mut self, cli: &Cli, target: &Target, run: &str, first: u64, counts: &Counts) -> u64 {
+        let outcome = match self {
+            Sender::Grpc(client) => return send(client, cli, target, run, first, counts).await,
+            Sender::Http(connection) => {
+                let body = http_event(run, first, &cli.topic, &target.pubsub);
+                match connection.exchange("POST", &target.path, &body).await {
+                    Ok((200, answer)) => serde_json::from_slice::<serde_json::Value>(&answer)
+                        .ok()
+                        .and_then(|a| a["status"].as_str().map(str::to_owned)),
+                    _ => None,
+                }
+            }
+            Sender::Streaming(stub) => {
+                let e = event(run, first, &cli.topic);
+                let data: serde_json::Value = serde_json::from_slice(&e.data).unwrap_or_default();
+                let traceparent =
+                    format!("00-{:032x}-{:016x}-01", u128::from(first) * 0x9e37_79b9_7f4a_7c15 + 1, first + 1);
+                let event = eventbus::testing::CloudEvent::json(&data)
+                    .id(e.id)
+                    .event_type(e.r#type)
+                    .extension("traceparent", traceparent)
+                    .extension("time", "2026-11-20T10:15:00Z");
+                let delivery = stub.publish_stream(&target.pubsub, &cli.topic, event).await;
+                match delivery.attempts.first() {
+                    Some(Ok(eventbus::Outcome::Success)) => Some("SUCCESS".to_owned()),
+                    Some(Ok(eventbus::Outcome::Drop)) => Some("DROP".to_owned()),
+                    Some(Ok(eventbus::Outcome::Retry)) => Some("RETRY".to_owned()),
+                    _ => None,
+                }
+            }
+        };
+        match outcome.as_deref() {
+            Some("SUCCESS") => counts.success.fetch_add(1, Ordering::Relaxed),
+            Some("DROP") => counts.drop.fetch_add(1, Ordering::Relaxed),
+            Some(_) => counts.retry.fetch_add(1, Ordering::Relaxed),
+            None => counts.errors.fetch_add(1, Ordering::Relaxed),
+        };
+        1
+    }
+}
+
+/// What the tasks send through: gRPC clients, the app's HTTP address, or the stub the app streams from.
+enum Senders {
+    Grpc(Vec<AppCallbackClient<Channel>>),
+    Http(SocketAddr),
+    Streaming(Arc<eventbus::testing::DaprApiStub>),
+}
+
+impl Senders {
+    async fn for_task(&self, task: usize) -> anyhow::Result<Sender> {
+        Ok(match self {
+            Senders::Grpc(clients) => Sender::Grpc(clients[task % clients.len()].clone()),
+            Senders::Http(address) => Sender::Http(HttpConnection::open(*address).await?),
+            Senders::Streaming(stub) => Sender::Streaming(stub.clone()),
+        })
+    }
+}
+
 async fn phase(
     cli: &Arc<Cli>,
-    clients: &[AppCallbackClient<Channel>],
+    senders: &Senders,
     target: &Arc<Target>,
     run: &str,
     events: u64,
@@ -210,7 +354,10 @@ async fn phase(
     let per_request = cli.bulk.max(1) as u64;
     let mut tasks = Vec::new();
     for worker in 0..cli.concurrency {
-        let mut client = clients[worker % clients.len()].clone();
+        let Ok(mut sender) = senders.for_task(worker).await else {
+            counts.errors.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
         let (cli, target, next, counts, run) =
             (cli.clone(), target.clone(), next.clone(), counts.clone(), run.to_owned());
         tasks.push(tokio::spawn(async move {
@@ -225,7 +372,7 @@ async fn phase(
                     break;
                 }
                 let started = Instant::now();
-                sent += send(&mut client, &cli, &target, &run, first, &counts).await;
+                sent += sender.send(&cli, &target, &run, first, &counts).await;
                 let _ = histogram.record(started.elapsed().as_micros().max(1) as u64);
             }
             (histogram, sent)
@@ -245,34 +392,59 @@ async fn phase(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Arc::new(Cli::parse());
-    let mut clients = Vec::new();
-    for _ in 0..cli.connections.max(1) {
-        // One Channel per connection: each holds its own HTTP/2 connection.
-        let channel = Channel::from_shared(format!("http://{}", cli.addr))?
-            .connect()
-            .await
-            .context("cannot connect to the app")?;
-        clients.push(AppCallbackClient::new(channel));
-    }
-    let subscriptions = clients[0].list_topic_subscriptions(()).await?.into_inner().subscriptions;
-    let subscription = subscriptions
-        .iter()
-        .find(|s| s.topic == cli.topic)
-        .with_context(|| format!("the app does not subscribe to {}", cli.topic))?;
-    let target = Arc::new(Target {
-        pubsub: subscription.pubsub_name.clone(),
-        path: subscription.routes.as_ref().map(|r| r.default.clone()).unwrap_or_default(),
-    });
+    let (senders, target) = match cli.transport {
+        Transport::Grpc => {
+            let mut clients = Vec::new();
+            for _ in 0..cli.connections.max(1) {
+                // One Channel per connection: each holds its own HTTP/2 connection.
+                let channel = Channel::from_shared(format!("http://{}", cli.addr))?
+                    .connect()
+                    .await
+                    .context("cannot connect to the app")?;
+                clients.push(AppCallbackClient::new(channel));
+            }
+            let subscriptions = clients[0].list_topic_subscriptions(()).await?.into_inner().subscriptions;
+            let subscription = subscriptions
+                .iter()
+                .find(|s| s.topic == cli.topic)
+                .with_context(|| format!("the app does not subscribe to {}", cli.topic))?;
+            let target = Target {
+                pubsub: subscription.pubsub_name.clone(),
+                path: subscription.routes.as_ref().map(|r| r.default.clone()).unwrap_or_default(),
+            };
+            (Senders::Grpc(clients), target)
+        }
+        Transport::Http => {
+            let sidecar = eventbus::testing::HttpSidecar::connect(cli.addr).await.context("GET /dapr/subscribe")?;
+            let subscription = sidecar
+                .subscriptions()
+                .iter()
+                .find(|s| s.topic == cli.topic)
+                .with_context(|| format!("the app does not subscribe to {}", cli.topic))?;
+            let target = Target {
+                pubsub: subscription.pubsub_name.clone(),
+                path: subscription.routes.as_ref().map(|r| r.default.clone()).unwrap_or_default(),
+            };
+            (Senders::Http(cli.addr), target)
+        }
+        Transport::Streaming => {
+            let stub = eventbus::testing::DaprApiStub::bind(cli.addr).await?.max_attempts(1);
+            let streams = stub.wait_for_streams(1).await;
+            let (pubsub, _) = streams.into_iter().next().context("no stream")?;
+            (Senders::Streaming(Arc::new(stub)), Target { pubsub, path: "/".into() })
+        }
+    };
+    let target = Arc::new(target);
     let run =
         format!("{}-{}", cli.label, std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis());
 
     // Warm-up: connections, allocator, caches, database pages.
-    phase(&cli, &clients, &target, &format!("{run}-warm"), cli.warmup, None).await;
+    phase(&cli, &senders, &target, &format!("{run}-warm"), cli.warmup, None).await;
 
     let cpu_before = cli.server_pid.and_then(cpu_seconds);
     let started = Instant::now();
     let deadline = cli.seconds.map(|s| started + Duration::from_secs(s));
-    let (histogram, counts, sent) = phase(&cli, &clients, &target, &run, cli.events, deadline).await;
+    let (histogram, counts, sent) = phase(&cli, &senders, &target, &run, cli.events, deadline).await;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_after = cli.server_pid.and_then(cpu_seconds);
 

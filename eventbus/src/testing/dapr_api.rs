@@ -70,7 +70,13 @@ impl std::fmt::Debug for DaprApiStub {
 impl DaprApiStub {
     /// Starts the stub on an ephemeral loopback port.
     pub async fn start() -> std::io::Result<DaprApiStub> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        DaprApiStub::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts the stub on `address` (for an app started first, that dials a
+    /// known port and reconnects until the stub is there).
+    pub async fn bind(address: SocketAddr) -> std::io::Result<DaprApiStub> {
+        let listener = tokio::net::TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let published = Arc::<Mutex<Vec<Published>>>::default();
         let streams = Arc::<Streams>::default();
