@@ -236,15 +236,38 @@ impl Config {
     }
 
     /// Parses YAML, applies `CUSTOMER_WORKER__…` overrides from `env`, validates.
+    ///
+    /// An error names the key (`server.app_addr`) and where its value came
+    /// from: the environment variable that set it, or the file with the line.
     pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>, source: &str) -> anyhow::Result<Config> {
         let mut tree: serde_norway::Value =
             serde_norway::from_str(text).with_context(|| format!("{source}: invalid YAML"))?;
+        let mut overrides = Vec::new();
         for (key, value) in env {
             let Some(path) = key.strip_prefix(ENV_PREFIX) else { continue };
             let path: Vec<String> = path.split("__").map(str::to_lowercase).collect();
-            set_path(&mut tree, &path, &value).with_context(|| format!("environment override {key}"))?;
+            set_path(&mut tree, &path, &value).with_context(|| format!("environment variable {key}"))?;
+            overrides.push((path.join("."), key));
         }
-        let config: Config = serde_norway::from_value(tree).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+        let config: Config = match serde_path_to_error::deserialize(tree) {
+            Ok(config) => config,
+            Err(merged) => {
+                // The file on its own gives the line; if it reads, an override broke it.
+                let from_file: Result<Config, _> =
+                    serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(text));
+                if let Err(located) = from_file {
+                    bail!("{source}: {}: {}", located.path(), located.inner());
+                }
+                let key = merged.path().to_string();
+                let related = |path: &str| {
+                    key == path || path.starts_with(&format!("{key}.")) || key.starts_with(&format!("{path}."))
+                };
+                match overrides.iter().find(|(path, _)| related(path)) {
+                    Some((_, variable)) => bail!("environment variable {variable} ({key}): {}", merged.inner()),
+                    None => bail!("{source} with the environment: {key}: {}", merged.inner()),
+                }
+            }
+        };
         config.validate().with_context(|| format!("{source}: invalid configuration"))?;
         Ok(config)
     }

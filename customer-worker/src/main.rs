@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(
     name = "customer-worker",
+    version,
     about = "Consumes order and auth events into the customer database; runs the customer jobs."
 )]
 struct Cli {
@@ -33,10 +34,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Feeds CloudEvents (structured JSON, one a line) through the consumers and prints each outcome.
+    /// Feeds CloudEvents (structured JSON, one a line) through the consumers
+    /// (in bulk batches, as daprd's bulk deliveries) and prints each outcome.
+    ///
+    /// Exits 1 when an event was retried or unreadable (or, with
+    /// `--fail-on-drop`, dropped): safe in scripts.
     Replay {
         /// The file; `-` for standard input.
         file: PathBuf,
+        /// Consecutive events of one topic handled together.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Only the summary, no line per event.
+        #[arg(long)]
+        quiet: bool,
+        /// Write each line that was not applied (retried, dropped, unreadable) to this file.
+        #[arg(long)]
+        failed_out: Option<PathBuf>,
+        /// Also exit 1 when an event was dropped.
+        #[arg(long)]
+        fail_on_drop: bool,
     },
     /// Prints a customer's figures.
     Customer {
@@ -109,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
             // once if one part fails.
             running.wait().await
         }
-        Some(Command::Replay { file }) => {
+        Some(Command::Replay { file, batch, quiet, failed_out, fail_on_drop }) => {
             init_logging(&config, "warn");
             let store = Store::connect(&config.data.database).await?;
             let jobs = Jobs::new(store.clone(), config.clone())?;
@@ -122,7 +139,20 @@ async fn main() -> anyhow::Result<()> {
                 ))
             };
             let mut out = std::io::stdout().lock();
-            let summary = replay::replay(&server, input, &mut out).await?;
+            let mut failed = match &failed_out {
+                Some(path) => Some(std::io::BufWriter::new(
+                    std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+                )),
+                None => None,
+            };
+            // A progress line only for a person watching a terminal.
+            let progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let options = replay::Options { batch, quiet, progress };
+            let failed_writer = failed.as_mut().map(|w| w as &mut dyn std::io::Write);
+            let summary = replay::replay(&server, input, &mut out, failed_writer, &options).await?;
+            if let Some(mut failed) = failed {
+                std::io::Write::flush(&mut failed)?;
+            }
             println!(
                 "\n{} events: {} success, {} retry, {} drop, {} unreadable\n",
                 summary.success + summary.retry + summary.drop + summary.unreadable,
@@ -131,10 +161,16 @@ async fn main() -> anyhow::Result<()> {
                 summary.drop,
                 summary.unreadable
             );
-            for id in &summary.customers {
-                if let Some(customer) = store.customer(id).await? {
-                    println!("{}\n", describe_customer(&customer));
+            if !quiet {
+                for id in &summary.customers {
+                    if let Some(customer) = store.customer(id).await? {
+                        println!("{}\n", describe_customer(&customer));
+                    }
                 }
+            }
+            let not_applied = summary.retry + summary.unreadable + if fail_on_drop { summary.drop } else { 0 };
+            if not_applied > 0 {
+                anyhow::bail!("{not_applied} events were not applied (see the lines above, or --failed-out)");
             }
             Ok(())
         }

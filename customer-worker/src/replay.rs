@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::io::BufRead;
 
-use base64_free::decode_base64;
 use eventbus::{Envelope, Outcome};
 use serde_json::Value;
 
@@ -21,67 +20,72 @@ pub struct Summary {
     pub customers: BTreeSet<String>,
 }
 
+impl Summary {
+    /// Events read, readable or not.
+    pub fn handled(&self) -> usize {
+        self.success + self.retry + self.drop + self.unreadable
+    }
+}
+
 /// Reads one CloudEvent line into an envelope. The topic is the `topic`
-/// attribute that Dapr adds, else the event `type`.
+/// attribute that Dapr adds, else the event `type`; JSON is assumed when no
+/// content type is given.
 pub fn envelope_from_line(line: &str) -> Result<Envelope, String> {
-    let Value::Object(mut event) = serde_json::from_str::<Value>(line).map_err(|e| format!("invalid JSON: {e}"))?
-    else {
+    let Value::Object(event) = serde_json::from_str::<Value>(line).map_err(|e| format!("invalid JSON: {e}"))? else {
         return Err("not a JSON object".into());
     };
-    fn take(event: &mut serde_json::Map<String, Value>, key: &str) -> String {
-        match event.remove(key) {
-            Some(Value::String(s)) => s,
-            _ => String::new(),
-        }
-    }
-    let id = take(&mut event, "id");
-    if id.is_empty() {
+    let mut envelope = Envelope::from_structured(event).map_err(|e| format!("data_base64 is not base64: {e}"))?;
+    if envelope.id.is_empty() {
         return Err("the event has no id".into());
     }
-    let event_type = take(&mut event, "type");
-    let topic = match take(&mut event, "topic") {
-        topic if !topic.is_empty() => topic,
-        _ => event_type.clone(),
-    };
-    let pubsub = take(&mut event, "pubsubname");
-    let mut content_type = take(&mut event, "datacontenttype");
-    let data_base64 = take(&mut event, "data_base64");
-    let data = match event.remove("data") {
-        Some(Value::String(text)) if !content_type.contains("json") => text.into_bytes(),
-        Some(value) => serde_json::to_vec(&value).map_err(|e| e.to_string())?,
-        None if !data_base64.is_empty() => decode_base64(&data_base64).ok_or("data_base64 is not base64")?,
-        None => Vec::new(),
-    };
-    if content_type.is_empty() {
-        content_type = "application/json".into();
+    if envelope.topic.is_empty() {
+        envelope.topic.clone_from(&envelope.event_type);
     }
-    let mut envelope = Envelope {
-        id,
-        source: take(&mut event, "source"),
-        event_type,
-        spec_version: take(&mut event, "specversion"),
-        data_content_type: content_type,
-        data: data.into(),
-        topic,
-        pubsub,
-        ..Envelope::default()
-    };
-    // The remaining attributes (time, subject, traceparent, …) are extensions.
-    for (key, value) in event {
-        if let Value::String(text) = value {
-            envelope.extensions.insert(key, text);
-        }
+    if envelope.data_content_type.is_empty() {
+        envelope.data_content_type = "application/json".into();
     }
     Ok(envelope)
 }
 
-/// Replays every line of `input` through `server`, writing one line per event to `out`.
+/// How [`replay`] runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Consecutive events of one topic handled as one bulk batch (at least 1):
+    /// the path daprd's bulk deliveries take.
+    pub batch: usize,
+    /// No line per event; the summary only.
+    pub quiet: bool,
+    /// A progress line on stderr (the CLI turns it on for a terminal).
+    pub progress: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { batch: 100, quiet: false, progress: false }
+    }
+}
+
+/// One readable line waiting for its batch.
+struct Pending {
+    number: usize,
+    line: String,
+    envelope: Envelope,
+}
+
+/// Replays every line of `input` through `server` (in bulk batches of
+/// consecutive events of one topic), writing one line per event to `out`
+/// unless quiet, and each line that was not applied (retried, dropped or
+/// unreadable) to `failed`, so that it can be replayed again.
 pub async fn replay(
     server: &eventbus::Server,
     input: impl BufRead,
     out: &mut impl std::io::Write,
+    mut failed: Option<&mut dyn std::io::Write>,
+    options: &Options,
 ) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
+    let mut batch: Vec<Pending> = Vec::new();
+    let started = std::time::Instant::now();
     for (index, line) in input.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() || line.trim_start().starts_with('#') {
@@ -91,7 +95,12 @@ pub async fn replay(
         let envelope = match envelope_from_line(&line) {
             Ok(envelope) => envelope,
             Err(reason) => {
-                writeln!(out, "line {number:>3}  {:<24} {:<22} UNREADABLE  {reason}", "-", "-")?;
+                if !options.quiet {
+                    writeln!(out, "line {number:>3}  {:<24} {:<22} UNREADABLE  {reason}", "-", "-")?;
+                }
+                if let Some(failed) = failed.as_mut() {
+                    writeln!(failed, "{line}")?;
+                }
                 summary.unreadable += 1;
                 continue;
             }
@@ -101,50 +110,54 @@ pub async fn replay(
         {
             summary.customers.insert(customer.clone());
         }
-        let (id, topic) = (envelope.id.clone(), envelope.topic.clone());
-        let outcome = server.dispatch(envelope).await;
+        let same_topic =
+            batch.last().is_none_or(|p| p.envelope.topic == envelope.topic && p.envelope.pubsub == envelope.pubsub);
+        if !same_topic || batch.len() >= options.batch.max(1) {
+            flush(server, &mut batch, out, &mut failed, options, &mut summary).await?;
+        }
+        batch.push(Pending { number, line, envelope });
+        if options.progress && summary.handled() % 10_000 == 0 && summary.handled() > 0 {
+            let rate = summary.handled() as f64 / started.elapsed().as_secs_f64().max(0.001);
+            eprint!("\r{} events replayed, {rate:.0}/s ", summary.handled());
+        }
+    }
+    flush(server, &mut batch, out, &mut failed, options, &mut summary).await?;
+    if options.progress {
+        eprintln!("\r{} events replayed in {:.1} s      ", summary.handled(), started.elapsed().as_secs_f64());
+    }
+    Ok(summary)
+}
+
+/// Runs the pending batch through the bulk path and reports each event.
+async fn flush(
+    server: &eventbus::Server,
+    batch: &mut Vec<Pending>,
+    out: &mut impl std::io::Write,
+    failed: &mut Option<&mut dyn std::io::Write>,
+    options: &Options,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let pending = std::mem::take(batch);
+    let envelopes = pending.iter().map(|p| p.envelope.clone()).collect();
+    let outcomes = server.dispatch_bulk(envelopes).await;
+    for (Pending { number, line, envelope }, outcome) in pending.into_iter().zip(outcomes) {
         match outcome {
             Outcome::Success => summary.success += 1,
             Outcome::Retry => summary.retry += 1,
             Outcome::Drop => summary.drop += 1,
         }
-        writeln!(out, "line {number:>3}  {id:<24} {topic:<22} {}", outcome.as_str().to_uppercase())?;
-    }
-    Ok(summary)
-}
-
-/// A dependency-free base64 decoder for `data_base64` (standard alphabet, padding optional).
-mod base64_free {
-    pub(super) fn decode_base64(text: &str) -> Option<Vec<u8>> {
-        let mut out = Vec::with_capacity(text.len() * 3 / 4);
-        let mut buffer = 0u32;
-        let mut bits = 0;
-        for byte in text.bytes().filter(|b| !b.is_ascii_whitespace() && *b != b'=') {
-            let value = match byte {
-                b'A'..=b'Z' => byte - b'A',
-                b'a'..=b'z' => byte - b'a' + 26,
-                b'0'..=b'9' => byte - b'0' + 52,
-                b'+' | b'-' => 62,
-                b'/' | b'_' => 63,
-                _ => return None,
-            };
-            buffer = (buffer << 6) | u32::from(value);
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                out.push((buffer >> bits) as u8);
-            }
+        if !options.quiet {
+            let (id, topic) = (&envelope.id, &envelope.topic);
+            writeln!(out, "line {number:>3}  {id:<24} {topic:<22} {}", outcome.as_str().to_uppercase())?;
         }
-        Some(out)
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn decodes() {
-            assert_eq!(super::decode_base64("aGVsbG8=").unwrap(), b"hello");
-            assert_eq!(super::decode_base64("aGk").unwrap(), b"hi");
-            assert!(super::decode_base64("a$b").is_none());
+        if outcome != Outcome::Success
+            && let Some(failed) = failed.as_mut()
+        {
+            writeln!(failed, "{line}")?;
         }
     }
+    Ok(())
 }

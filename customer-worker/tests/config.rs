@@ -62,6 +62,23 @@ fn mistakes_stop_start_up_naming_the_key() {
 }
 
 #[test]
+fn errors_name_the_line_of_the_file_or_the_environment_variable() {
+    let text = DEFAULT_CONFIG.replace("app_addr: \"0.0.0.0:5005\"", "app_addr: \"port five thousand\"");
+    let line = text.lines().position(|l| l.contains("port five thousand")).unwrap() + 1;
+    let error = format!("{:#}", Config::parse(&text, Vec::new(), "config.yaml").unwrap_err());
+    assert!(error.starts_with("config.yaml: server.app_addr: "), "{error}");
+    assert!(error.contains(&format!("line {line}")), "expected line {line} in: {error}");
+
+    let env = env(&[("CUSTOMER_WORKER__JOBS__BATCH_SIZE", "many")]);
+    let error = format!("{:#}", Config::parse(DEFAULT_CONFIG, env, "config.yaml").unwrap_err());
+    assert!(error.starts_with("environment variable CUSTOMER_WORKER__JOBS__BATCH_SIZE (jobs.batch_size): "), "{error}");
+
+    let env = self::env(&[("CUSTOMER_WORKER__SERVER__TRANSPORT", "carrier-pigeon")]);
+    let error = format!("{:#}", Config::parse(DEFAULT_CONFIG, env, "config.yaml").unwrap_err());
+    assert!(error.contains("CUSTOMER_WORKER__SERVER__TRANSPORT") && error.contains("carrier-pigeon"), "{error}");
+}
+
+#[test]
 fn redaction() {
     assert_eq!(redact("postgres://u:p@h/db"), "postgres://u:***@h/db");
     assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");

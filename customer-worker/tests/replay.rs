@@ -6,7 +6,7 @@ mod common;
 use common::{config, databases};
 use customer_worker::app;
 use customer_worker::jobs::Jobs;
-use customer_worker::replay::{envelope_from_line, replay};
+use customer_worker::replay::{Options, envelope_from_line, replay};
 use customer_worker::store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -21,7 +21,9 @@ async fn replaying_the_sample_twice_gives_the_same_state() {
         let server = app::event_server(&config, &store, &jobs, &CancellationToken::new()).unwrap();
         for _ in 0..2 {
             let mut out = Vec::new();
-            let summary = replay(&server, SAMPLE.as_bytes(), &mut out).await.unwrap();
+            let mut failed = Vec::new();
+            let summary =
+                replay(&server, SAMPLE.as_bytes(), &mut out, Some(&mut failed), &Options::default()).await.unwrap();
             assert_eq!(
                 (summary.success, summary.retry, summary.drop, summary.unreadable),
                 (9, 0, 2, 0),
@@ -30,6 +32,10 @@ async fn replaying_the_sample_twice_gives_the_same_state() {
             );
             let printed = String::from_utf8(out).unwrap();
             assert!(printed.contains("evt-0009                 order.completed        DROP"), "{printed}");
+            // The two dropped lines, as read, ready to be replayed again.
+            let failed = String::from_utf8(failed).unwrap();
+            assert_eq!(failed.lines().count(), 2, "{failed}");
+            assert!(failed.lines().all(|l| SAMPLE.lines().any(|s| s == l)));
             let ada = store.customer("c-ada").await.unwrap().unwrap();
             assert_eq!((ada.order_count, ada.total_spent_minor, ada.returned_count), (2, 14550, 1), "{}", db.label);
             let bob = store.customer("c-bob").await.unwrap().unwrap();

@@ -293,10 +293,100 @@ impl Parse for CrateOnly {
     }
 }
 
+/// The path of the eventbus crate in the generated code: `crate = "…"` when
+/// given, else the name the user's manifest gives `dapr-eventbus` (a renamed
+/// dependency), else `eventbus`, its library name.
 pub(crate) fn crate_path(krate: &Option<syn::Path>) -> TokenStream {
     match krate {
         Some(path) => quote!(#path),
-        None => quote!(::eventbus),
+        None => {
+            let name = crate_name::of_dependency("dapr-eventbus").unwrap_or_else(|| "eventbus".to_owned());
+            let ident = Ident::new(&name, Span::call_site());
+            quote!(::#ident)
+        }
+    }
+}
+
+/// Finds how a crate calls a dependency, from its `Cargo.toml` (and its
+/// workspace's, for `workspace = true` dependencies), without a TOML parser:
+/// the dependency sections only need their keys and `package = "…"` values.
+mod crate_name {
+    use std::path::{Path, PathBuf};
+
+    /// The name code uses for `package` in the crate being compiled, when it is renamed.
+    pub(super) fn of_dependency(package: &str) -> Option<String> {
+        let dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?);
+        if std::env::var("CARGO_PKG_NAME").as_deref() == Ok(package) {
+            return None; // its own tests and examples: the library name
+        }
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
+        renamed(&manifest, package).or_else(|| {
+            let root = workspace_root(&dir)?;
+            let key = renamed(&std::fs::read_to_string(root).ok()?, package)?;
+            // Inherited by the same key: `key = { workspace = true }`.
+            dependency_keys(&manifest).any(|k| k == key).then_some(key)
+        })
+    }
+
+    /// The key of the dependency entry that names `package = "<package>"`.
+    fn renamed(manifest: &str, package: &str) -> Option<String> {
+        let wanted = format!("\"{package}\"");
+        let mut section_key: Option<String> = None;
+        for line in manifest.lines().map(str::trim) {
+            if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                // `[dependencies.bus]`: the key is the last segment.
+                section_key =
+                    header.contains("dependencies.").then(|| header.rsplit('.').next().unwrap_or("").to_owned());
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else { continue };
+            let (key, value) = (key.trim(), value.trim());
+            if value.contains("package") && value.contains(&wanted) {
+                return Some(key.replace('-', "_"));
+            }
+            if key == "package" && value == wanted {
+                return section_key.as_ref().map(|k| k.replace('-', "_"));
+            }
+        }
+        None
+    }
+
+    /// Every key of the manifest's `[…dependencies]` sections.
+    fn dependency_keys(manifest: &str) -> impl Iterator<Item = String> + '_ {
+        let mut in_dependencies = false;
+        manifest.lines().map(str::trim).filter_map(move |line| {
+            if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                in_dependencies = header.ends_with("dependencies");
+                return None;
+            }
+            // `bus = { … }` or the dotted `bus.workspace = true`.
+            let (key, _) = line.split_once('=')?;
+            let key = key.trim().split('.').next().unwrap_or_default();
+            in_dependencies.then(|| key.replace('-', "_"))
+        })
+    }
+
+    /// The nearest `Cargo.toml` above `dir` with a `[workspace]` section.
+    fn workspace_root(dir: &Path) -> Option<PathBuf> {
+        dir.ancestors().skip(1).map(|d| d.join("Cargo.toml")).find(|path| {
+            std::fs::read_to_string(path).is_ok_and(|text| text.lines().any(|l| l.trim() == "[workspace]"))
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn finds_the_renamed_key_inline_or_as_a_table() {
+            let inline = "[dependencies]\nserde = \"1\"\nbus = { version = \"0.1\", package = \"dapr-eventbus\" }\n";
+            assert_eq!(renamed(inline, "dapr-eventbus").as_deref(), Some("bus"));
+            let table = "[dependencies.my-bus]\nversion = \"0.1\"\npackage = \"dapr-eventbus\"\n";
+            assert_eq!(renamed(table, "dapr-eventbus").as_deref(), Some("my_bus"));
+            assert_eq!(renamed("[dependencies]\ndapr-eventbus = \"0.1\"\n", "dapr-eventbus"), None);
+            let keys: Vec<_> = dependency_keys("[dependencies]\nbus.workspace = true\n[features]\nx = []\n").collect();
+            assert_eq!(keys, ["bus"]);
+        }
     }
 }
 

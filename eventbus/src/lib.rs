@@ -152,7 +152,7 @@ pub use subscription::Subscription;
 ///     bulk(max_messages = 100, max_await_ms = 500),
 ///     timeout = "5s",                                            // "500ms", "5s", "2m"
 ///     concurrency = 32,
-///     crate = "eventbus",                                        // when re-exported elsewhere
+///     crate = "eventbus",                                        // when re-exported by another crate
 /// )]
 /// async fn on_price(event: Event<PriceChanged>, State(_catalog): State<Catalog>) -> Result<Outcome, HandlerError> {
 ///     if event.data.cents < 0 {
@@ -219,7 +219,8 @@ pub use subscription::Subscription;
 pub use eventbus_macros::subscribe;
 
 /// Makes the `#[subscribe]` methods of an inherent impl block consumers; see
-/// [`macro@subscribe`]. Takes `crate = "path"` when `eventbus` is re-exported.
+/// [`macro@subscribe`]. Takes `crate = "path"` when `eventbus` is re-exported
+/// by another crate (a renamed dependency is found in your `Cargo.toml`).
 pub use eventbus_macros::consumer;
 
 /// The Dapr protocol types (`dapr.proto.*`), from the `dapr` crate.

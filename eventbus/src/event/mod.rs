@@ -11,6 +11,7 @@ use tonic::metadata::MetadataMap;
 use crate::outcome::HandlerError;
 
 mod data;
+mod structured;
 
 pub use data::{DecodeError, EventData, Protobuf, Raw};
 

@@ -16,7 +16,6 @@
 //! (daprd retries it). Invocation and input bindings are served on the gRPC
 //! app channel only.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -25,13 +24,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine;
 use serde_json::{Map, Value, json};
 use tonic::metadata::MetadataMap;
 
 use super::callback::{Entry, Shared, Unreadable};
 use super::token;
-use crate::event::{Envelope, Extensions};
+use crate::event::Envelope;
 use crate::outcome::Outcome;
 
 /// The state of the HTTP routes.
@@ -124,8 +122,9 @@ async fn events(State(http): State<Http>, method: Method, uri: Uri, headers: Hea
     match body.remove("entries") {
         Some(Value::Array(entries)) => bulk(&http.shared, &pubsub, &topic, path, entries, &metadata).await,
         _ => {
-            let envelope = cloud_event(body, &pubsub, &topic, path, &metadata);
-            status(http.shared.dispatch(Arc::new(envelope)).await)
+            let entries = vec![cloud_event(body, &pubsub, &topic, path, &metadata)];
+            let outcome = http.shared.deliver(&pubsub, &topic, path, entries).await.pop();
+            status(outcome.unwrap_or(Outcome::Retry))
         }
     }
 }
@@ -151,7 +150,7 @@ async fn bulk(
         let content_type = take_string(&mut entry, "contentType").unwrap_or_default();
         events.push(match entry.remove("event") {
             Some(Value::Object(event)) if content_type.contains("cloudevents") || content_type.is_empty() => {
-                Ok(Arc::new(cloud_event(event, pubsub, topic, path, metadata)))
+                cloud_event(event, pubsub, topic, path, metadata)
             }
             Some(raw) => Ok(Arc::new(Envelope {
                 id: entry_id,
@@ -178,43 +177,16 @@ async fn bulk(
     axum::Json(json!({ "statuses": statuses })).into_response()
 }
 
-/// A structured CloudEvent as daprd posts it: the known attributes, `data`
-/// (JSON, text) or `data_base64`, and every other attribute as an extension.
-fn cloud_event(
-    mut event: Map<String, Value>,
-    pubsub: &str,
-    topic: &str,
-    path: &str,
-    metadata: &Arc<MetadataMap>,
-) -> Envelope {
-    let data_content_type = take_string(&mut event, "datacontenttype").unwrap_or_default();
-    let data = match (event.remove("data_base64"), event.remove("data")) {
-        (Some(Value::String(encoded)), _) => base64::engine::general_purpose::STANDARD
-            .decode(encoded.as_bytes())
-            .unwrap_or_else(|_| encoded.into_bytes()),
-        // Text that is not JSON arrives as a string: its bytes are the payload.
-        (_, Some(Value::String(text))) if !data_content_type.contains("json") => text.into_bytes(),
-        (_, Some(Value::Null) | None) => Vec::new(),
-        (_, Some(json)) => serde_json::to_vec(&json).unwrap_or_default(),
-    };
-    let mut envelope = Envelope {
-        id: take_string(&mut event, "id").unwrap_or_default(),
-        source: take_string(&mut event, "source").unwrap_or_default(),
-        event_type: take_string(&mut event, "type").unwrap_or_default(),
-        spec_version: take_string(&mut event, "specversion").unwrap_or_default(),
-        data_content_type,
-        data: data.into(),
-        topic: topic.to_owned(),
-        pubsub: pubsub.to_owned(),
-        path: path.to_owned(),
-        metadata: metadata.clone(),
-        entry_metadata: HashMap::new(),
-        extensions: Extensions::default(),
-    };
-    for (key, value) in event {
-        envelope.extensions.0.fields.insert(key, json_to_prost(value));
-    }
-    envelope
+/// A structured CloudEvent as daprd posts it, on this delivery's route.
+fn cloud_event(event: Map<String, Value>, pubsub: &str, topic: &str, path: &str, metadata: &Arc<MetadataMap>) -> Entry {
+    let id = event.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut envelope =
+        Envelope::from_structured(event).map_err(|_| Unreadable::new(id, "data_base64 is not base64"))?;
+    envelope.pubsub = pubsub.to_owned();
+    envelope.topic = topic.to_owned();
+    envelope.path = path.to_owned();
+    envelope.metadata = metadata.clone();
+    Ok(Arc::new(envelope))
 }
 
 fn take_string(map: &mut Map<String, Value>, key: &str) -> Option<String> {
@@ -222,23 +194,6 @@ fn take_string(map: &mut Map<String, Value>, key: &str) -> Option<String> {
         Value::String(s) => Some(s),
         _ => None,
     }
-}
-
-fn json_to_prost(value: Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match value {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        Value::String(s) => Kind::StringValue(s),
-        Value::Array(values) => {
-            Kind::ListValue(prost_types::ListValue { values: values.into_iter().map(json_to_prost).collect() })
-        }
-        Value::Object(fields) => Kind::StructValue(prost_types::Struct {
-            fields: fields.into_iter().map(|(k, v)| (k, json_to_prost(v))).collect(),
-        }),
-    };
-    prost_types::Value { kind: Some(kind) }
 }
 
 /// The status word of Dapr's HTTP protocol.
@@ -252,34 +207,4 @@ fn wire(outcome: Outcome) -> &'static str {
 
 fn status(outcome: Outcome) -> Response {
     axum::Json(json!({ "status": wire(outcome) })).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_structured_cloud_event_becomes_an_envelope() {
-        let event = json!({
-            "id": "e-1", "source": "s", "type": "t", "specversion": "1.0",
-            "datacontenttype": "application/json", "data": {"order_id": "o-1"},
-            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tenant": "eu",
-        });
-        let Value::Object(event) = event else { unreachable!() };
-        let envelope = cloud_event(event, "pubsub", "orders", "/orders", &Arc::default());
-        assert_eq!((envelope.id.as_str(), envelope.event_type.as_str()), ("e-1", "t"));
-        assert_eq!(envelope.data.as_ref(), br#"{"order_id":"o-1"}"#);
-        assert_eq!(envelope.extensions.get_str("tenant"), Some("eu"));
-        assert!(envelope.traceparent().is_some());
-    }
-
-    #[test]
-    fn text_and_base64_payloads_keep_their_bytes() {
-        let Value::Object(text) = json!({"id": "e", "datacontenttype": "text/plain", "data": "hello"}) else {
-            unreachable!()
-        };
-        assert_eq!(cloud_event(text, "p", "t", "/t", &Arc::default()).data.as_ref(), b"hello");
-        let Value::Object(binary) = json!({"id": "e", "data_base64": "AAEC"}) else { unreachable!() };
-        assert_eq!(cloud_event(binary, "p", "t", "/t", &Arc::default()).data.as_ref(), [0, 1, 2]);
-    }
 }

@@ -9,13 +9,9 @@ pub const TOKEN_HEADER: &str = "dapr-api-token";
 /// The environment variable daprd and the app share the token through.
 pub const TOKEN_ENV: &str = "APP_API_TOKEN";
 
-/// Compares in time that depends only on the lengths, not on where the
-/// strings first differ.
+/// Compares in time that does not depend on where the tokens first differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 /// Checks the token when one is configured.
