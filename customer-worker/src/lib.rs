@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod orders;
 pub mod replay;
 pub mod store;
+pub mod telemetry;
 
 use std::fmt::Write as _;
 

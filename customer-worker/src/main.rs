@@ -112,9 +112,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         None => {
             init_logging(&config, &config.log.level);
-            let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-                .install_recorder()
-                .context("cannot install the metrics recorder")?;
+            let metrics = customer_worker::telemetry::install_recorder()?;
             let running = app::start(config, cli.mode, Some(metrics)).await?;
             let shutdown = running.shutdown_token();
             tokio::spawn(async move {

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::test]
 async fn prometheus_metrics_count_events_and_jobs() {
     // This test binary owns the process-wide recorder.
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().unwrap();
+    let handle = customer_worker::telemetry::install_recorder().unwrap();
     let db = databases().await.remove(0);
     let running = app::start(config(&db), Mode::Events, Some(handle)).await.unwrap();
     let sidecar = TestSidecar::connect(running.app_addr.unwrap()).await.unwrap().pubsub("pubsub-redis").max_attempts(1);
@@ -26,8 +26,16 @@ async fn prometheus_metrics_count_events_and_jobs() {
     for expected in [
         r#"eventbus_events_total{pubsub="pubsub-redis",topic="order.completed",outcome="success"} 1"#,
         r#"eventbus_events_total{pubsub="pubsub-redis",topic="order.completed",outcome="drop"} 1"#,
+        // Two single deliveries: two handler calls.
         r#"eventbus_handler_duration_seconds_count{pubsub="pubsub-redis",topic="order.completed"} 2"#,
         r#"customer_worker_job_runs_total{job="stats",outcome="success"} 1"#,
+        // Histograms with buckets in seconds, HELP text, build info.
+        r#"eventbus_handler_duration_seconds_bucket{pubsub="pubsub-redis",topic="order.completed",le="0.1"}"#,
+        "# TYPE eventbus_handler_duration_seconds histogram",
+        "# HELP eventbus_events_total Events answered",
+        "# HELP customer_worker_job_runs_total Scheduled job runs",
+        r#"customer_worker_build_info{version=""#,
+        r#"eventbus_build_info{version=""#,
     ] {
         assert!(body.contains(expected), "missing {expected} in:\n{body}");
     }

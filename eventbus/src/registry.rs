@@ -35,6 +35,33 @@ pub(crate) struct RouteMetrics {
     pub(crate) duration: metrics::Histogram,
     /// `eventbus_events_in_flight{pubsub, topic}`.
     pub(crate) in_flight: metrics::Gauge,
+    /// `eventbus_handler_panics_total{pubsub, topic}`.
+    pub(crate) panics: metrics::Counter,
+}
+
+/// The HELP text and unit of every eventbus metric, and
+/// `eventbus_build_info{version}`; registered with the recorder when a
+/// server is built.
+pub(crate) fn describe_metrics() {
+    use metrics::Unit;
+    metrics::describe_counter!(
+        "eventbus_events_total",
+        Unit::Count,
+        "Events answered, by pub/sub, topic and outcome (success, retry, drop)."
+    );
+    metrics::describe_histogram!(
+        "eventbus_handler_duration_seconds",
+        Unit::Seconds,
+        "Time in the handler per call (one event, or one batch)."
+    );
+    metrics::describe_gauge!("eventbus_events_in_flight", Unit::Count, "Events being handled now.");
+    metrics::describe_counter!(
+        "eventbus_handler_panics_total",
+        Unit::Count,
+        "Handler calls that panicked (their events are retried)."
+    );
+    metrics::describe_gauge!("eventbus_build_info", "The eventbus library version, as a label; always 1.");
+    metrics::gauge!("eventbus_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
 impl std::fmt::Debug for RouteMetrics {
@@ -56,6 +83,7 @@ impl RouteMetrics {
             drop: total("drop"),
             duration: metrics::histogram!("eventbus_handler_duration_seconds", &labels),
             in_flight: metrics::gauge!("eventbus_events_in_flight", &labels),
+            panics: metrics::counter!("eventbus_handler_panics_total", &labels),
         }
     }
 

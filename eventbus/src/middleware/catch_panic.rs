@@ -64,6 +64,6 @@ fn panicked(request: &EventRequest, panic: &(dyn std::any::Any + Send)) -> Vec<O
         .unwrap_or("(non-string panic)");
     let handler = request.handler();
     tracing::error!(event.id = %request.ids(), handler, panic = message, "handler panicked; retried");
-    metrics::counter!("eventbus_handler_panics_total", "handler" => handler.to_owned()).increment(1);
+    request.route.metrics().panics.increment(1);
     request.every(Outcome::Retry)
 }

@@ -15,6 +15,10 @@ use crate::outcome::Outcome;
 /// - `eventbus_handler_duration_seconds{pubsub, topic}` (histogram, one
 ///   observation per handler call: per event, or per batch)
 /// - `eventbus_events_in_flight{pubsub, topic}` (gauge)
+/// - `eventbus_handler_panics_total{pubsub, topic}` (counter, from [`CatchPanicLayer`](super::CatchPanicLayer))
+/// - `eventbus_build_info{version}` (gauge, 1)
+///
+/// Each has HELP text (`describe_*`), registered when the server is built.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MetricsLayer;
 

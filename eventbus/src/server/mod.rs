@@ -293,6 +293,7 @@ impl ServerBuilder {
     /// dead-letter topic, metadata or bulk settings; on a handler whose
     /// `State<S>` was not given.
     pub fn build(self) -> Result<Server, Error> {
+        crate::registry::describe_metrics();
         let registry = Registry::build(&self.consumers, &self.defaults, &self.context)?;
         let mut service: EventService = BoxCloneSyncService::new(HandlerService);
         for layer in self.layers.into_iter().rev() {

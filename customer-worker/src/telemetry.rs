@@ -1,0 +1,36 @@
+//! The worker's Prometheus recorder: histograms with buckets in seconds,
+//! HELP text for every metric, and `customer_worker_build_info`.
+
+use anyhow::Context;
+use metrics::Unit;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets, in seconds: 0.5 ms to 30 s.
+const SECONDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Events per group commit.
+const BATCH_SIZES: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0];
+
+/// Installs the process-wide recorder and describes the worker's metrics.
+/// Call it before building the event server (which registers its metrics).
+pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full("customer_worker_commit_batch_size".into()), BATCH_SIZES))
+        .context("metric buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "customer_worker_job_runs_total",
+        Unit::Count,
+        "Scheduled job runs, by job and outcome."
+    );
+    metrics::describe_histogram!("customer_worker_job_duration_seconds", Unit::Seconds, "Time per job run, by job.");
+    metrics::describe_histogram!("customer_worker_commit_batch_size", Unit::Count, "Events written per group commit.");
+    metrics::describe_gauge!("customer_worker_build_info", "The worker's version, as a label; always 1.");
+    metrics::gauge!("customer_worker_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
