@@ -3,7 +3,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use bytes::Bytes;
+use dapr::dapr::proto::runtime::v1::PublishEventRequest;
+use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
+use tonic::transport::Channel;
 
 /// An event to publish.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -59,16 +64,20 @@ pub enum PublishError {
         address: String,
         /// Why the connection failed.
         #[source]
-        source: dapr::error::Error,
+        source: tonic::transport::Error,
     },
-    /// The sidecar refused the event or the call failed.
-    #[error("publish to {topic} through the Dapr sidecar failed")]
+    /// The sidecar refused the event, or the call failed after its retries.
+    #[error("publish to {topic} through the Dapr sidecar at {address} failed after {attempts} attempt(s)")]
     Sidecar {
         /// The topic.
         topic: String,
-        /// The sidecar's error.
+        /// The sidecar's address.
+        address: String,
+        /// Calls made (retries included).
+        attempts: u32,
+        /// The sidecar's last answer.
         #[source]
-        source: dapr::error::Error,
+        source: tonic::Status,
     },
 }
 
@@ -93,63 +102,112 @@ pub trait Publisher: Send + Sync {
     async fn publish(&self, message: Message) -> Result<(), PublishError>;
 }
 
-/// Where `dapr::Client::new` looks for the sidecar: `DAPR_GRPC_ENDPOINT`, else
-/// `DAPR_GRPC_PORT` on loopback, else port 50001 (for error messages).
-fn sidecar_address_from_env() -> String {
-    match (std::env::var("DAPR_GRPC_ENDPOINT"), std::env::var("DAPR_GRPC_PORT")) {
-        (Ok(endpoint), _) if !endpoint.is_empty() => endpoint,
-        (_, Ok(port)) if !port.is_empty() => format!("http://127.0.0.1:{port}"),
-        _ => "http://127.0.0.1:50001 (DAPR_GRPC_ENDPOINT and DAPR_GRPC_PORT unset)".to_owned(),
-    }
-}
-
-/// Publishes through the Dapr sidecar with `dapr::Client`.
+/// Publishes through the Dapr sidecar's gRPC API (`PublishEvent`), with the
+/// `DAPR_API_TOKEN` when set. A failure that may pass (the sidecar
+/// unavailable or overloaded, a timeout, a broker error) is retried with
+/// exponential, jittered backoff before it is returned; a refusal
+/// (`InvalidArgument`, `NotFound`, `PermissionDenied`, …) is returned at once.
+#[derive(Clone)]
 pub struct DaprPublisher {
-    client: tokio::sync::Mutex<dapr::Client<dapr::client::TonicClientWithAuth>>,
+    client: DaprClient<Channel>,
+    address: String,
+    token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    attempts: u32,
+    first_backoff: Duration,
 }
 
 impl std::fmt::Debug for DaprPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DaprPublisher").finish_non_exhaustive()
+        f.debug_struct("DaprPublisher")
+            .field("address", &self.address)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
     }
 }
 
 impl DaprPublisher {
     /// Connects to the sidecar named by the environment (`DAPR_GRPC_ENDPOINT`
-    /// or `DAPR_GRPC_PORT`, with `DAPR_API_TOKEN`).
+    /// or `DAPR_GRPC_PORT`, with `DAPR_API_TOKEN`), as the Dapr SDKs do.
     pub async fn connect() -> Result<Self, PublishError> {
-        let address = sidecar_address_from_env();
-        let client = dapr::Client::new().await.map_err(|source| PublishError::Connect { address, source })?;
-        Ok(DaprPublisher { client: tokio::sync::Mutex::new(client) })
+        let endpoint = crate::server::DaprEndpoint::from_env();
+        let mut publisher = DaprPublisher::connect_to(endpoint.address()).await?;
+        publisher.token = std::env::var("DAPR_API_TOKEN").ok().filter(|t| !t.is_empty()).and_then(|t| t.parse().ok());
+        Ok(publisher)
     }
 
     /// Connects to the sidecar at `address` (e.g. `http://127.0.0.1:50001`).
     pub async fn connect_to(address: impl Into<String>) -> Result<Self, PublishError> {
         let address = address.into();
-        let client = dapr::Client::connect_with_address(address.clone())
-            .await
-            .map_err(|source| PublishError::Connect { address, source })?;
-        Ok(DaprPublisher { client: tokio::sync::Mutex::new(client) })
+        let connect = async {
+            tonic::transport::Endpoint::from_shared(address.clone())?
+                .connect_timeout(Duration::from_secs(5))
+                .connect()
+                .await
+        };
+        let channel = connect.await.map_err(|source| PublishError::Connect { address: address.clone(), source })?;
+        Ok(DaprPublisher {
+            client: DaprClient::new(channel),
+            address,
+            token: None,
+            attempts: 3,
+            first_backoff: Duration::from_millis(100),
+        })
     }
+
+    /// Calls per publish before a failure that may pass is returned (default
+    /// 3; 1 for no retry), waiting `first_backoff` (default 100 ms), doubled
+    /// per retry, with jitter.
+    #[must_use]
+    pub fn retries(mut self, attempts: u32, first_backoff: Duration) -> Self {
+        self.attempts = attempts.max(1);
+        self.first_backoff = first_backoff;
+        self
+    }
+}
+
+/// Whether the sidecar's answer may change on another try.
+fn may_pass(code: tonic::Code) -> bool {
+    use tonic::Code;
+    // Internal: daprd's answer when the broker fails to take the message.
+    matches!(
+        code,
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted | Code::Internal
+    )
 }
 
 #[async_trait::async_trait]
 impl Publisher for DaprPublisher {
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
-        // `dapr::Client` needs `&mut`; clones share one channel, so a clone
-        // per call keeps concurrent publishes concurrent.
-        let mut client = self.client.lock().await.clone();
-        let topic = message.topic.clone();
-        client
-            .publish_event(
-                message.pubsub,
-                message.topic,
-                message.content_type,
-                message.data.to_vec(),
-                Some(message.metadata),
-            )
-            .await
-            .map_err(|source| PublishError::Sidecar { topic, source })
+        let request = PublishEventRequest {
+            pubsub_name: message.pubsub,
+            topic: message.topic,
+            data: message.data.to_vec(),
+            data_content_type: message.content_type,
+            metadata: message.metadata,
+        };
+        let mut backoff = self.first_backoff;
+        let mut attempt = 1;
+        loop {
+            let mut call = tonic::Request::new(request.clone());
+            if let Some(token) = &self.token {
+                call.metadata_mut().insert(crate::server::TOKEN_HEADER, token.clone());
+            }
+            // Clones share the channel: concurrent publishes stay concurrent.
+            let status = match self.client.clone().publish_event(call).await {
+                Ok(_) => return Ok(()),
+                Err(status) => status,
+            };
+            if attempt >= self.attempts || !may_pass(status.code()) {
+                let (topic, address) = (request.topic, self.address.clone());
+                return Err(PublishError::Sidecar { topic, address, attempts: attempt, source: status });
+            }
+            tracing::warn!(topic = %request.topic, attempt, code = ?status.code(), error = %status.message(), "publish failed; retrying");
+            // Jitter: a random point in the second half of the delay.
+            let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), attempt);
+            tokio::time::sleep(backoff.mul_f64(0.5 + (random % 500) as f64 / 1000.0)).await;
+            backoff = backoff.saturating_mul(2);
+            attempt += 1;
+        }
     }
 }
 

@@ -56,6 +56,7 @@ pub struct Published {
 pub struct DaprApiStub {
     address: SocketAddr,
     published: Arc<Mutex<Vec<Published>>>,
+    failures: Arc<Mutex<Failures>>,
     streams: Arc<Streams>,
     max_attempts: u32,
     task: tokio::task::JoinHandle<()>,
@@ -79,13 +80,15 @@ impl DaprApiStub {
         let listener = tokio::net::TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let published = Arc::<Mutex<Vec<Published>>>::default();
+        let failures = Arc::<Mutex<Failures>>::default();
         let streams = Arc::<Streams>::default();
-        let service = StubService { published: published.clone(), streams: streams.clone() };
+        let service =
+            StubService { published: published.clone(), failures: failures.clone(), streams: streams.clone() };
         let task = tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
             let _ = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await;
         });
-        Ok(DaprApiStub { address, published, streams, max_attempts: 5, task })
+        Ok(DaprApiStub { address, published, failures, streams, max_attempts: 5, task })
     }
 
     /// The endpoint to give [`DaprEndpoint::new`](crate::server::DaprEndpoint::new).
@@ -188,6 +191,17 @@ impl DaprApiStub {
         self.address
     }
 
+    /// The next `count` `PublishEvent` calls fail with `code` (as a sidecar
+    /// that is restarting, or a broker that refuses), and are not recorded.
+    pub fn fail_publishes(&self, count: u32, code: Code) {
+        *self.failures.lock().unwrap_or_else(|p| p.into_inner()) = Failures { remaining: count, code, calls: 0 };
+    }
+
+    /// `PublishEvent` calls that were failed on purpose so far.
+    pub fn failed_publishes(&self) -> u32 {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).calls
+    }
+
     /// Every `PublishEvent` so far, in order.
     pub fn published(&self) -> Vec<Published> {
         self.published.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -203,7 +217,22 @@ impl Drop for DaprApiStub {
 #[derive(Clone)]
 struct StubService {
     published: Arc<Mutex<Vec<Published>>>,
+    failures: Arc<Mutex<Failures>>,
     streams: Arc<Streams>,
+}
+
+/// Publishes to fail on purpose.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    remaining: u32,
+    code: Code,
+    calls: u32,
+}
+
+impl Default for Failures {
+    fn default() -> Self {
+        Failures { remaining: 0, code: Code::Unavailable, calls: 0 }
+    }
 }
 
 /// The open stream subscriptions, by (pubsub, topic).
@@ -316,13 +345,22 @@ impl NamedService for StubService {
     const NAME: &'static str = "dapr.proto.runtime.v1.Dapr";
 }
 
-struct Publish(Arc<Mutex<Vec<Published>>>);
+struct Publish(Arc<Mutex<Vec<Published>>>, Arc<Mutex<Failures>>);
 
 impl UnaryService<PublishEventRequest> for Publish {
     type Response = ();
     type Future = BoxFuture<'static, Result<Response<()>, Status>>;
 
     fn call(&mut self, request: Request<PublishEventRequest>) -> Self::Future {
+        {
+            let mut failures = self.1.lock().unwrap_or_else(|p| p.into_inner());
+            if failures.remaining > 0 {
+                failures.remaining -= 1;
+                failures.calls += 1;
+                let status = Status::new(failures.code, "failed on purpose by the test stub");
+                return Box::pin(std::future::ready(Err(status)));
+            }
+        }
         let token = request.metadata().get("dapr-api-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let message = request.into_inner();
         self.0.lock().unwrap_or_else(|p| p.into_inner()).push(Published {
@@ -353,10 +391,10 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         match request.uri().path() {
             "/dapr.proto.runtime.v1.Dapr/PublishEvent" => {
-                let published = self.published.clone();
+                let (published, failures) = (self.published.clone(), self.failures.clone());
                 Box::pin(async move {
                     let mut grpc = Grpc::new(tonic_prost::ProstCodec::<(), PublishEventRequest>::default());
-                    Ok(grpc.unary(Publish(published), request).await)
+                    Ok(grpc.unary(Publish(published, failures), request).await)
                 })
             }
             "/dapr.proto.runtime.v1.Dapr/SubscribeTopicEventsAlpha1" => {

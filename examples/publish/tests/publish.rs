@@ -1,7 +1,9 @@
-//! Publishing over real gRPC with `dapr::Client`, to a stand-in of the sidecar's API.
+//! Publishing over real gRPC to a stand-in of the sidecar's API.
 #![allow(clippy::unwrap_used)]
 
-use eventbus::publisher::DaprPublisher;
+use std::time::Duration;
+
+use eventbus::publisher::{DaprPublisher, Message, PublishError, Publisher};
 use eventbus::testing::DaprApiStub;
 
 #[tokio::test]
@@ -36,4 +38,31 @@ async fn an_unreachable_sidecar_is_named_with_its_cause() {
     let error = DaprPublisher::connect_to(address.clone()).await.unwrap_err();
     assert!(error.to_string().contains(&address), "{error}");
     assert!(std::error::Error::source(&error).is_some(), "the cause is kept: {error:?}");
+}
+
+#[tokio::test]
+async fn a_failure_that_may_pass_is_retried_and_a_refusal_is_not() {
+    let stub = DaprApiStub::start().await.unwrap();
+    let publisher = DaprPublisher::connect_to(format!("http://{}", stub.address()))
+        .await
+        .unwrap()
+        .retries(3, Duration::from_millis(1));
+    let message = || Message::json("pubsub", "order.created", &serde_json::json!({"order_id": "o-1"})).unwrap();
+
+    // The sidecar restarting: two failures, then the third call lands.
+    stub.fail_publishes(2, eventbus::tonic::Code::Unavailable);
+    publisher.publish(message()).await.unwrap();
+    assert_eq!((stub.failed_publishes(), stub.published().len()), (2, 1));
+
+    // Still down after every attempt: the error says where and how often.
+    stub.fail_publishes(5, eventbus::tonic::Code::Unavailable);
+    let error = publisher.publish(message()).await.unwrap_err();
+    assert!(matches!(error, PublishError::Sidecar { attempts: 3, .. }), "{error:?}");
+    assert!(error.to_string().contains(&stub.address().to_string()), "{error}");
+
+    // A refusal does not pass by retrying: one call.
+    stub.fail_publishes(5, eventbus::tonic::Code::NotFound);
+    let error = publisher.publish(message()).await.unwrap_err();
+    assert!(matches!(error, PublishError::Sidecar { attempts: 1, .. }), "{error:?}");
+    assert_eq!(stub.failed_publishes(), 1);
 }
