@@ -14,7 +14,7 @@
 use eventbus::{Event, HandlerError, subscribe};
 
 use crate::contracts::{
-    AuthLogin, AuthPasswordChanged, Check, Id, OrderCancelled, OrderCompleted, OrderReturned, amount_minor,
+    AuthLogin, AuthPasswordChanged, Check, Contract, Id, OrderCancelled, OrderCompleted, OrderReturned, amount_minor,
     check_event_id,
 };
 use crate::orders::OrderEvent;
@@ -86,7 +86,7 @@ fn order_item(
 }
 
 /// The CloudEvent id and the payload checked against the contract.
-fn checked<T: Check>(event: &Event<T>) -> Result<(), HandlerError> {
+fn checked<T: Check>(event: &Event<Contract<T>>) -> Result<(), HandlerError> {
     check_event_id(event.id()).and_then(|()| event.data.check()).map_err(refused)
 }
 
@@ -109,7 +109,7 @@ impl CustomerConsumers {
     /// keeps publish-to-commit under 100 ms at low rates), and written with
     /// the other order events queued now.
     #[subscribe("order.completed", dead_letter = "order.completed.dlq", bulk(max_messages = 100, max_await_ms = 50))]
-    async fn order_completed(&self, events: Vec<Event<OrderCompleted>>) -> Vec<Result<(), HandlerError>> {
+    async fn order_completed(&self, events: Vec<Event<Contract<OrderCompleted>>>) -> Vec<Result<(), HandlerError>> {
         let items = events.iter().map(|event| {
             checked(event)?;
             let order = &event.data;
@@ -126,7 +126,7 @@ impl CustomerConsumers {
     /// A completed order's contribution is reversed; a never-completed one
     /// only counts as cancelled.
     #[subscribe("order.cancelled", dead_letter = "order.cancelled.dlq")]
-    async fn order_cancelled(&self, event: Event<OrderCancelled>) -> Result<(), HandlerError> {
+    async fn order_cancelled(&self, event: Event<Contract<OrderCancelled>>) -> Result<(), HandlerError> {
         checked(&event)?;
         let order = &event.data;
         let change = OrderEvent::Cancelled {
@@ -140,7 +140,7 @@ impl CustomerConsumers {
     /// The refund leaves the order's contribution (refunds beyond the
     /// order's amount are refused); the return is counted.
     #[subscribe("order.returned", dead_letter = "order.returned.dlq")]
-    async fn order_returned(&self, event: Event<OrderReturned>) -> Result<(), HandlerError> {
+    async fn order_returned(&self, event: Event<Contract<OrderReturned>>) -> Result<(), HandlerError> {
         checked(&event)?;
         let order = &event.data;
         let refund = amount_minor("refund_amount", &order.refund_amount, &order.currency).map_err(refused)?;
@@ -150,7 +150,7 @@ impl CustomerConsumers {
 
     /// `last_login_at` becomes the later of the stored and the event's time.
     #[subscribe("auth.login", dead_letter = "auth.login.dlq")]
-    async fn auth_login(&self, event: Event<AuthLogin>) -> Result<(), HandlerError> {
+    async fn auth_login(&self, event: Event<Contract<AuthLogin>>) -> Result<(), HandlerError> {
         checked(&event)?;
         let (customer, at) = (&event.data.customer_id.0, millis(event.data.login_at));
         let applied =
@@ -161,7 +161,7 @@ impl CustomerConsumers {
 
     /// Records a security event: who, when, from where.
     #[subscribe("auth.password_changed", dead_letter = "auth.password_changed.dlq")]
-    async fn auth_password_changed(&self, event: Event<AuthPasswordChanged>) -> Result<(), HandlerError> {
+    async fn auth_password_changed(&self, event: Event<Contract<AuthPasswordChanged>>) -> Result<(), HandlerError> {
         checked(&event)?;
         let change = PasswordChange {
             customer_id: event.data.customer_id.0.clone(),

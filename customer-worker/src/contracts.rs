@@ -1,4 +1,8 @@
-//! The event payloads, mirroring `proto/customer/v1/events.proto`.
+//! The event payloads, mirroring `proto/customer/v1/events.proto`, read
+//! through [`Contract<T>`]: JSON with either spelling of the proto3 JSON
+//! mapping (`order_id` or `orderId`, as Go and Python producers write by
+//! default), or protobuf (`application/protobuf`), decoded with the
+//! descriptors compiled from the proto at build time.
 //!
 //! Unknown fields are ignored; a missing required field or a malformed value
 //! fails decoding, which the framework answers `DROP` (dead letter). What
@@ -10,9 +14,70 @@
 //! has. Each failure names the field and is a `DROP`.
 
 use std::fmt;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
+use eventbus::Envelope;
+use eventbus::event::{DecodeError, EventData};
+use prost_reflect::{DescriptorPool, DynamicMessage};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// The messages of `proto/customer/v1/events.proto` (compiled by `build.rs`).
+static DESCRIPTORS: LazyLock<Result<DescriptorPool, String>> = LazyLock::new(|| {
+    DescriptorPool::decode(include_bytes!(concat!(env!("OUT_DIR"), "/events.bin")).as_slice())
+        .map_err(|e| e.to_string())
+});
+
+/// The descriptors of `proto/customer/v1/events.proto`, e.g. to encode a
+/// protobuf event with `prost_reflect::DynamicMessage`.
+pub fn descriptors() -> Result<&'static DescriptorPool, &'static str> {
+    DESCRIPTORS.as_ref().map_err(String::as_str)
+}
+
+/// The proto message a payload type mirrors.
+pub trait ProtoMessage {
+    /// Its full name, e.g. `customer.v1.OrderCompleted`.
+    const NAME: &'static str;
+}
+
+/// An event payload of our contracts, whatever its encoding: JSON in either
+/// field spelling, or protobuf. Derefs to the payload.
+#[derive(Debug, Clone)]
+pub struct Contract<T>(pub T);
+
+impl<T> std::ops::Deref for Contract<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + ProtoMessage + Send + 'static> EventData for Contract<T> {
+    fn decode(envelope: &Envelope) -> Result<Self, DecodeError> {
+        let target = std::any::type_name::<T>();
+        if !envelope.data_content_type.contains("protobuf") {
+            return serde_json::from_slice(&envelope.data)
+                .map(Contract)
+                .map_err(|e| DecodeError::new(envelope, target, e));
+        }
+        let pool = DESCRIPTORS.as_ref().map_err(|e| DecodeError::new(envelope, target, e.clone()))?;
+        let descriptor = pool
+            .get_message_by_name(T::NAME)
+            .ok_or_else(|| DecodeError::new(envelope, target, format!("no message {}", T::NAME)))?;
+        let message = DynamicMessage::decode(descriptor, envelope.data.clone())
+            .map_err(|e| DecodeError::new(envelope, target, e))?;
+        // Every field of these messages is a string: the set ones, by name,
+        // go through the same serde type (and so the same rules) as JSON.
+        let fields: serde_json::Map<String, serde_json::Value> = message
+            .fields()
+            .filter_map(|(field, value)| Some((field.name().to_owned(), serde_json::Value::from(value.as_str()?))))
+            .collect();
+        serde_json::from_value(serde_json::Value::Object(fields))
+            .map(Contract)
+            .map_err(|e| DecodeError::new(envelope, target, e))
+    }
+}
 
 /// A decimal amount as sent: a JSON string (`"129.90"`) or number (`129.9`).
 ///
@@ -274,20 +339,28 @@ impl Check for AuthPasswordChanged {
 /// `order.completed`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OrderCompleted {
+    #[serde(alias = "orderId")]
     pub order_id: Id,
+    #[serde(alias = "customerId")]
     pub customer_id: Id,
+    #[serde(alias = "totalAmount")]
     pub total_amount: Amount,
     pub currency: Currency,
+    #[serde(alias = "completedAt")]
     pub completed_at: DateTime<Utc>,
 }
 
 /// `order.cancelled`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OrderCancelled {
+    #[serde(alias = "orderId")]
     pub order_id: Id,
+    #[serde(alias = "customerId")]
     pub customer_id: Id,
+    #[serde(alias = "totalAmount")]
     pub total_amount: Amount,
     pub currency: Currency,
+    #[serde(alias = "cancelledAt")]
     pub cancelled_at: DateTime<Utc>,
     #[serde(default)]
     pub reason: Option<String>,
@@ -296,10 +369,14 @@ pub struct OrderCancelled {
 /// `order.returned`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OrderReturned {
+    #[serde(alias = "orderId")]
     pub order_id: Id,
+    #[serde(alias = "customerId")]
     pub customer_id: Id,
+    #[serde(alias = "refundAmount")]
     pub refund_amount: Amount,
     pub currency: Currency,
+    #[serde(alias = "returnedAt")]
     pub returned_at: DateTime<Utc>,
     #[serde(default)]
     pub reason: Option<String>,
@@ -308,23 +385,51 @@ pub struct OrderReturned {
 /// `auth.login`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthLogin {
+    #[serde(alias = "customerId")]
     pub customer_id: Id,
+    #[serde(alias = "loginAt")]
     pub login_at: DateTime<Utc>,
     #[serde(default)]
+    #[serde(alias = "ipAddress")]
     pub ip_address: Option<String>,
     #[serde(default)]
+    #[serde(alias = "userAgent")]
     pub user_agent: Option<String>,
 }
 
 /// `auth.password_changed`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthPasswordChanged {
+    #[serde(alias = "customerId")]
     pub customer_id: Id,
+    #[serde(alias = "changedAt")]
     pub changed_at: DateTime<Utc>,
     #[serde(default)]
+    #[serde(alias = "ipAddress")]
     pub ip_address: Option<String>,
     #[serde(default)]
+    #[serde(alias = "userAgent")]
     pub user_agent: Option<String>,
+}
+
+impl ProtoMessage for OrderCompleted {
+    const NAME: &'static str = "customer.v1.OrderCompleted";
+}
+
+impl ProtoMessage for OrderCancelled {
+    const NAME: &'static str = "customer.v1.OrderCancelled";
+}
+
+impl ProtoMessage for OrderReturned {
+    const NAME: &'static str = "customer.v1.OrderReturned";
+}
+
+impl ProtoMessage for AuthLogin {
+    const NAME: &'static str = "customer.v1.AuthLogin";
+}
+
+impl ProtoMessage for AuthPasswordChanged {
+    const NAME: &'static str = "customer.v1.AuthPasswordChanged";
 }
 
 #[cfg(test)]

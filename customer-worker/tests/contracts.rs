@@ -73,3 +73,71 @@ fn golden_samples_decode() {
         decode(serde_json::from_str(&text).unwrap()).unwrap_or_else(|e| panic!("{topic}: {e}"));
     }
 }
+
+/// Decodes `data` (with `content_type`) as the worker's consumers do, through
+/// `Contract<T>`, and prints it for comparison.
+fn contract(name: &str, content_type: &str, data: Vec<u8>) -> Result<String, String> {
+    use customer_worker::contracts::Contract;
+    use eventbus::event::EventData;
+    let envelope =
+        eventbus::Envelope { data: data.into(), data_content_type: content_type.into(), ..Default::default() };
+    let shown = match name {
+        "OrderCompleted" => Contract::<OrderCompleted>::decode(&envelope).map(|c| format!("{:?}", c.0)),
+        "OrderCancelled" => Contract::<OrderCancelled>::decode(&envelope).map(|c| format!("{:?}", c.0)),
+        "OrderReturned" => Contract::<OrderReturned>::decode(&envelope).map(|c| format!("{:?}", c.0)),
+        "AuthLogin" => Contract::<AuthLogin>::decode(&envelope).map(|c| format!("{:?}", c.0)),
+        _ => Contract::<AuthPasswordChanged>::decode(&envelope).map(|c| format!("{:?}", c.0)),
+    };
+    shown.map_err(|e| e.to_string())
+}
+
+/// Each golden sample, the proto message it is, and its message descriptor.
+fn golden() -> Vec<(&'static str, Map<String, Value>, prost_reflect::MessageDescriptor)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/golden");
+    let pool = prost_reflect::DescriptorPool::from_file_descriptor_set(proto()).unwrap();
+    messages()
+        .into_iter()
+        .map(|(name, topic, _)| {
+            let text = std::fs::read_to_string(dir.join(format!("{topic}.json"))).unwrap();
+            let Value::Object(sample) = serde_json::from_str(&text).unwrap() else { panic!("{topic}: not an object") };
+            (name, sample, pool.get_message_by_name(&format!("customer.v1.{name}")).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn both_json_spellings_of_the_proto3_mapping_decode_the_same() {
+    for (name, sample, descriptor) in golden() {
+        // What Go's protojson and Python's json_format write by default: lowerCamelCase.
+        let camel: Map<String, Value> = sample
+            .iter()
+            .map(|(key, value)| match descriptor.get_field_by_name(key) {
+                Some(field) => (field.json_name().to_owned(), value.clone()),
+                None => (key.clone(), value.clone()), // an unknown field stays unknown
+            })
+            .collect();
+        assert!(camel.keys().any(|k| k.chars().any(char::is_uppercase)), "{name}: the sample has no two-word field");
+        let snake = contract(name, "application/json", serde_json::to_vec(&sample).unwrap()).unwrap();
+        let lower_camel = contract(name, "application/json", serde_json::to_vec(&camel).unwrap());
+        assert_eq!(lower_camel.as_ref(), Ok(&snake), "{name}");
+    }
+}
+
+#[test]
+fn protobuf_events_decode_like_their_json() {
+    for (name, sample, descriptor) in golden() {
+        let mut message = prost_reflect::DynamicMessage::new(descriptor.clone());
+        for (key, value) in &sample {
+            // Every field is a proto string; a JSON number (an amount) is its text.
+            let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+            if descriptor.get_field_by_name(key).is_some() {
+                message.set_field_by_name(key, prost_reflect::Value::String(text));
+            }
+        }
+        let from_json = contract(name, "application/json", serde_json::to_vec(&sample).unwrap()).unwrap();
+        let from_protobuf = contract(name, "application/protobuf", message.encode_to_vec());
+        assert_eq!(from_protobuf.as_ref(), Ok(&from_json), "{name}");
+    }
+    // Bytes that are not the message are a decode error (DROP), not a panic.
+    assert!(contract("OrderCompleted", "application/protobuf", vec![0xff, 0xff, 0xff]).is_err());
+}

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use customer_worker::contracts::{
-    AuthLogin, AuthPasswordChanged, Check, MAX_AMOUNT_MINOR, OrderCancelled, OrderCompleted, OrderReturned,
+    AuthLogin, Contract, AuthPasswordChanged, Check, MAX_AMOUNT_MINOR, OrderCancelled, OrderCompleted, OrderReturned,
     amount_minor, check_event_id,
 };
 use eventbus::event::EventData;
@@ -39,24 +39,24 @@ fuzz_target!(|input: &[u8]| {
     let _ = decode::<Raw>(&envelope);
     let _ = decode::<serde_json::Value>(&envelope);
     let _ = decode::<Protobuf<prost_types::Struct>>(&envelope);
-    if let Some(event) = decode::<OrderCompleted>(&envelope)
+    if let Some(event) = decode::<Contract<OrderCompleted>>(&envelope)
         && event.data.check().is_ok()
     {
         let minor = amount_minor("total_amount", &event.data.total_amount, &event.data.currency);
         assert!(minor.is_ok_and(|m| (0..=MAX_AMOUNT_MINOR).contains(&m)));
     }
-    if let Some(event) = decode::<OrderCancelled>(&envelope) {
+    if let Some(event) = decode::<Contract<OrderCancelled>>(&envelope) {
         let _ = event.data.check();
     }
-    if let Some(event) = decode::<OrderReturned>(&envelope)
+    if let Some(event) = decode::<Contract<OrderReturned>>(&envelope)
         && event.data.check().is_ok()
     {
         assert!(amount_minor("refund_amount", &event.data.refund_amount, &event.data.currency).is_ok());
     }
-    if let Some(event) = decode::<AuthLogin>(&envelope) {
+    if let Some(event) = decode::<Contract<AuthLogin>>(&envelope) {
         let _ = event.data.check();
     }
-    if let Some(event) = decode::<AuthPasswordChanged>(&envelope) {
+    if let Some(event) = decode::<Contract<AuthPasswordChanged>>(&envelope) {
         let _ = event.data.check();
     }
 });
