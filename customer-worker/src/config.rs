@@ -31,6 +31,18 @@ pub struct Config {
     pub segments: Vec<SegmentRule>,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `telemetry`: traces.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// An OTLP/gRPC collector, e.g. `http://otel-collector:4317`: each event's
+    /// span (a child of the publisher's trace) is exported there. None: no export.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -89,19 +89,6 @@ fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(config: &Config, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    // Colour only on a terminal: a log file or collector gets plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if config.log.json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -111,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(cli.conf.as_deref())?;
     match cli.command {
         None => {
-            init_logging(&config, &config.log.level);
+            let traces = customer_worker::telemetry::init(&config, &config.log.level)?;
             let metrics = customer_worker::telemetry::install_recorder()?;
             let running = app::start(config, cli.mode, Some(metrics)).await?;
             let shutdown = running.shutdown_token();
@@ -122,10 +109,15 @@ async fn main() -> anyhow::Result<()> {
             });
             // Returns when every part has stopped: after the signal, or at
             // once if one part fails.
-            running.wait().await
+            let result = running.wait().await;
+            if let Some(traces) = traces {
+                // Sends the spans still buffered.
+                let _ = traces.shutdown();
+            }
+            result
         }
         Some(Command::Replay { file, batch, quiet, failed_out, fail_on_drop }) => {
-            init_logging(&config, "warn");
+            customer_worker::telemetry::init(&config, "warn")?;
             let store = Store::connect(&config.data.database).await?;
             let jobs = Jobs::new(store.clone(), config.clone())?;
             let server = app::event_server(&config, &store, &jobs, &CancellationToken::new())?;
@@ -173,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Customer { id }) => {
-            init_logging(&config, "warn");
+            customer_worker::telemetry::init(&config, "warn")?;
             let store = Store::connect(&config.data.database).await?;
             match store.customer(&id).await? {
                 Some(customer) => println!("{}", describe_customer(&customer)),
@@ -183,10 +175,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Healthcheck { .. }) => Ok(()),
         Some(Command::RunJob { job }) => {
-            init_logging(&config, &config.log.level);
+            let traces = customer_worker::telemetry::init(&config, &config.log.level)?;
             let store = Store::connect(&config.data.database).await?;
             let report = Jobs::new(store, config)?.run(job, &CancellationToken::new()).await?;
             println!("{job}: {report:?}");
+            if let Some(traces) = traces {
+                let _ = traces.shutdown();
+            }
             Ok(())
         }
     }

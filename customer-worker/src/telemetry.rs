@@ -1,7 +1,43 @@
-//! The worker's Prometheus recorder: histograms with buckets in seconds,
-//! HELP text for every metric, and `customer_worker_build_info`.
+//! The worker's telemetry: logs (text or JSON), OTLP traces when
+//! `telemetry.otlp_endpoint` is set, and the Prometheus recorder
+//! (histograms with buckets in seconds, HELP text for every metric,
+//! `customer_worker_build_info`).
 
 use anyhow::Context;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::Config;
+
+/// Installs logging, and OTLP trace export when configured. Keep the
+/// returned provider until exit and shut it down then (it flushes).
+pub fn init(config: &Config, default_level: &str) -> anyhow::Result<Option<SdkTracerProvider>> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colour only on a terminal: a log file or collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let fmt = if config.log.json { fmt.json().boxed() } else { fmt.boxed() };
+    let provider = match &config.telemetry.otlp_endpoint {
+        Some(endpoint) => {
+            use opentelemetry_otlp::WithExportConfig;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .build()
+                .with_context(|| format!("telemetry.otlp_endpoint: {endpoint}"))?;
+            let resource = opentelemetry_sdk::Resource::builder().with_service_name("customer-worker").build();
+            Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+        }
+        None => None,
+    };
+    let traces = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("customer-worker")));
+    tracing_subscriber::registry().with(filter).with(fmt).with(traces).init();
+    Ok(provider)
+}
 use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 

@@ -88,6 +88,7 @@
 //! |---|---|---|
 //! | `testing` | no | [`testing::TestSidecar`], `testing::DaprApiStub` (streaming), `testing::HttpSidecar` (with `http`) and [`testing::daprd`], for your integration tests |
 //! | `http` | no | the HTTP app channel on axum: `Server::serve_http`, `Server::http_router` |
+//! | `opentelemetry` | no | each event's span is a child of the incoming W3C trace context (with a `tracing-opentelemetry` layer installed); `DaprPublisher` sends the current context on |
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -192,6 +192,13 @@ impl Publisher for DaprPublisher {
             if let Some(token) = &self.token {
                 call.metadata_mut().insert(crate::server::TOKEN_HEADER, token.clone());
             }
+            // daprd takes the trace context of the call as the CloudEvent's.
+            #[cfg(feature = "opentelemetry")]
+            for (header, value) in crate::middleware::otel::current_trace_headers() {
+                if let Ok(value) = value.parse() {
+                    call.metadata_mut().insert(header, value);
+                }
+            }
             // Clones share the channel: concurrent publishes stay concurrent.
             let status = match self.client.clone().publish_event(call).await {
                 Ok(_) => return Ok(()),

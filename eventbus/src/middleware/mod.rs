@@ -32,6 +32,8 @@ mod catch_panic;
 mod concurrency;
 mod handler;
 mod metrics;
+#[cfg(feature = "opentelemetry")]
+pub(crate) mod otel;
 mod timeout;
 mod trace;
 

@@ -12,6 +12,10 @@ use crate::outcome::Outcome;
 /// the W3C trace context that arrived (`trace_id`, `parent_id` from
 /// `traceparent`, and `tracestate`), so logs of one event correlate with the
 /// publisher's trace. The outcomes are logged at debug level.
+///
+/// With the `opentelemetry` feature and a `tracing-opentelemetry` layer
+/// installed, the span is a child of the incoming W3C trace context (a batch's
+/// span links to each entry's), so the trace continues through the app.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceLayer;
 
@@ -67,6 +71,11 @@ where
         }
         // A batch's entries each carry their own trace context: only a single
         // event's is the span's. Parsed only for a span someone listens to.
+        #[cfg(feature = "opentelemetry")]
+        match request.events() {
+            [envelope] => super::otel::continue_trace(&span, envelope),
+            envelopes => super::otel::link_traces(&span, envelopes),
+        }
         if let [envelope] = request.events() {
             span.record("event.type", envelope.event_type.as_str());
             if let Some((trace_id, parent_id)) = envelope.traceparent().and_then(parse_traceparent) {
