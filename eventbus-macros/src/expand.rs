@@ -19,19 +19,15 @@ fn consumer_methods(
     let check = handler.check_body(krate);
     let body = handler.body(krate, call);
     let private = quote!(#krate::__private);
-    let handle = if handler.is_batch() {
-        // Single events run as a batch of one.
-        quote! {
-            fn handle<'__a>(
-                &'__a self,
-                __envelope: ::std::sync::Arc<#private::Envelope>,
-                __ctx: &'__a #private::Context,
-            ) -> #private::BoxFuture<'__a, #private::HandlerResult> {
-                ::std::boxed::Box::pin(async move {
-                    let __one = [__envelope];
-                    #private::only_result(#private::Consumer::handle_batch(self, &__one, __ctx).await)
-                })
-            }
+    // A batch handler's `handle` runs a single event as a batch of one.
+    let (handle_body, batch_methods) = if handler.is_batch() {
+        let single = quote! {
+            ::std::boxed::Box::pin(async move {
+                let __one = [__envelope];
+                #private::only_result(#private::Consumer::handle_batch(self, &__one, __ctx).await)
+            })
+        };
+        let batch = quote! {
             fn takes_batches(&self) -> bool {
                 true
             }
@@ -42,17 +38,10 @@ fn consumer_methods(
             ) -> #private::BoxFuture<'__a, ::std::vec::Vec<#private::HandlerResult>> {
                 #body
             }
-        }
+        };
+        (single, batch)
     } else {
-        quote! {
-            fn handle<'__a>(
-                &'__a self,
-                __envelope: ::std::sync::Arc<#private::Envelope>,
-                __ctx: &'__a #private::Context,
-            ) -> #private::BoxFuture<'__a, #private::HandlerResult> {
-                #body
-            }
-        }
+        (body, quote!())
     };
     quote! {
         fn name(&self) -> &str {
@@ -64,7 +53,14 @@ fn consumer_methods(
         fn check(&self, __ctx: &#private::Context) -> ::core::result::Result<(), #private::MissingState> {
             #check
         }
-        #handle
+        fn handle<'__a>(
+            &'__a self,
+            __envelope: ::std::sync::Arc<#private::Envelope>,
+            __ctx: &'__a #private::Context,
+        ) -> #private::BoxFuture<'__a, #private::HandlerResult> {
+            #handle_body
+        }
+        #batch_methods
     }
 }
 

@@ -93,6 +93,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod backoff;
 pub mod consumer;
 pub mod event;
 pub mod extract;

@@ -10,6 +10,8 @@ use dapr::dapr::proto::runtime::v1::PublishEventRequest;
 use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
 use tonic::transport::Channel;
 
+use crate::backoff::Backoff;
+
 /// An event to publish.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Message {
@@ -113,7 +115,7 @@ pub struct DaprPublisher {
     address: String,
     token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     attempts: u32,
-    first_backoff: Duration,
+    backoff: Backoff,
 }
 
 impl std::fmt::Debug for DaprPublisher {
@@ -131,7 +133,7 @@ impl DaprPublisher {
     pub async fn connect() -> Result<Self, PublishError> {
         let endpoint = crate::server::DaprEndpoint::from_env();
         let mut publisher = DaprPublisher::connect_to(endpoint.address()).await?;
-        publisher.token = std::env::var("DAPR_API_TOKEN").ok().filter(|t| !t.is_empty()).and_then(|t| t.parse().ok());
+        publisher.token = endpoint.api_token().and_then(|t| t.parse().ok());
         Ok(publisher)
     }
 
@@ -150,17 +152,17 @@ impl DaprPublisher {
             address,
             token: None,
             attempts: 3,
-            first_backoff: Duration::from_millis(100),
+            backoff: Backoff { first: Duration::from_millis(100), cap: Duration::from_secs(5) },
         })
     }
 
     /// Calls per publish before a failure that may pass is returned (default
     /// 3; 1 for no retry), waiting `first_backoff` (default 100 ms), doubled
-    /// per retry, with jitter.
+    /// per retry (at most 5 s), with jitter.
     #[must_use]
     pub fn retries(mut self, attempts: u32, first_backoff: Duration) -> Self {
         self.attempts = attempts.max(1);
-        self.first_backoff = first_backoff;
+        self.backoff.first = first_backoff;
         self
     }
 }
@@ -185,7 +187,6 @@ impl Publisher for DaprPublisher {
             data_content_type: message.content_type,
             metadata: message.metadata,
         };
-        let mut backoff = self.first_backoff;
         let mut attempt = 1;
         loop {
             let mut call = tonic::Request::new(request.clone());
@@ -209,10 +210,7 @@ impl Publisher for DaprPublisher {
                 return Err(PublishError::Sidecar { topic, address, attempts: attempt, source: status });
             }
             tracing::warn!(topic = %request.topic, attempt, code = ?status.code(), error = %status.message(), "publish failed; retrying");
-            // Jitter: a random point in the second half of the delay.
-            let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), attempt);
-            tokio::time::sleep(backoff.mul_f64(0.5 + (random % 500) as f64 / 1000.0)).await;
-            backoff = backoff.saturating_mul(2);
+            tokio::time::sleep(self.backoff.delay(attempt - 1)).await;
             attempt += 1;
         }
     }

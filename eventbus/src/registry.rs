@@ -231,6 +231,7 @@ impl Registry {
 
             let routes = topics.entry(pubsub.clone()).or_default().entry(topic.clone()).or_default();
             let mut claim = |path: &str| -> Result<(), Error> {
+                let path = route_key(path);
                 if let Some(existing) = routes.by_path.get(path) {
                     return Err(Error::DuplicateRoute {
                         route: format!("{pubsub}/{topic} path {path:?}"),
@@ -262,16 +263,23 @@ impl Registry {
     /// falls back to the topic's default route.
     pub(crate) fn route(&self, pubsub: &str, topic: &str, path: &str) -> Option<&Arc<Route>> {
         let routes = self.topics.get(pubsub)?.get(topic)?;
-        routes.by_path.get(path).or(match path {
-            "" | "/" => routes.default.as_ref(),
-            _ => None,
-        })
+        match route_key(path) {
+            "" => routes.default.as_ref(),
+            key => routes.by_path.get(key),
+        }
     }
 
     /// The subscriptions as `ListTopicSubscriptions` returns them.
     pub(crate) fn subscriptions(&self) -> &[pb::TopicSubscription] {
         &self.subscriptions
     }
+}
+
+/// A path as routes are keyed: without its leading `/`, so that the gRPC
+/// path (`order.completed`, `/v2`) and the HTTP route (`/order.completed`,
+/// `/v2`) of one subscription find the same route.
+fn route_key(path: &str) -> &str {
+    path.trim_start_matches('/')
 }
 
 /// The settings of a subscription that belong to its whole topic.

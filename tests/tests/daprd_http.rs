@@ -6,14 +6,13 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
 use axum::routing::post;
 use common::builder;
-use common::daprd::{dead_letter_ids, sidecar, until_settled};
+use common::daprd::{Seen, by_kind, dead_letter_ids, order_event, sidecar, until_settled};
 use eventbus::testing::daprd::{self, eventually};
 use eventbus::{Event, Outcome, Subscription, batch, handler};
 use serde_json::json;
@@ -21,40 +20,18 @@ use tokio::sync::oneshot;
 
 const PUBSUB: &str = "pubsub-redis";
 
-fn cloud_event(id: &str, data: serde_json::Value) -> serde_json::Value {
-    json!({"specversion": "1.0", "id": id, "source": "daprd-suite", "type": "order",
-           "datacontenttype": "application/json", "data": data})
-}
-
 #[tokio::test]
 async fn daprd_delivers_over_http_with_the_same_answers() {
     if !daprd::available() {
         return;
     }
-    let seen: Arc<Mutex<HashMap<String, Vec<Outcome>>>> = Arc::default();
+    let seen = Seen::default();
     let batches = Arc::new(Mutex::new(Vec::new()));
     let raw_calls = Arc::new(AtomicUsize::new(0));
-    let recorder = seen.clone();
     let sizes = batches.clone();
     let server = builder()
         .default_pubsub(PUBSUB)
-        .consumer(handler(
-            Subscription::new("orders").dead_letter("orders.dlq"),
-            move |event: Event<serde_json::Value>| {
-                let seen = recorder.clone();
-                async move {
-                    let mut seen = seen.lock().unwrap();
-                    let attempts = seen.entry(event.id().to_owned()).or_default();
-                    let outcome = match event.data["kind"].as_str() {
-                        Some("poison") => Outcome::Drop,
-                        Some("flaky") if attempts.is_empty() => Outcome::Retry,
-                        _ => Outcome::Success,
-                    };
-                    attempts.push(outcome);
-                    outcome
-                }
-            },
-        ))
+        .consumer(handler(Subscription::new("orders").dead_letter("orders.dlq"), by_kind(&seen)))
         .consumer(batch(
             Subscription::new("products").dead_letter("products.dlq").bulk(50, 100),
             move |events: Vec<Event<serde_json::Value>>| {
@@ -100,12 +77,12 @@ async fn daprd_delivers_over_http_with_the_same_answers() {
     daprd.wait_for_subscriptions(4).await.unwrap();
 
     for (id, kind) in [("h-1", "ok"), ("h-2", "flaky"), ("h-3", "poison")] {
-        daprd.publish_cloud_event(PUBSUB, "orders", &cloud_event(id, json!({"kind": kind}))).await.unwrap();
+        daprd.publish_cloud_event(PUBSUB, "orders", &order_event(id, json!({"kind": kind}))).await.unwrap();
     }
-    let products: Vec<_> = (0..20).map(|n| cloud_event(&format!("p-{n}"), json!({"bad": n == 7}))).collect();
+    let products: Vec<_> = (0..20).map(|n| order_event(&format!("p-{n}"), json!({"bad": n == 7}))).collect();
     daprd.publish_bulk(PUBSUB, "products", &products).await.unwrap();
-    daprd.publish_cloud_event(PUBSUB, "codes404", &cloud_event("c-404", json!({}))).await.unwrap();
-    daprd.publish_cloud_event(PUBSUB, "codes500", &cloud_event("c-500", json!({}))).await.unwrap();
+    daprd.publish_cloud_event(PUBSUB, "codes404", &order_event("c-404", json!({}))).await.unwrap();
+    daprd.publish_cloud_event(PUBSUB, "codes500", &order_event("c-500", json!({}))).await.unwrap();
 
     until_settled(&redis, "orders", "http-app").await;
     until_settled(&redis, "products", "http-app").await;

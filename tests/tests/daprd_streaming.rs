@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use common::builder;
-use common::daprd::{RESOURCES, dead_letter_ids, until_settled};
+use common::daprd::{RESOURCES, Seen, by_kind, dead_letter_ids, order_event, until_settled};
 use eventbus::server::DaprEndpoint;
 use eventbus::testing::daprd::{self, Daprd, Redis, eventually};
 use eventbus::{Event, Outcome, Subscription, handler};
@@ -19,11 +19,6 @@ use serde_json::json;
 use tokio::sync::{Semaphore, oneshot};
 
 const PUBSUB: &str = "pubsub-redis";
-
-fn cloud_event(id: &str, data: serde_json::Value) -> serde_json::Value {
-    json!({"specversion": "1.0", "id": id, "source": "daprd-suite", "type": "order",
-           "datacontenttype": "application/json", "data": data})
-}
 
 /// daprd without an app channel, on a Redis of its own.
 async fn daprd_without_app(app_id: &str) -> (Redis, Daprd) {
@@ -37,8 +32,19 @@ async fn daprd_without_app(app_id: &str) -> (Redis, Daprd) {
     (redis, daprd)
 }
 
-/// The handled event ids with each one's outcomes, in order.
-type Seen = Arc<Mutex<HashMap<String, Vec<Outcome>>>>;
+/// Serves `server` by streaming subscriptions to `daprd`, until the sender fires.
+async fn serve_streaming(
+    server: eventbus::Server,
+    daprd: &Daprd,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), eventbus::Error>>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let endpoint = DaprEndpoint::new(daprd.grpc_endpoint());
+    let app = tokio::spawn(server.serve_streaming(endpoint, async {
+        let _ = stopped.await;
+    }));
+    daprd.wait_for_subscriptions(1).await.unwrap();
+    (stop, app)
+}
 
 #[tokio::test]
 async fn streamed_events_are_delivered_retried_and_dead_lettered_by_daprd() {
@@ -47,36 +53,15 @@ async fn streamed_events_are_delivered_retried_and_dead_lettered_by_daprd() {
     }
     let (redis, daprd) = daprd_without_app("streaming").await;
     let seen = Seen::default();
-    let recorder = seen.clone();
     let server = builder()
         .default_pubsub(PUBSUB)
-        .consumer(handler(
-            Subscription::new("orders").dead_letter("orders.dlq"),
-            move |event: Event<serde_json::Value>| {
-                let seen = recorder.clone();
-                async move {
-                    let mut seen = seen.lock().unwrap();
-                    let attempts = seen.entry(event.id().to_owned()).or_default();
-                    let outcome = match event.data["kind"].as_str() {
-                        Some("poison") => Outcome::Drop,
-                        Some("flaky") if attempts.is_empty() => Outcome::Retry,
-                        _ => Outcome::Success,
-                    };
-                    attempts.push(outcome);
-                    outcome
-                }
-            },
-        ))
+        .consumer(handler(Subscription::new("orders").dead_letter("orders.dlq"), by_kind(&seen)))
         .build()
         .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let app = tokio::spawn(server.serve_streaming(DaprEndpoint::new(daprd.grpc_endpoint()), async {
-        let _ = stopped.await;
-    }));
-    daprd.wait_for_subscriptions(1).await.unwrap();
+    let (stop, app) = serve_streaming(server, &daprd).await;
 
     for (id, kind) in [("s-1", "ok"), ("s-2", "flaky"), ("s-3", "poison")] {
-        daprd.publish_cloud_event(PUBSUB, "orders", &cloud_event(id, json!({"kind": kind}))).await.unwrap();
+        daprd.publish_cloud_event(PUBSUB, "orders", &order_event(id, json!({"kind": kind}))).await.unwrap();
     }
     until_settled(&redis, "orders", "streaming").await;
     assert_eq!(dead_letter_ids(&redis, "orders.dlq").await, vec!["s-3"]);
@@ -113,15 +98,11 @@ async fn daprd_killed_mid_stream_loses_nothing() {
         }))
         .build()
         .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let app = tokio::spawn(server.serve_streaming(DaprEndpoint::new(daprd.grpc_endpoint()), async {
-        let _ = stopped.await;
-    }));
-    daprd.wait_for_subscriptions(1).await.unwrap();
+    let (stop, app) = serve_streaming(server, &daprd).await;
 
     let ids = |range: std::ops::Range<u32>| range.map(|n| format!("r-{n}")).collect::<Vec<_>>();
     for id in ids(0..30) {
-        daprd.publish_cloud_event(PUBSUB, "orders", &cloud_event(&id, json!({}))).await.unwrap();
+        daprd.publish_cloud_event(PUBSUB, "orders", &order_event(&id, json!({}))).await.unwrap();
     }
     gate.add_permits(10);
     eventually("ten events handled", || async { (handled.lock().unwrap().len() >= 10).then_some(()) }).await;
@@ -135,7 +116,7 @@ async fn daprd_killed_mid_stream_loses_nothing() {
     gate.add_permits(1_000);
     daprd.wait_for_subscriptions(1).await.unwrap();
     for id in ids(30..40) {
-        daprd.publish_cloud_event(PUBSUB, "orders", &cloud_event(&id, json!({}))).await.unwrap();
+        daprd.publish_cloud_event(PUBSUB, "orders", &order_event(&id, json!({}))).await.unwrap();
     }
     // Every event is handled, and each one whose answer was lost is delivered
     // again by the restarted daprd on the reopened stream.

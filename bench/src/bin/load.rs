@@ -133,6 +133,20 @@ struct Target {
     path: String,
 }
 
+impl Target {
+    /// The pubsub and default route of `topic` among the app's subscriptions.
+    fn of(subscriptions: &[pb::TopicSubscription], topic: &str) -> anyhow::Result<Target> {
+        let subscription = subscriptions
+            .iter()
+            .find(|s| s.topic == topic)
+            .with_context(|| format!("the app does not subscribe to {topic}"))?;
+        Ok(Target {
+            pubsub: subscription.pubsub_name.clone(),
+            path: subscription.routes.as_ref().map(|r| r.default.clone()).unwrap_or_default(),
+        })
+    }
+}
+
 fn request<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Some(token) = token.and_then(|t| t.parse().ok()) {
@@ -404,28 +418,11 @@ async fn main() -> anyhow::Result<()> {
                 clients.push(AppCallbackClient::new(channel));
             }
             let subscriptions = clients[0].list_topic_subscriptions(()).await?.into_inner().subscriptions;
-            let subscription = subscriptions
-                .iter()
-                .find(|s| s.topic == cli.topic)
-                .with_context(|| format!("the app does not subscribe to {}", cli.topic))?;
-            let target = Target {
-                pubsub: subscription.pubsub_name.clone(),
-                path: subscription.routes.as_ref().map(|r| r.default.clone()).unwrap_or_default(),
-            };
-            (Senders::Grpc(clients), target)
+            (Senders::Grpc(clients), Target::of(&subscriptions, &cli.topic)?)
         }
         Transport::Http => {
             let sidecar = eventbus::testing::HttpSidecar::connect(cli.addr).await.context("GET /dapr/subscribe")?;
-            let subscription = sidecar
-                .subscriptions()
-                .iter()
-                .find(|s| s.topic == cli.topic)
-                .with_context(|| format!("the app does not subscribe to {}", cli.topic))?;
-            let target = Target {
-                pubsub: subscription.pubsub_name.clone(),
-                path: subscription.routes.as_ref().map(|r| r.default.clone()).unwrap_or_default(),
-            };
-            (Senders::Http(cli.addr), target)
+            (Senders::Http(cli.addr), Target::of(sidecar.subscriptions(), &cli.topic)?)
         }
         Transport::Streaming => {
             let stub = eventbus::testing::DaprApiStub::bind(cli.addr).await?.max_attempts(1);

@@ -83,17 +83,47 @@ pub trait Consumer: Send + Sync + 'static {
     }
 }
 
-/// A [`Consumer`] made of a [`Subscription`] and a [`Handler`]; see [`handler`].
-pub struct HandlerConsumer<H, Args> {
+/// A [`Consumer`] made of a [`Subscription`] and an async function: a
+/// [`Handler`] of one event at a time ([`HandlerConsumer`], from [`handler`])
+/// or a [`BatchHandler`] of whole bulk batches ([`BatchConsumer`], from
+/// [`batch`]). `Mode` tells the two apart.
+pub struct FnConsumer<H, Args, Mode> {
     name: String,
     subscription: Subscription,
     handler: H,
-    _args: PhantomData<fn() -> Args>,
+    _types: PhantomData<fn() -> (Args, Mode)>,
 }
 
-impl<H, Args> std::fmt::Debug for HandlerConsumer<H, Args> {
+/// The [`FnConsumer`] mode of [`handler`]: one event per call.
+#[derive(Debug)]
+pub enum OneByOne {}
+
+/// The [`FnConsumer`] mode of [`batch`]: a bulk batch per call.
+#[derive(Debug)]
+pub enum WholeBatches {}
+
+/// A consumer of one event at a time; see [`handler`].
+pub type HandlerConsumer<H, Args> = FnConsumer<H, Args, OneByOne>;
+
+/// A consumer of whole bulk batches; see [`batch`].
+pub type BatchConsumer<H, Args> = FnConsumer<H, Args, WholeBatches>;
+
+impl<H, Args, Mode> FnConsumer<H, Args, Mode> {
+    fn new(subscription: Subscription, handler: H) -> Self {
+        FnConsumer { name: std::any::type_name::<H>().to_owned(), subscription, handler, _types: PhantomData }
+    }
+
+    /// The name used in logs, metrics and errors (default: the function's type name).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+}
+
+impl<H, Args, Mode> std::fmt::Debug for FnConsumer<H, Args, Mode> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HandlerConsumer")
+        f.debug_struct("FnConsumer")
             .field("name", &self.name)
             .field("subscription", &self.subscription)
             .finish_non_exhaustive()
@@ -121,16 +151,7 @@ pub fn handler<H, Args>(subscription: Subscription, handler: H) -> HandlerConsum
 where
     H: Handler<Args>,
 {
-    HandlerConsumer { name: std::any::type_name::<H>().to_owned(), subscription, handler, _args: PhantomData }
-}
-
-impl<H, Args> HandlerConsumer<H, Args> {
-    /// The name used in logs, metrics and errors (default: the function's type name).
-    #[must_use]
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
+    FnConsumer::new(subscription, handler)
 }
 
 impl<H, Args> Consumer for HandlerConsumer<H, Args>
@@ -155,24 +176,6 @@ where
     }
 }
 
-/// A [`Consumer`] of whole bulk batches, made of a [`Subscription`] and a
-/// [`BatchHandler`]; see [`batch`].
-pub struct BatchConsumer<H, Args> {
-    name: String,
-    subscription: Subscription,
-    handler: H,
-    _args: PhantomData<fn() -> Args>,
-}
-
-impl<H, Args> std::fmt::Debug for BatchConsumer<H, Args> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BatchConsumer")
-            .field("name", &self.name)
-            .field("subscription", &self.subscription)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Makes a consumer that takes a bulk batch at once: `Vec<Event<T>>` in (with
 /// any [`FromContext`](crate::extract::FromContext) arguments), one result
 /// per event out. Single events arrive as a batch of one; entries that do
@@ -191,16 +194,7 @@ pub fn batch<H, Args>(subscription: Subscription, handler: H) -> BatchConsumer<H
 where
     H: BatchHandler<Args>,
 {
-    BatchConsumer { name: std::any::type_name::<H>().to_owned(), subscription, handler, _args: PhantomData }
-}
-
-impl<H, Args> BatchConsumer<H, Args> {
-    /// The name used in logs, metrics and errors.
-    #[must_use]
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
+    FnConsumer::new(subscription, handler)
 }
 
 impl<H, Args> Consumer for BatchConsumer<H, Args>

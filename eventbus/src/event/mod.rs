@@ -13,6 +13,9 @@ use crate::outcome::HandlerError;
 mod data;
 mod structured;
 
+#[cfg(feature = "http")]
+pub(crate) use structured::take_string;
+
 pub use data::{DecodeError, EventData, Protobuf, Raw};
 
 /// One event as the sidecar delivered it: every CloudEvent attribute, the

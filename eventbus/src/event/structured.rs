@@ -63,7 +63,8 @@ impl Envelope {
     }
 }
 
-fn take_string(map: &mut Map<String, Value>, key: &str) -> Option<String> {
+/// Removes `key` from a JSON object, when its value is a string.
+pub(crate) fn take_string(map: &mut Map<String, Value>, key: &str) -> Option<String> {
     match map.remove(key)? {
         Value::String(s) => Some(s),
         _ => None,

@@ -111,7 +111,7 @@ impl std::fmt::Debug for EventRequest {
 }
 
 /// The ids of a request's events, displayed briefly for logs.
-pub(crate) struct Ids<'a>(pub(crate) &'a [Arc<Envelope>]);
+pub(crate) struct Ids<'a>(&'a [Arc<Envelope>]);
 
 impl std::fmt::Display for Ids<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

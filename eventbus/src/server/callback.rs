@@ -83,32 +83,37 @@ impl Shared {
             tracing::info!(topic, entries = entries.len(), "draining for shutdown; retried");
             return vec![Outcome::Retry; entries.len()];
         }
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; entries.len()];
+        // Admitted entries hold a placeholder until the handlers answer.
+        let mut outcomes = Vec::with_capacity(entries.len());
         let mut admitted = Vec::with_capacity(entries.len());
         for (index, entry) in entries.into_iter().enumerate() {
             match self.admit(entry, topic) {
-                Ok(envelope) => admitted.push((index, envelope)),
-                Err(outcome) => outcomes[index] = Some(outcome),
-            }
-        }
-        if !admitted.is_empty() {
-            let (indexes, events): (Vec<usize>, Vec<Arc<Envelope>>) = admitted.into_iter().unzip();
-            let answered = match self.registry.route(pubsub, topic, path) {
-                None => {
-                    tracing::warn!(
-                        event.id = %middleware::Ids(&events), pubsub, topic, path,
-                        outcome = %self.unknown_topic, "no handler for this pubsub/topic/path"
-                    );
-                    vec![self.unknown_topic; events.len()]
+                Ok(envelope) => {
+                    admitted.push((index, envelope));
+                    outcomes.push(Outcome::Retry);
                 }
-                Some(route) if route.takes_batches() => self.run(route, Events::Batch(events.into())).await,
-                Some(route) => self.run_each(route, events).await,
-            };
-            for (index, outcome) in indexes.into_iter().zip(answered) {
-                outcomes[index] = Some(outcome);
+                Err(outcome) => outcomes.push(outcome),
             }
         }
-        outcomes.into_iter().map(|outcome| outcome.unwrap_or(Outcome::Retry)).collect()
+        let Some((_, first)) = admitted.first() else { return outcomes };
+        let answered = match self.registry.route(pubsub, topic, path) {
+            None => {
+                tracing::warn!(
+                    event.id = %first.id, entries = admitted.len(), pubsub, topic, path,
+                    outcome = %self.unknown_topic, "no handler for this pubsub/topic/path"
+                );
+                vec![self.unknown_topic; admitted.len()]
+            }
+            Some(route) if route.takes_batches() => {
+                let events = admitted.iter().map(|(_, event)| event.clone()).collect();
+                self.run(route, Events::Batch(events)).await
+            }
+            Some(route) => self.run_each(route, &admitted).await,
+        };
+        for ((index, _), outcome) in admitted.iter().zip(answered) {
+            outcomes[*index] = outcome;
+        }
+        outcomes
     }
 
     /// The entry's event, or the answer for an entry no handler may see.
@@ -134,16 +139,18 @@ impl Shared {
 
     /// Each event through the middleware on its own: in order, at most
     /// `bulk_concurrency` at once.
-    async fn run_each(&self, route: &Arc<Route>, mut events: Vec<Arc<Envelope>>) -> Vec<Outcome> {
-        if events.len() == 1
-            && let Some(event) = events.pop()
-        {
-            return self.run(route, Events::One(event)).await;
+    async fn run_each(&self, route: &Arc<Route>, admitted: &[(usize, Arc<Envelope>)]) -> Vec<Outcome> {
+        if let [(_, event)] = admitted {
+            return self.run(route, Events::One(event.clone())).await;
         }
-        let calls = events.into_iter().map(|event| async move {
-            let mut outcomes = self.run(route, Events::One(event)).await;
-            outcomes.pop().unwrap_or(Outcome::Retry)
-        });
+        // Collected first: a stream over a borrowing closure is not `Send`-provable.
+        let calls: Vec<_> = admitted
+            .iter()
+            .map(|(_, event)| {
+                let event = Events::One(event.clone());
+                async move { self.run(route, event).await.pop().unwrap_or(Outcome::Retry) }
+            })
+            .collect();
         futures_util::stream::iter(calls).buffered(self.bulk_concurrency).collect().await
     }
 

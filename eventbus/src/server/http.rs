@@ -29,7 +29,7 @@ use tonic::metadata::MetadataMap;
 
 use super::callback::{Entry, Shared, Unreadable};
 use super::token;
-use crate::event::Envelope;
+use crate::event::{Envelope, take_string};
 use crate::outcome::Outcome;
 
 /// The state of the HTTP routes.
@@ -114,11 +114,6 @@ async fn events(State(http): State<Http>, method: Method, uri: Uri, headers: Hea
     }
     let pubsub = take_string(&mut body, "pubsubname").unwrap_or_else(|| http.default_pubsub.clone());
     let topic = take_string(&mut body, "topic").unwrap_or_default();
-    // The registry knows the path as subscribed: `/v2`, or `order.completed` for `/order.completed`.
-    let path = match http.shared.registry.route(&pubsub, &topic, path) {
-        Some(_) => path,
-        None => path.trim_start_matches('/'),
-    };
     match body.remove("entries") {
         Some(Value::Array(entries)) => bulk(&http.shared, &pubsub, &topic, path, entries, &metadata).await,
         _ => {
@@ -187,13 +182,6 @@ fn cloud_event(event: Map<String, Value>, pubsub: &str, topic: &str, path: &str,
     envelope.path = path.to_owned();
     envelope.metadata = metadata.clone();
     Ok(Arc::new(envelope))
-}
-
-fn take_string(map: &mut Map<String, Value>, key: &str) -> Option<String> {
-    match map.remove(key)? {
-        Value::String(s) => Some(s),
-        _ => None,
-    }
 }
 
 /// The status word of Dapr's HTTP protocol.

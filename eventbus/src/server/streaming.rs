@@ -32,13 +32,12 @@ use tokio_util::task::TaskTracker;
 
 use super::callback::Shared;
 use super::error::Error;
+use crate::backoff::Backoff;
 use crate::event::Envelope;
 use crate::outcome::Outcome;
 
-/// The first delay before reconnecting; doubled per failed attempt.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// The longest delay between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Reconnection delays: 100 ms doubled per failed attempt, at most 10 s.
+const RECONNECT: Backoff = Backoff { first: Duration::from_millis(100), cap: Duration::from_secs(10) };
 /// How long a closing stream waits for daprd to end its side.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Answers waiting to be written to one stream.
@@ -86,6 +85,11 @@ impl DaprEndpoint {
     /// The address.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// The `dapr-api-token`, if any.
+    pub fn api_token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 }
 
@@ -161,10 +165,10 @@ pub(crate) async fn run(shared: Arc<Shared>, endpoint: DaprEndpoint, stream: Str
             Ended::Shutdown => return,
             Ended::Broken(reason) => {
                 // A stream that lived a while starts the backoff over.
-                if started.elapsed() > MAX_BACKOFF {
+                if started.elapsed() > RECONNECT.cap {
                     failures = 0;
                 }
-                let delay = backoff(failures);
+                let delay = RECONNECT.delay(failures);
                 failures = failures.saturating_add(1);
                 tracing::warn!(subscription = %stream.name(), %reason, retry_in_ms = delay.as_millis() as u64, "stream subscription lost; reconnecting");
                 tokio::select! {
@@ -174,15 +178,6 @@ pub(crate) async fn run(shared: Arc<Shared>, endpoint: DaprEndpoint, stream: Str
             }
         }
     }
-}
-
-/// `FIRST_BACKOFF · 2^failures`, capped at `MAX_BACKOFF`, with "full jitter"
-/// (a uniform delay up to that bound) so that many apps restarted with daprd
-/// do not reconnect in step.
-fn backoff(failures: u32) -> Duration {
-    let bound = FIRST_BACKOFF.saturating_mul(1 << failures.min(10)).min(MAX_BACKOFF);
-    let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), failures);
-    bound.mul_f64((random % 1000) as f64 / 1000.0).max(Duration::from_millis(10))
 }
 
 async fn connect_once(
@@ -308,15 +303,6 @@ fn processed(id: String, outcome: Outcome) -> pb::SubscribeTopicEventsRequestAlp
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_stays_capped_and_positive() {
-        for failures in 0..40 {
-            let delay = backoff(failures);
-            assert!(delay >= Duration::from_millis(10) && delay <= MAX_BACKOFF, "{failures}: {delay:?}");
-        }
-        assert!(backoff(0) <= FIRST_BACKOFF);
-    }
 
     #[test]
     fn the_endpoint_defaults_to_the_sidecar_port() {

@@ -41,3 +41,34 @@ pub(crate) async fn dead_letter_ids(redis: &Redis, topic: &str) -> Vec<String> {
         .filter_map(|entry| entry.cloud_event()?.get("id")?.as_str().map(str::to_owned))
         .collect()
 }
+
+/// A structured CloudEvent of type `order` with `id` and `data`.
+pub(crate) fn order_event(id: &str, data: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"specversion": "1.0", "id": id, "source": "daprd-suite", "type": "order",
+                       "datacontenttype": "application/json", "data": data})
+}
+
+/// The outcomes each event id got, in order.
+pub(crate) type Seen = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<eventbus::Outcome>>>>;
+
+/// A handler whose answer the event's `kind` decides: `poison` is DROP,
+/// `flaky` is RETRY on its first delivery, anything else SUCCESS; each
+/// outcome is recorded in `seen`.
+pub(crate) fn by_kind(
+    seen: &Seen,
+) -> impl Fn(eventbus::Event<serde_json::Value>) -> std::future::Ready<eventbus::Outcome> + Clone + Send + Sync + 'static
+{
+    let seen = seen.clone();
+    move |event| {
+        use eventbus::Outcome;
+        let mut seen = seen.lock().unwrap();
+        let attempts = seen.entry(event.id().to_owned()).or_default();
+        let outcome = match event.data["kind"].as_str() {
+            Some("poison") => Outcome::Drop,
+            Some("flaky") if attempts.is_empty() => Outcome::Retry,
+            _ => Outcome::Success,
+        };
+        attempts.push(outcome);
+        std::future::ready(outcome)
+    }
+}
