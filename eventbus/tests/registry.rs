@@ -41,6 +41,19 @@ fn empty_topic_or_pubsub_is_an_error() {
 }
 
 #[test]
+fn a_routing_rule_that_is_not_valid_cel_fails_the_build_naming_the_subscription() {
+    for (matches, mistake) in
+        [("event.type = \"order.v2\"", "Syntax error"), ("evnt.type == \"order.v2\"", "unknown variable `evnt`")]
+    {
+        let subscription = Subscription::new("orders").rule(matches, "/v2");
+        let error = Server::builder().consumer(handler(subscription, noop).name("on_v2")).build().unwrap_err();
+        assert!(matches!(error, Error::InvalidSubscription { ref handler, .. } if handler == "on_v2"), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("routing rule 0") && message.contains(mistake), "{message}");
+    }
+}
+
+#[test]
 fn handlers_of_one_topic_must_agree_on_its_dead_letter_topic() {
     let error = Server::builder()
         .consumer(handler(Subscription::new("t").rule("event.type == \"a\"", "/a").dead_letter("x"), noop).name("a"))

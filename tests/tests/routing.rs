@@ -85,6 +85,34 @@ async fn events_reach_the_handler_of_the_rule_that_matched() {
 }
 
 #[tokio::test]
+async fn rules_on_the_data_are_evaluated_as_daprd_does() {
+    let seen = Seen::default();
+    let app = start(
+        builder()
+            .consumer(handler(
+                Subscription::new("orders")
+                    .rule("event.data.total >= 1000 && event.type.startsWith('order.')", "/large")
+                    .rule("event.data.order_id in ['vip-1', 'vip-2']", "/vip"),
+                recorder(&seen, "rules"),
+            ))
+            .consumer(handler(Subscription::new("orders"), recorder(&seen, "default"))),
+    )
+    .await;
+    let sidecar = app.sidecar().await;
+    let event = |id: &str, total: i64, kind: &str| {
+        CloudEvent::json(&serde_json::json!({"order_id": id, "total": total})).event_type(kind)
+    };
+    sidecar.publish("orders", event("big", 1250, "order.completed")).await.unwrap();
+    sidecar.publish("orders", event("vip-2", 5, "order.completed")).await.unwrap();
+    sidecar.publish("orders", event("small", 5, "order.completed")).await.unwrap();
+    sidecar.publish("orders", event("big-other", 1250, "invoice.paid")).await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["rules:/large:big", "rules:/vip:vip-2", "default:orders:small", "default:orders:big-other"]
+    );
+}
+
+#[tokio::test]
 async fn an_event_no_rule_matches_without_a_default_route_is_dead_lettered_by_the_sidecar() {
     let seen = Seen::default();
     let app = start(builder().consumer(handler(

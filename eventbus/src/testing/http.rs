@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use dapr::dapr::proto::runtime::v1 as pb;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -24,7 +24,7 @@ pub enum HttpSidecarError {
     /// `GET /dapr/subscribe` did not answer a list of subscriptions.
     #[error("GET /dapr/subscribe: {0}")]
     Subscriptions(String),
-    /// A routing rule uses CEL the test sidecar does not evaluate.
+    /// A routing rule failed on the event (e.g. it reads a field the event lacks).
     #[error("cannot evaluate routing rule: {0}")]
     Rule(String),
 }
@@ -133,12 +133,12 @@ impl HttpSidecar {
         };
         let Some(subscription) = self.find(pubsub, topic) else { return Ok(self.record(delivery)) };
         let dead_letter = subscription.dead_letter_topic.clone();
-        let Some(path) = route(subscription, event, topic).map_err(|e| HttpSidecarError::Rule(e.to_string()))? else {
+        let Some(path) = route(subscription, event).map_err(|e| HttpSidecarError::Rule(e.to_string()))? else {
             delivery.settlement = settle_unrouted(&dead_letter);
             return Ok(self.record(delivery));
         };
         delivery.path = path;
-        let body = serde_json::to_vec(&structured(event, pubsub, topic)).unwrap_or_default();
+        let body = serde_json::to_vec(&event.structured(pubsub, topic)).unwrap_or_default();
         let mut headers = vec![("content-type", "application/cloudevents+json".to_owned())];
         if let Some(token) = &self.token {
             headers.push((TOKEN_HEADER, token.clone()));
@@ -219,24 +219,6 @@ fn subscription(entry: &Value) -> pb::TopicSubscription {
         dead_letter_topic: text(&entry["deadLetterTopic"]),
         ..Default::default()
     }
-}
-
-/// The structured CloudEvent daprd posts.
-fn structured(event: &CloudEvent, pubsub: &str, topic: &str) -> Value {
-    let mut body = json!({
-        "id": event.id, "source": event.source, "type": event.event_type, "specversion": event.spec_version,
-        "datacontenttype": event.content_type, "pubsubname": pubsub, "topic": topic,
-    });
-    body["data"] = match serde_json::from_slice::<Value>(&event.data) {
-        Ok(json) if event.content_type.contains("json") => json,
-        _ => Value::String(String::from_utf8_lossy(&event.data).into_owned()),
-    };
-    for key in event.extensions.keys() {
-        if let Some(value) = event.extensions.get(key) {
-            body[key] = value;
-        }
-    }
-    body
 }
 
 /// One HTTP/1.1 exchange on a fresh connection: the status and the body.

@@ -43,7 +43,6 @@ use crate::event::Extensions;
 use crate::outcome::Outcome;
 use crate::server::TOKEN_HEADER;
 
-mod cel;
 mod dapr_api;
 pub mod daprd;
 #[cfg(feature = "http")]
@@ -91,6 +90,25 @@ impl Default for CloudEvent {
 }
 
 impl CloudEvent {
+    /// The structured CloudEvent daprd posts on the HTTP app channel, and the
+    /// `event` its routing rules read: JSON data inline, other data as text.
+    pub(crate) fn structured(&self, pubsub: &str, topic: &str) -> serde_json::Value {
+        let mut body = serde_json::json!({
+            "id": self.id, "source": self.source, "type": self.event_type, "specversion": self.spec_version,
+            "datacontenttype": self.content_type, "pubsubname": pubsub, "topic": topic,
+        });
+        body["data"] = match serde_json::from_slice::<serde_json::Value>(&self.data) {
+            Ok(json) if self.content_type.contains("json") => json,
+            _ => serde_json::Value::String(String::from_utf8_lossy(&self.data).into_owned()),
+        };
+        for key in self.extensions.keys() {
+            if let Some(value) = self.extensions.get(key) {
+                body[key] = value;
+            }
+        }
+        body
+    }
+
     /// A JSON event.
     pub fn json<T: serde::Serialize + ?Sized>(data: &T) -> Self {
         CloudEvent { data: serde_json::to_vec(data).unwrap_or_default(), ..CloudEvent::default() }
@@ -210,7 +228,8 @@ pub enum SidecarError {
     /// `ListTopicSubscriptions` failed.
     #[error("ListTopicSubscriptions failed: {0}")]
     Subscriptions(Status),
-    /// A routing rule uses CEL the test sidecar does not evaluate.
+    /// A routing rule failed on the event (e.g. it reads a field the event
+    /// lacks), which daprd reports as "error finding matching route".
     #[error("cannot evaluate routing rule: {0}")]
     Rule(String),
 }
@@ -383,7 +402,7 @@ impl TestSidecar {
             return Ok(self.record(delivery));
         };
         let dead_letter = subscription.dead_letter_topic.clone();
-        let Some(path) = route(subscription, event, topic)? else {
+        let Some(path) = route(subscription, event)? else {
             delivery.settlement = settle_unrouted(&dead_letter);
             return Ok(self.record(delivery));
         };
@@ -525,18 +544,19 @@ impl TestSidecar {
 
 /// The path daprd would deliver on: the first matching rule's, else the
 /// default; `None` when nothing matches and there is no default.
-pub(crate) fn route(
-    subscription: &pb::TopicSubscription,
-    event: &CloudEvent,
-    topic: &str,
-) -> Result<Option<String>, SidecarError> {
+pub(crate) fn route(subscription: &pb::TopicSubscription, event: &CloudEvent) -> Result<Option<String>, SidecarError> {
     let Some(routes) = &subscription.routes else { return Ok(Some(String::new())) };
+    if routes.rules.is_empty() {
+        return Ok(Some(routes.default.clone()));
+    }
+    let event = event.structured(&subscription.pubsub_name, &subscription.topic);
     for rule in &routes.rules {
-        if cel::matches(&rule.r#match, event, topic).map_err(SidecarError::Rule)? {
-            return Ok(Some(rule.path.clone()));
+        let rule = crate::subscription::Rule::new(&rule.r#match, &rule.path);
+        if rule.evaluate(&event).map_err(SidecarError::Rule)? {
+            return Ok(Some(rule.path));
         }
     }
-    Ok((!routes.default.is_empty() || routes.rules.is_empty()).then(|| routes.default.clone()))
+    Ok((!routes.default.is_empty()).then(|| routes.default.clone()))
 }
 
 /// The settlement an attempt decides, or `None` to try again.

@@ -4,22 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// A routing rule: when the CEL expression `matches`, the sidecar delivers the
-/// event on `path`. Rules of a topic are evaluated in registration order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    /// A CEL expression over the CloudEvent, e.g. `event.type == "order.v2"`.
-    pub matches: String,
-    /// The path the sidecar sends matching events on.
-    pub path: String,
-}
+mod rule;
 
-impl Rule {
-    /// A rule.
-    pub fn new(matches: impl Into<String>, path: impl Into<String>) -> Self {
-        Rule { matches: matches.into(), path: path.into() }
-    }
-}
+pub use rule::Rule;
 
 /// Bulk delivery settings (`bulkSubscribe`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +81,8 @@ impl Subscription {
         self
     }
 
-    /// Adds a routing rule (after the ones already added).
+    /// Adds a routing rule (after the ones already added): `matches` is CEL
+    /// over `event`, checked when the server is built (see [`Rule`]).
     #[must_use]
     pub fn rule(mut self, matches: impl Into<String>, path: impl Into<String>) -> Self {
         self.rules.push(Rule::new(matches, path));
@@ -169,8 +157,8 @@ impl Subscription {
         if let Some(dead_letter) = self.dead_letter.as_deref().filter(|d| bad(d)) {
             return Err(SubscriptionError::DeadLetter(dead_letter.to_owned()));
         }
-        if let Some(index) = self.rules.iter().position(|r| r.matches.trim().is_empty() || r.path.is_empty()) {
-            return Err(SubscriptionError::Rule { index });
+        for (index, rule) in self.rules.iter().enumerate() {
+            rule.check().map_err(|reason| SubscriptionError::Rule { index, matches: rule.matches.clone(), reason })?;
         }
         if self.concurrency == Some(0) {
             return Err(SubscriptionError::Concurrency);
@@ -195,11 +183,16 @@ pub enum SubscriptionError {
     /// The dead-letter topic is empty or has whitespace.
     #[error("dead-letter topic {0:?} is empty or has whitespace")]
     DeadLetter(String),
-    /// A routing rule (by position) has an empty match or path.
-    #[error("routing rule {index} has an empty match or path")]
+    /// A routing rule (by position) is not a CEL expression daprd can
+    /// evaluate, or has an empty path.
+    #[error("routing rule {index} ({matches:?}): {reason}")]
     Rule {
         /// The rule's position, from 0.
         index: usize,
+        /// Its CEL expression.
+        matches: String,
+        /// What is wrong: the parser's message, with the place it points at.
+        reason: String,
     },
     /// `concurrency(0)`.
     #[error("concurrency must be at least 1")]
