@@ -22,20 +22,18 @@ fn consumer_methods(
     // A batch handler's `handle` runs a single event as a batch of one.
     let (handle_body, batch_methods) = if handler.is_batch() {
         let single = quote! {
-            ::std::boxed::Box::pin(async move {
-                let __one = [__envelope];
-                #private::only_result(#private::Consumer::handle_batch(self, &__one, __ctx).await)
-            })
+            let __one = [__envelope];
+            #private::only_result(#private::Consumer::handle_batch(self, &__one, __ctx).await)
         };
         let batch = quote! {
             fn takes_batches(&self) -> bool {
                 true
             }
-            fn handle_batch<'__a>(
-                &'__a self,
-                __envelopes: &'__a [::std::sync::Arc<#private::Envelope>],
-                __ctx: &'__a #private::Context,
-            ) -> #private::BoxFuture<'__a, ::std::vec::Vec<#private::HandlerResult>> {
+            async fn handle_batch(
+                &self,
+                __envelopes: &[::std::sync::Arc<#private::Envelope>],
+                __ctx: &#private::Context,
+            ) -> ::std::vec::Vec<#private::HandlerResult> {
                 #body
             }
         };
@@ -53,11 +51,11 @@ fn consumer_methods(
         fn check(&self, __ctx: &#private::Context) -> ::core::result::Result<(), #private::MissingState> {
             #check
         }
-        fn handle<'__a>(
-            &'__a self,
+        async fn handle(
+            &self,
             __envelope: ::std::sync::Arc<#private::Envelope>,
-            __ctx: &'__a #private::Context,
-        ) -> #private::BoxFuture<'__a, #private::HandlerResult> {
+            __ctx: &#private::Context,
+        ) -> #private::HandlerResult {
             #handle_body
         }
         #batch_methods
@@ -119,12 +117,12 @@ pub(crate) fn stub(krate: &Option<syn::Path>, function: &ItemFn) -> TokenStream 
             fn subscription(&self) -> #private::Subscription {
                 #private::Subscription::new(::core::stringify!(#name))
             }
-            fn handle<'__a>(
-                &'__a self,
+            async fn handle(
+                &self,
                 _: ::std::sync::Arc<#private::Envelope>,
-                _: &'__a #private::Context,
-            ) -> #private::BoxFuture<'__a, #private::HandlerResult> {
-                ::std::boxed::Box::pin(::core::future::ready(::core::result::Result::Ok(#private::Outcome::Retry)))
+                _: &#private::Context,
+            ) -> #private::HandlerResult {
+                ::core::result::Result::Ok(#private::Outcome::Retry)
             }
         }
     }
@@ -168,14 +166,23 @@ pub(crate) fn consumer_impl(krate: Option<syn::Path>, mut item: ItemImpl) -> syn
         let result = attribute.parse_args::<Options>().and_then(|mut options| {
             let handler = signature::analyse(&method.sig)?;
             if !handler.has_receiver {
-                return Err(spanned_err(&method.sig.ident, "a handler in a `#[eventbus::consumer]` impl takes `&self`"));
+                return Err(spanned_err(
+                    &method.sig.ident,
+                    "a handler in a `#[eventbus::consumer]` impl takes `&self`",
+                ));
             }
             options.krate = options.krate.take().or_else(|| krate.clone());
             let crate_tokens = crate_path(&options.krate);
             let method_name = &method.sig.ident;
             let struct_name = format_ident!("__eventbus_{}_{}", type_name, method_name);
             let display = format!("{type_name}::{method_name}");
-            let methods = consumer_methods(&crate_tokens, quote!(#display), &options, &handler, |args| quote!(self.0.#method_name(#(#args),*)));
+            let methods = consumer_methods(
+                &crate_tokens,
+                quote!(#display),
+                &options,
+                &handler,
+                |args| quote!(self.0.#method_name(#(#args),*)),
+            );
             generated.push(quote! {
                 #[doc(hidden)]
                 #[allow(non_camel_case_types)]
@@ -184,7 +191,9 @@ pub(crate) fn consumer_impl(krate: Option<syn::Path>, mut item: ItemImpl) -> syn
                     #methods
                 }
             });
-            constructors.push(quote!(::std::sync::Arc::new(#struct_name(::std::sync::Arc::clone(&self))) as ::std::sync::Arc<dyn #crate_tokens::__private::Consumer>));
+            constructors.push(
+                quote!(#crate_tokens::__private::BoxedConsumer::new(#struct_name(::std::sync::Arc::clone(&self)))),
+            );
             Ok(())
         });
         if let Err(error) = result {
@@ -211,7 +220,7 @@ pub(crate) fn consumer_impl(krate: Option<syn::Path>, mut item: ItemImpl) -> syn
         };
         #(#generated)*
         impl #krate::__private::ConsumerGroup for #self_ty {
-            fn consumers(self: ::std::sync::Arc<Self>) -> ::std::vec::Vec<::std::sync::Arc<dyn #krate::__private::Consumer>> {
+            fn consumers(self: ::std::sync::Arc<Self>) -> ::std::vec::Vec<#krate::__private::BoxedConsumer> {
                 ::std::vec![#(#constructors),*]
             }
         }

@@ -139,8 +139,8 @@ impl Handler {
         if self.is_batch() { quote!(#krate::__private::FromBatch) } else { quote!(#krate::__private::FromEvent) }
     }
 
-    /// The body of `Consumer::handle` (or, for a batch handler,
-    /// `Consumer::handle_batch`): take every argument, call, convert the
+    /// The statements of the `async fn` `Consumer::handle` (or, for a batch
+    /// handler, `Consumer::handle_batch`): take every argument, call, convert the
     /// result. Trait paths carry the span of the type they are about, so an
     /// unsupported type gets one error, on its own token.
     pub(crate) fn body(&self, krate: &TokenStream, call: impl FnOnce(&[syn::Ident]) -> TokenStream) -> TokenStream {
@@ -166,12 +166,10 @@ impl Handler {
             });
             let finish = quote_spanned!(ret.span()=> __batch.finish(__results));
             quote! {
-                ::std::boxed::Box::pin(async move {
-                    let mut __batch = #krate::__private::Batch::new(__envelopes);
-                    #(#bindings)*
-                    let __results: #ret = #call.await;
-                    #finish
-                })
+                let mut __batch = #krate::__private::Batch::new(__envelopes);
+                #(#bindings)*
+                let __results: #ret = #call.await;
+                #finish
             }
         } else {
             let bindings = self.args.iter().zip(&names).map(|(arg, name)| {
@@ -184,11 +182,9 @@ impl Handler {
             });
             let convert = quote_spanned!(ret.span()=> <#ret as #krate::__private::IntoOutcome>::into_outcome(__result));
             quote! {
-                ::std::boxed::Box::pin(async move {
-                    #(#bindings)*
-                    let __result: #ret = #call.await;
-                    #convert
-                })
+                #(#bindings)*
+                let __result: #ret = #call.await;
+                #convert
             }
         }
     }

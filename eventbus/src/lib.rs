@@ -245,13 +245,12 @@ pub use tower;
 #[doc(hidden)]
 pub mod __private {
     //! What the macros expand to; not public API.
-    pub use crate::consumer::{Consumer, ConsumerGroup};
+    pub use crate::consumer::{BoxedConsumer, Consumer, ConsumerGroup};
     pub use crate::event::Envelope;
     pub use crate::extract::{Context, FromEvent, MissingState};
     pub use crate::handler::{Batch, FromBatch};
     pub use crate::outcome::{HandlerResult, IntoOutcome, Outcome};
     pub use crate::subscription::Subscription;
-    pub use futures_util::future::BoxFuture;
 
     /// `Event<T>` of an envelope (an error names `T` when it cannot decode).
     pub fn decode<T: crate::event::EventData>(

@@ -1,8 +1,8 @@
 //! Publishing events, for services that emit them.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -84,7 +84,9 @@ pub enum PublishError {
 }
 
 /// Publishes events. [`DaprPublisher`] goes through the sidecar;
-/// [`InMemoryPublisher`] records them for tests.
+/// [`InMemoryPublisher`] records them for tests; implement it with an
+/// `async fn` for your own. To choose one at run time, keep a
+/// [`BoxedPublisher`].
 ///
 /// ```
 /// use eventbus::publisher::{InMemoryPublisher, Message, Publisher};
@@ -98,10 +100,60 @@ pub enum PublishError {
 /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 /// # }
 /// ```
-#[async_trait::async_trait]
 pub trait Publisher: Send + Sync {
     /// Publishes one message.
-    async fn publish(&self, message: Message) -> Result<(), PublishError>;
+    fn publish(&self, message: Message) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+/// A [`Publisher`] of any type, for code that picks one at run time (the
+/// sidecar in production, [`InMemoryPublisher`] in tests). Cheap to clone.
+///
+/// ```
+/// use eventbus::publisher::{BoxedPublisher, InMemoryPublisher, Message, Publisher};
+///
+/// async fn order_created(publisher: &impl Publisher) {
+///     let message = Message::json("pubsub", "order.created", &serde_json::json!({"order_id": "o-1"})).unwrap();
+///     publisher.publish(message).await.unwrap();
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let recorded = InMemoryPublisher::default();
+/// let publisher = BoxedPublisher::new(recorded.clone());
+/// order_created(&publisher).await;
+/// assert_eq!(recorded.published().len(), 1);
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct BoxedPublisher(Arc<dyn ErasedPublisher>);
+
+impl BoxedPublisher {
+    /// Boxes `publisher`.
+    pub fn new(publisher: impl Publisher + 'static) -> Self {
+        BoxedPublisher(Arc::new(publisher))
+    }
+}
+
+impl std::fmt::Debug for BoxedPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoxedPublisher").finish_non_exhaustive()
+    }
+}
+
+impl Publisher for BoxedPublisher {
+    fn publish(&self, message: Message) -> impl Future<Output = Result<(), PublishError>> + Send {
+        self.0.publish(message)
+    }
+}
+
+/// [`Publisher`] with its future boxed, so that it can be a `dyn` object.
+trait ErasedPublisher: Send + Sync {
+    fn publish(&self, message: Message) -> futures_util::future::BoxFuture<'_, Result<(), PublishError>>;
+}
+
+impl<P: Publisher> ErasedPublisher for P {
+    fn publish(&self, message: Message) -> futures_util::future::BoxFuture<'_, Result<(), PublishError>> {
+        Box::pin(Publisher::publish(self, message))
+    }
 }
 
 /// Publishes through the Dapr sidecar's gRPC API (`PublishEvent`), with the
@@ -177,7 +229,6 @@ fn may_pass(code: tonic::Code) -> bool {
     )
 }
 
-#[async_trait::async_trait]
 impl Publisher for DaprPublisher {
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
         let request = PublishEventRequest {
@@ -229,7 +280,6 @@ impl InMemoryPublisher {
     }
 }
 
-#[async_trait::async_trait]
 impl Publisher for InMemoryPublisher {
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
         self.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(message);

@@ -7,14 +7,14 @@ use std::time::Duration;
 use dapr::dapr::proto::runtime::v1 as pb;
 use tokio::sync::Semaphore;
 
-use crate::consumer::Consumer;
+use crate::consumer::BoxedConsumer;
 use crate::extract::Context;
 use crate::server::Error;
 use crate::subscription::{Bulk, Subscription};
 
 /// Where one (pubsub, topic, path) leads: the consumer and its limits.
 pub(crate) struct Route {
-    consumer: Arc<dyn Consumer>,
+    consumer: BoxedConsumer,
     takes_batches: bool,
     pubsub: String,
     topic: String,
@@ -99,7 +99,7 @@ impl RouteMetrics {
 
 impl Route {
     /// The consumer.
-    pub(crate) fn consumer(&self) -> &Arc<dyn Consumer> {
+    pub(crate) fn consumer(&self) -> &BoxedConsumer {
         &self.consumer
     }
     /// The consumer's name.
@@ -179,11 +179,7 @@ struct TopicEntry {
 }
 
 impl Registry {
-    pub(crate) fn build(
-        consumers: &[Arc<dyn Consumer>],
-        defaults: &Defaults,
-        ctx: &Context,
-    ) -> Result<Registry, Error> {
+    pub(crate) fn build(consumers: &[BoxedConsumer], defaults: &Defaults, ctx: &Context) -> Result<Registry, Error> {
         let mut topics: HashMap<String, HashMap<String, TopicRoutes>> = HashMap::new();
         // One entry per (pubsub, topic), in first-registration order.
         let mut entries: Vec<TopicEntry> = Vec::new();

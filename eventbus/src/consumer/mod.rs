@@ -1,9 +1,10 @@
 //! Consumers: what handles the events of one subscription.
 
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-pub use futures_util::future::BoxFuture;
+use futures_util::future::BoxFuture;
 
 use crate::event::Envelope;
 use crate::extract::{Context, MissingState};
@@ -14,27 +15,29 @@ use crate::subscription::Subscription;
 /// Something that handles the events of one [`Subscription`].
 ///
 /// Most consumers come from `#[subscribe]`, [`handler`] or [`batch`];
-/// implement the trait by hand for full control over decoding.
+/// implement the trait by hand for full control over decoding. `handle` is
+/// an `async fn` (its future must be `Send`):
 ///
 /// ```
 /// use std::sync::Arc;
-/// use eventbus::consumer::{BoxFuture, Consumer};
+/// use eventbus::consumer::Consumer;
 /// use eventbus::extract::Context;
 /// use eventbus::outcome::HandlerResult;
-/// use eventbus::{Envelope, Outcome, Subscription};
+/// use eventbus::{Envelope, Outcome, Server, Subscription};
 ///
 /// struct CountBytes;
 ///
 /// impl Consumer for CountBytes {
 ///     fn name(&self) -> &str { "count_bytes" }
 ///     fn subscription(&self) -> Subscription { Subscription::new("blobs").raw_payload() }
-///     fn handle<'a>(&'a self, envelope: Arc<Envelope>, _: &'a Context) -> BoxFuture<'a, HandlerResult> {
-///         Box::pin(async move {
-///             tracing::info!(bytes = envelope.data.len(), "blob");
-///             Ok(Outcome::Success)
-///         })
+///     async fn handle(&self, envelope: Arc<Envelope>, _: &Context) -> HandlerResult {
+///         tracing::info!(bytes = envelope.data.len(), "blob");
+///         Ok(Outcome::Success)
 ///     }
 /// }
+///
+/// let server = Server::builder().consumer(CountBytes).build().unwrap();
+/// assert_eq!(server.subscriptions()[0].topic, "blobs");
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a consumer",
@@ -48,7 +51,7 @@ pub trait Consumer: Send + Sync + 'static {
     fn subscription(&self) -> Subscription;
 
     /// Handles one event.
-    fn handle<'a>(&'a self, envelope: Arc<Envelope>, ctx: &'a Context) -> BoxFuture<'a, HandlerResult>;
+    fn handle(&self, envelope: Arc<Envelope>, ctx: &Context) -> impl Future<Output = HandlerResult> + Send;
 
     /// Checks when the server is built that the [`Context`] holds what the
     /// handler needs.
@@ -68,18 +71,105 @@ pub trait Consumer: Send + Sync + 'static {
     /// [`takes_batches`](Consumer::takes_batches): one result per envelope,
     /// in order. A single event arrives as a batch of one. The default
     /// handles them one by one with [`handle`](Consumer::handle).
-    fn handle_batch<'a>(
-        &'a self,
-        envelopes: &'a [Arc<Envelope>],
-        ctx: &'a Context,
-    ) -> BoxFuture<'a, Vec<HandlerResult>> {
-        Box::pin(async move {
+    fn handle_batch(
+        &self,
+        envelopes: &[Arc<Envelope>],
+        ctx: &Context,
+    ) -> impl Future<Output = Vec<HandlerResult>> + Send {
+        async move {
             let mut results = Vec::with_capacity(envelopes.len());
             for envelope in envelopes {
                 results.push(self.handle(envelope.clone(), ctx).await);
             }
             results
-        })
+        }
+    }
+}
+
+/// A consumer of any type, as the server keeps it: what [`consumers!`],
+/// [`ConsumerGroup`] and [`IntoConsumers`] hand over. Cheap to clone.
+#[derive(Clone)]
+pub struct BoxedConsumer(Arc<dyn ErasedConsumer>);
+
+impl BoxedConsumer {
+    /// Boxes `consumer`.
+    pub fn new(consumer: impl Consumer) -> Self {
+        BoxedConsumer(Arc::new(consumer))
+    }
+
+    /// The consumer's name.
+    pub fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    pub(crate) fn subscription(&self) -> Subscription {
+        self.0.subscription()
+    }
+
+    pub(crate) fn check(&self, ctx: &Context) -> Result<(), MissingState> {
+        self.0.check(ctx)
+    }
+
+    pub(crate) fn takes_batches(&self) -> bool {
+        self.0.takes_batches()
+    }
+
+    pub(crate) fn handle<'a>(&'a self, envelope: Arc<Envelope>, ctx: &'a Context) -> BoxFuture<'a, HandlerResult> {
+        self.0.handle(envelope, ctx)
+    }
+
+    pub(crate) fn handle_batch<'a>(
+        &'a self,
+        envelopes: &'a [Arc<Envelope>],
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Vec<HandlerResult>> {
+        self.0.handle_batch(envelopes, ctx)
+    }
+}
+
+impl std::fmt::Debug for BoxedConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("BoxedConsumer").field(&self.name()).finish()
+    }
+}
+
+/// [`Consumer`] with its futures boxed, so that consumers of different types
+/// share one list.
+trait ErasedConsumer: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn subscription(&self) -> Subscription;
+    fn check(&self, ctx: &Context) -> Result<(), MissingState>;
+    fn takes_batches(&self) -> bool;
+    fn handle<'a>(&'a self, envelope: Arc<Envelope>, ctx: &'a Context) -> BoxFuture<'a, HandlerResult>;
+    fn handle_batch<'a>(
+        &'a self,
+        envelopes: &'a [Arc<Envelope>],
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Vec<HandlerResult>>;
+}
+
+impl<C: Consumer> ErasedConsumer for C {
+    fn name(&self) -> &str {
+        Consumer::name(self)
+    }
+    fn subscription(&self) -> Subscription {
+        Consumer::subscription(self)
+    }
+    fn check(&self, ctx: &Context) -> Result<(), MissingState> {
+        Consumer::check(self, ctx)
+    }
+    fn takes_batches(&self) -> bool {
+        Consumer::takes_batches(self)
+    }
+    fn handle<'a>(&'a self, envelope: Arc<Envelope>, ctx: &'a Context) -> BoxFuture<'a, HandlerResult> {
+        Box::pin(Consumer::handle(self, envelope, ctx))
+    }
+    fn handle_batch<'a>(
+        &'a self,
+        envelopes: &'a [Arc<Envelope>],
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Vec<HandlerResult>> {
+        Box::pin(Consumer::handle_batch(self, envelopes, ctx))
     }
 }
 
@@ -167,8 +257,8 @@ where
         self.subscription.clone()
     }
 
-    fn handle<'a>(&'a self, envelope: Arc<Envelope>, ctx: &'a Context) -> BoxFuture<'a, HandlerResult> {
-        self.handler.call(envelope, ctx)
+    async fn handle(&self, envelope: Arc<Envelope>, ctx: &Context) -> HandlerResult {
+        self.handler.call(envelope, ctx).await
     }
 
     fn check(&self, ctx: &Context) -> Result<(), MissingState> {
@@ -210,8 +300,8 @@ where
         self.subscription.clone()
     }
 
-    fn handle<'a>(&'a self, envelope: Arc<Envelope>, ctx: &'a Context) -> BoxFuture<'a, HandlerResult> {
-        Box::pin(async move { crate::__private::only_result(self.handler.call(&[envelope], ctx).await) })
+    async fn handle(&self, envelope: Arc<Envelope>, ctx: &Context) -> HandlerResult {
+        crate::__private::only_result(self.handler.call(&[envelope], ctx).await)
     }
 
     fn check(&self, ctx: &Context) -> Result<(), MissingState> {
@@ -222,12 +312,8 @@ where
         true
     }
 
-    fn handle_batch<'a>(
-        &'a self,
-        envelopes: &'a [Arc<Envelope>],
-        ctx: &'a Context,
-    ) -> BoxFuture<'a, Vec<HandlerResult>> {
-        self.handler.call(envelopes, ctx)
+    async fn handle_batch(&self, envelopes: &[Arc<Envelope>], ctx: &Context) -> Vec<HandlerResult> {
+        self.handler.call(envelopes, ctx).await
     }
 }
 
@@ -235,23 +321,23 @@ where
 /// marked `#[eventbus::consumer]`.
 pub trait ConsumerGroup: Send + Sync + 'static {
     /// The group's consumers, sharing `self`.
-    fn consumers(self: Arc<Self>) -> Vec<Arc<dyn Consumer>>;
+    fn consumers(self: Arc<Self>) -> Vec<BoxedConsumer>;
 }
 
 /// Anything [`ServerBuilder::consumers`](crate::ServerBuilder::consumers) takes.
 pub trait IntoConsumers {
     /// The consumers.
-    fn into_consumers(self) -> Vec<Arc<dyn Consumer>>;
+    fn into_consumers(self) -> Vec<BoxedConsumer>;
 }
 
 impl<G: ConsumerGroup> IntoConsumers for Arc<G> {
-    fn into_consumers(self) -> Vec<Arc<dyn Consumer>> {
+    fn into_consumers(self) -> Vec<BoxedConsumer> {
         self.consumers()
     }
 }
 
-impl IntoConsumers for Vec<Arc<dyn Consumer>> {
-    fn into_consumers(self) -> Vec<Arc<dyn Consumer>> {
+impl IntoConsumers for Vec<BoxedConsumer> {
+    fn into_consumers(self) -> Vec<BoxedConsumer> {
         self
     }
 }
@@ -261,7 +347,8 @@ impl IntoConsumers for Vec<Arc<dyn Consumer>> {
 ///
 /// `#[subscribe]` leaves the function as it is and puts its registration in
 /// a struct of the same name (types and functions have separate
-/// namespaces); `consumers![a, b]` is `vec![Arc::new(a {}), Arc::new(b {})]`.
+/// namespaces); `consumers![a, b]` is
+/// `vec![BoxedConsumer::new(a {}), BoxedConsumer::new(b {})]`.
 ///
 /// ```
 /// use eventbus::{Event, Server, consumers, subscribe};
@@ -278,6 +365,6 @@ impl IntoConsumers for Vec<Arc<dyn Consumer>> {
 #[macro_export]
 macro_rules! consumers {
     ($($($segment:ident)::+),* $(,)?) => {
-        ::std::vec![$(::std::sync::Arc::new($($segment)::+ {}) as ::std::sync::Arc<dyn $crate::consumer::Consumer>),*]
+        ::std::vec![$($crate::consumer::BoxedConsumer::new($($segment)::+ {})),*]
     };
 }

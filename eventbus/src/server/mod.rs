@@ -18,7 +18,7 @@ use tonic::transport::server::TcpIncoming;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder};
 
-use crate::consumer::{Consumer, IntoConsumers};
+use crate::consumer::{BoxedConsumer, Consumer, IntoConsumers};
 use crate::event::Envelope;
 use crate::extract::Context;
 use crate::invoke::{FromInvocation, IntoInvokeResponse};
@@ -62,7 +62,7 @@ type LayerFn = Box<dyn FnOnce(EventService) -> EventService + Send>;
 /// Builds a [`Server`]; see [`Server::builder`].
 #[must_use]
 pub struct ServerBuilder {
-    consumers: Vec<Arc<dyn Consumer>>,
+    consumers: Vec<BoxedConsumer>,
     defaults: Defaults,
     context: Context,
     layers: Vec<LayerFn>,
@@ -120,7 +120,7 @@ impl ServerBuilder {
     /// [`handler`](crate::handler())/[`batch`](crate::batch()) consumer, or
     /// any [`Consumer`].
     pub fn consumer(mut self, consumer: impl Consumer) -> Self {
-        self.consumers.push(Arc::new(consumer));
+        self.consumers.push(BoxedConsumer::new(consumer));
         self
     }
 

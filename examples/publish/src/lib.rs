@@ -7,7 +7,7 @@ use eventbus::publisher::{Message, Publisher};
 /// Publishes `data` (JSON text) to `topic` on `pubsub`, with optional
 /// `key=value` metadata (e.g. `ttlInSeconds=60`).
 pub async fn publish(
-    publisher: &dyn Publisher,
+    publisher: &impl Publisher,
     pubsub: &str,
     topic: &str,
     data: &str,
