@@ -20,6 +20,8 @@ use chrono::{DateTime, Utc};
 use eventbus::Envelope;
 use eventbus::event::{DecodeError, EventData};
 use prost_reflect::{DescriptorPool, DynamicMessage};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -81,36 +83,26 @@ impl<T: DeserializeOwned + ProtoMessage + Send + 'static> EventData for Contract
 
 /// A decimal amount as sent: a JSON string (`"129.90"`) or number (`129.9`).
 ///
-/// Kept as digits and a scale, never as a float, so that converting to minor
-/// units is exact. A JSON number has already been through a float64 in the
-/// sidecar; its shortest round-trip form is its decimal value.
+/// An exact decimal (`rust_decimal`), never a float, so that converting to
+/// minor units is exact. A JSON number has already been through a float64 in
+/// the sidecar; its shortest round-trip form is its decimal value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Amount {
-    /// The digits, sign included.
-    units: i128,
-    /// Digits after the decimal point.
-    scale: u32,
-}
+pub struct Amount(pub Decimal);
 
 impl Amount {
-    /// Parses `"-12.345"`-style decimals.
+    /// Parses `"-12.345"`-style decimals: an optional sign, digits, and an
+    /// optional fraction; nothing `rust_decimal` would also take (`1_000`,
+    /// `.5`). More digits than a decimal holds exactly (28) is an error, not
+    /// a rounding.
     pub fn parse(text: &str) -> Result<Amount, String> {
         let text = text.trim();
-        let (negative, digits) = match text.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, text.strip_prefix('+').unwrap_or(text)),
-        };
-        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-        let well_formed = !whole.is_empty()
-            && whole.bytes().all(|b| b.is_ascii_digit())
-            && fraction.bytes().all(|b| b.is_ascii_digit())
-            && whole.len() + fraction.len() <= 30;
-        if !well_formed {
+        let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+        let plain = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        if !plain(whole) || !plain(fraction) {
             return Err(format!("{text:?} is not a decimal amount"));
         }
-        let units: i128 =
-            format!("{whole}{fraction}").parse().map_err(|_| format!("{text:?} is not a decimal amount"))?;
-        Ok(Amount { units: if negative { -units } else { units }, scale: fraction.len() as u32 })
+        Decimal::from_str_exact(text).map(Amount).map_err(|e| format!("{text:?} is not a decimal amount: {e}"))
     }
 
     /// In the currency's minor unit (cents for EUR, yen for JPY). More
@@ -118,46 +110,24 @@ impl Amount {
     pub fn to_minor(self, currency: &str) -> Result<i64, String> {
         let exponent = currency_exponent(currency)
             .ok_or_else(|| format!("{currency:?} is not an ISO 4217 currency with minor units"))?;
-        let mut units = self.units;
-        let mut scale = self.scale;
         // Trailing zeros beyond the currency's precision are harmless.
-        while scale > exponent && units % 10 == 0 {
-            units /= 10;
-            scale -= 1;
-        }
-        if scale > exponent {
+        if self.0.normalize().scale() > exponent {
             return Err(format!("{self} has more decimals than {currency} allows ({exponent})"));
         }
-        let minor = units.checked_mul(10i128.pow(exponent - scale)).and_then(|m| i64::try_from(m).ok());
+        let minor = self.0.checked_mul(Decimal::from(10i64.pow(exponent))).and_then(|m| m.to_i64());
         minor.ok_or_else(|| format!("{self} is out of range"))
     }
 }
 
 impl fmt::Display for Amount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        format_minor(self.units, self.scale, f)
+        self.0.fmt(f)
     }
-}
-
-fn format_minor(units: i128, scale: u32, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let sign = if units < 0 { "-" } else { "" };
-    let magnitude = units.unsigned_abs();
-    if scale == 0 {
-        return write!(f, "{sign}{magnitude}");
-    }
-    let divisor = 10u128.pow(scale);
-    write!(f, "{sign}{}.{:0width$}", magnitude / divisor, magnitude % divisor, width = scale as usize)
 }
 
 /// Minor units shown in major units, e.g. `12990` EUR as `129.90`.
 pub fn display_minor(minor: i64, currency: &str) -> String {
-    struct Shown(i128, u32);
-    impl fmt::Display for Shown {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            format_minor(self.0, self.1, f)
-        }
-    }
-    Shown(i128::from(minor), currency_exponent(currency).unwrap_or(2)).to_string()
+    Decimal::new(minor, currency_exponent(currency).unwrap_or(2)).to_string()
 }
 
 /// The ISO 4217 minor-unit exponent of an active currency code (2 for EUR, 0
@@ -180,10 +150,10 @@ impl<'de> Deserialize<'de> for Amount {
                 Amount::parse(v).map_err(E::custom)
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Amount, E> {
-                Ok(Amount { units: i128::from(v), scale: 0 })
+                Ok(Amount(Decimal::from(v)))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Amount, E> {
-                Ok(Amount { units: i128::from(v), scale: 0 })
+                Ok(Amount(Decimal::from(v)))
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Amount, E> {
                 if !v.is_finite() {
@@ -457,6 +427,10 @@ mod tests {
         assert!(minor(r#""1.00""#, "ZZZ").is_err(), "not ISO 4217");
         assert!(minor(r#""1""#, "XAU").is_err(), "no minor units");
         assert_eq!(minor(r#""5""#, "CLP"), Ok(5));
+        assert_eq!(minor(r#"" +7.50 ""#, "EUR"), Ok(750));
+        for odd in ["1_000", ".5", "5.", "1e3", "0x10", "1.2.3", "--1", "1234567890123456789012345678901"] {
+            assert!(Amount::parse(odd).is_err(), "{odd}");
+        }
     }
 
     #[test]
