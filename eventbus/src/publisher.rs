@@ -14,6 +14,7 @@ use crate::backoff::Backoff;
 
 /// An event to publish.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct Message {
     /// The pub/sub component.
     pub pubsub: String,
@@ -28,6 +29,22 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message of any encoding, e.g. protobuf bytes as `application/protobuf`.
+    pub fn new(
+        pubsub: impl Into<String>,
+        topic: impl Into<String>,
+        content_type: impl Into<String>,
+        data: impl Into<Bytes>,
+    ) -> Self {
+        Message {
+            pubsub: pubsub.into(),
+            topic: topic.into(),
+            content_type: content_type.into(),
+            data: data.into(),
+            metadata: HashMap::new(),
+        }
+    }
+
     /// A JSON message.
     pub fn json<T: serde::Serialize>(
         pubsub: impl Into<String>,
@@ -35,13 +52,7 @@ impl Message {
         data: &T,
     ) -> Result<Self, PublishError> {
         let data = serde_json::to_vec(data).map_err(PublishError::Encode)?;
-        Ok(Message {
-            pubsub: pubsub.into(),
-            topic: topic.into(),
-            content_type: "application/json".into(),
-            data: data.into(),
-            metadata: HashMap::new(),
-        })
+        Ok(Message::new(pubsub, topic, "application/json", data))
     }
 
     /// Adds a metadata entry.

@@ -22,7 +22,9 @@ pub use data::{DecodeError, EventData, Protobuf, Raw};
 /// extensions, the gRPC metadata, and the undecoded data.
 ///
 /// Handlers normally see it through [`Event<T>`]; build one directly to call a
-/// handler in a unit test:
+/// handler in a unit test. It is not `#[non_exhaustive]`, so that struct
+/// syntax with `..Envelope::default()` works: attributes CloudEvents may add
+/// arrive in [`extensions`](Envelope::extensions), not as new fields.
 ///
 /// ```
 /// use eventbus::{Envelope, Event};

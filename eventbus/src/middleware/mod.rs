@@ -46,6 +46,7 @@ pub use trace::{Trace, TraceLayer};
 
 /// The events of one handler call on their way through the middleware.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct EventRequest {
     events: Events,
     route: Arc<Route>,

@@ -6,6 +6,7 @@ use super::Outcome;
 
 /// Whether a failed event is worth delivering again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// May succeed later (database down, timeout): the sidecar retries.
     Transient,

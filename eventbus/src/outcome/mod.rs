@@ -7,7 +7,8 @@ mod error;
 
 pub use error::{ErrorKind, HandlerError, Result, ResultExt};
 
-/// The answer for one event, as the sidecar understands it.
+/// The answer for one event, as the sidecar understands it. These are the
+/// three statuses of Dapr's protocol, so a `match` on them may be exhaustive.
 ///
 /// | outcome | the sidecar |
 /// |---|---|

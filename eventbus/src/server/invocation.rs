@@ -63,6 +63,7 @@ where
 
 /// A Dapr Jobs API trigger (`OnJobEvent`).
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Job {
     /// The job's name.
     pub name: String,

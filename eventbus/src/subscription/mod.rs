@@ -10,6 +10,7 @@ pub use rule::Rule;
 
 /// Bulk delivery settings (`bulkSubscribe`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Bulk {
     /// Most messages in one batch.
     pub max_messages: u32,
@@ -47,6 +48,7 @@ impl Default for Bulk {
 /// assert_eq!(subscription.rules, vec![Rule::new("event.type == \"order.completed.v2\"", "/orders/v2")]);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct Subscription {
     /// The pub/sub component; `None` takes the server's default.
     pub pubsub: Option<String>,

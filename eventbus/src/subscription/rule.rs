@@ -13,6 +13,7 @@ use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 /// as a map (`event.type`, `event.source`, `event.topic`, extensions, and
 /// `event.data` with JSON data decoded, numbers as doubles).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rule {
     /// A CEL expression over the CloudEvent, e.g. `event.type == "order.v2"`.
     pub matches: String,

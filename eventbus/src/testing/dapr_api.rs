@@ -24,6 +24,7 @@ use crate::outcome::Outcome;
 
 /// One `PublishEvent` call the stub received.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Published {
     /// The pub/sub component.
     pub pubsub: String,

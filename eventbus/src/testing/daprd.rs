@@ -550,6 +550,7 @@ async fn http_get_status(port: u16, path: &str) -> Option<u16> {
 
 /// One entry of a Redis stream: its id and fields.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct StreamEntry {
     /// The entry id (`<ms>-<seq>`).
     pub id: String,

@@ -55,6 +55,7 @@ pub use http::{HttpSidecar, HttpSidecarError};
 
 /// A CloudEvent to publish.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct CloudEvent {
     /// `id`; a fresh one is assigned when empty.
     pub id: String,
@@ -181,6 +182,7 @@ impl CloudEvent {
 
 /// How an event ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Settlement {
     /// The app answered `SUCCESS`.
     Acked,
@@ -203,6 +205,7 @@ pub type Attempt = Result<Outcome, Code>;
 
 /// What happened to one published event.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Delivery {
     /// The pub/sub component.
     pub pubsub: String,
