@@ -45,7 +45,7 @@ enum Command {
         /// Consecutive events of one topic handled together.
         #[arg(long, default_value_t = 100)]
         batch: usize,
-        /// Only the summary, no line per event.
+        /// Only the summary, no line per event (and a progress bar on a terminal).
         #[arg(long)]
         quiet: bool,
         /// Write each line that was not applied (retried, dropped, unreadable) to this file.
@@ -121,13 +121,14 @@ async fn main() -> anyhow::Result<()> {
             let store = Store::connect(&config.data.database).await?;
             let jobs = Jobs::new(store.clone(), config.clone())?;
             let server = app::event_server(&config, &store, &jobs, &CancellationToken::new())?;
-            let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
-                Box::new(BufReader::new(std::io::stdin()))
+            let (input, progress): (Box<dyn std::io::Read>, _) = if file.as_os_str() == "-" {
+                (Box::new(std::io::stdin()), replay_progress(None, quiet))
             } else {
-                Box::new(BufReader::new(
-                    std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?,
-                ))
+                let input = std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+                let size = input.metadata().map(|m| m.len()).ok();
+                (Box::new(input), replay_progress(size, quiet))
             };
+            let input = BufReader::new(progress.wrap_read(input));
             let mut out = std::io::stdout().lock();
             let mut failed = match &failed_out {
                 Some(path) => Some(std::io::BufWriter::new(
@@ -135,11 +136,10 @@ async fn main() -> anyhow::Result<()> {
                 )),
                 None => None,
             };
-            // A progress line only for a person watching a terminal.
-            let progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let options = replay::Options { batch, quiet, progress };
+            let options = replay::Options { batch, quiet };
             let failed_writer = failed.as_mut().map(|w| w as &mut dyn std::io::Write);
             let summary = replay::replay(&server, input, &mut out, failed_writer, &options).await?;
+            progress.finish_and_clear();
             if let Some(mut failed) = failed {
                 std::io::Write::flush(&mut failed)?;
             }
@@ -184,5 +184,24 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// A progress bar on stderr for a person watching it: bytes read of the file
+/// (of `size`, with an ETA, when known). Hidden when stderr is not a terminal
+/// (indicatif's own check), and when each event's line goes to the same
+/// terminal (stdout a terminal, no `--quiet`), where the two would mix.
+fn replay_progress(size: Option<u64>, quiet: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !quiet && std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let (bar, template) = match size {
+        Some(size) => (indicatif::ProgressBar::new(size), "{bar:40} {bytes}/{total_bytes} {bytes_per_sec}, eta {eta}"),
+        None => (indicatif::ProgressBar::new_spinner(), "{spinner} {bytes} {bytes_per_sec}"),
+    };
+    match indicatif::ProgressStyle::with_template(template) {
+        Ok(style) => bar.with_style(style),
+        Err(_) => bar,
     }
 }

@@ -55,13 +55,11 @@ pub struct Options {
     pub batch: usize,
     /// No line per event; the summary only.
     pub quiet: bool,
-    /// A progress line on stderr (the CLI turns it on for a terminal).
-    pub progress: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { batch: 100, quiet: false, progress: false }
+        Options { batch: 100, quiet: false }
     }
 }
 
@@ -85,7 +83,6 @@ pub async fn replay(
 ) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
     let mut batch: Vec<Pending> = Vec::new();
-    let started = std::time::Instant::now();
     for (index, line) in input.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() || line.trim_start().starts_with('#') {
@@ -116,15 +113,8 @@ pub async fn replay(
             flush(server, &mut batch, out, &mut failed, options, &mut summary).await?;
         }
         batch.push(Pending { number, line, envelope });
-        if options.progress && summary.handled() % 10_000 == 0 && summary.handled() > 0 {
-            let rate = summary.handled() as f64 / started.elapsed().as_secs_f64().max(0.001);
-            eprint!("\r{} events replayed, {rate:.0}/s ", summary.handled());
-        }
     }
     flush(server, &mut batch, out, &mut failed, options, &mut summary).await?;
-    if options.progress {
-        eprintln!("\r{} events replayed in {:.1} s      ", summary.handled(), started.elapsed().as_secs_f64());
-    }
     Ok(summary)
 }
 
