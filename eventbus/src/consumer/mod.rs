@@ -86,7 +86,7 @@ pub trait Consumer: Send + Sync + 'static {
     }
 }
 
-/// A consumer of any type, as the server keeps it: what [`consumers!`],
+/// A consumer of any type, as the server keeps it: what [`consumers!`](crate::consumers!),
 /// [`ConsumerGroup`] and [`IntoConsumers`] hand over. Cheap to clone.
 #[derive(Clone)]
 pub struct BoxedConsumer(Arc<dyn ErasedConsumer>);

@@ -1,60 +1,27 @@
-use std::convert::Infallible;
-use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
-use tower::{Layer, Service};
+event_layer! {
+    /// Records, through the `metrics` facade (install any recorder, e.g.
+    /// `metrics-exporter-prometheus`, before building the server: the handles
+    /// are registered once per route):
+    ///
+    /// - `eventbus_events_total{pubsub, topic, outcome}` (counter)
+    /// - `eventbus_handler_duration_seconds{pubsub, topic}` (histogram, one
+    ///   observation per handler call: per event, or per batch)
+    /// - `eventbus_events_in_flight{pubsub, topic}` (gauge)
+    /// - `eventbus_handler_panics_total{pubsub, topic}` (counter, from [`CatchPanicLayer`](super::CatchPanicLayer))
+    /// - `eventbus_build_info{version}` (gauge, 1)
+    ///
+    /// Each has HELP text (`describe_*`), registered when the server is built.
+    MetricsLayer wraps in Metrics;
 
-use super::{EventFuture, EventRequest};
-use crate::outcome::Outcome;
-
-/// Records, through the `metrics` facade (install any recorder, e.g.
-/// `metrics-exporter-prometheus`, before building the server: the handles
-/// are registered once per route):
-///
-/// - `eventbus_events_total{pubsub, topic, outcome}` (counter)
-/// - `eventbus_handler_duration_seconds{pubsub, topic}` (histogram, one
-///   observation per handler call: per event, or per batch)
-/// - `eventbus_events_in_flight{pubsub, topic}` (gauge)
-/// - `eventbus_handler_panics_total{pubsub, topic}` (counter, from [`CatchPanicLayer`](super::CatchPanicLayer))
-/// - `eventbus_build_info{version}` (gauge, 1)
-///
-/// Each has HELP text (`describe_*`), registered when the server is built.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MetricsLayer;
-
-impl<S> Layer<S> for MetricsLayer {
-    type Service = Metrics<S>;
-    fn layer(&self, inner: S) -> Metrics<S> {
-        Metrics { inner }
-    }
-}
-
-/// See [`MetricsLayer`].
-#[derive(Debug, Clone)]
-pub struct Metrics<S> {
-    inner: S,
-}
-
-impl<S> Service<EventRequest> for Metrics<S>
-where
-    S: Service<EventRequest, Response = Vec<Outcome>, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Vec<Outcome>;
-    type Error = Infallible;
-    type Future = EventFuture;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: EventRequest) -> Self::Future {
+    fn call(inner, request) {
         // Handles registered with the route: no label allocation per event.
         let route = request.route.clone();
         let events = request.events().len() as f64;
         route.metrics().in_flight.increment(events);
         let started = Instant::now();
-        let future = self.inner.call(request);
+        let future = inner.call(request);
         Box::pin(async move {
             let result = future.await;
             let metrics = route.metrics();

@@ -28,6 +28,58 @@ use crate::extract::Context;
 use crate::outcome::Outcome;
 use crate::registry::Route;
 
+/// Declares a unit layer (`$layer`), the service it wraps the rest of the
+/// stack in (`$service<S>`), and that service's `call`, whose body sees the
+/// rest of the stack as `$inner` (`&mut S`) and the request as `$request`.
+macro_rules! event_layer {
+    (
+        $(#[$doc:meta])*
+        $layer:ident wraps in $service:ident;
+
+        fn call($inner:ident, $request:ident) $body:block
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $layer;
+
+        impl<S> tower::Layer<S> for $layer {
+            type Service = $service<S>;
+            fn layer(&self, inner: S) -> $service<S> {
+                $service { inner }
+            }
+        }
+
+        #[doc = concat!("See [`", stringify!($layer), "`].")]
+        #[derive(Debug, Clone)]
+        pub struct $service<S> {
+            inner: S,
+        }
+
+        impl<S> tower::Service<$crate::middleware::EventRequest> for $service<S>
+        where
+            S: tower::Service<
+                    $crate::middleware::EventRequest,
+                    Response = Vec<$crate::outcome::Outcome>,
+                    Error = std::convert::Infallible,
+                >,
+            S::Future: Send + 'static,
+        {
+            type Response = Vec<$crate::outcome::Outcome>;
+            type Error = std::convert::Infallible;
+            type Future = $crate::middleware::EventFuture;
+
+            fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+                self.inner.poll_ready(cx)
+            }
+
+            fn call(&mut self, $request: $crate::middleware::EventRequest) -> Self::Future {
+                let $inner = &mut self.inner;
+                $body
+            }
+        }
+    };
+}
+
 mod catch_panic;
 mod concurrency;
 mod handler;

@@ -1,58 +1,18 @@
-use std::convert::Infallible;
-use std::task::{Context as TaskContext, Poll};
-
-use tower::{Layer, Service};
 use tracing::Instrument;
 
-use super::{EventFuture, EventRequest};
-use crate::outcome::Outcome;
+event_layer! {
+    /// Runs each handler call inside an `event` span with its topic, pubsub,
+    /// handler and number of entries; for a single event also its id, type and
+    /// the W3C trace context that arrived (`trace_id`, `parent_id` from
+    /// `traceparent`, and `tracestate`), so logs of one event correlate with the
+    /// publisher's trace. The outcomes are logged at debug level.
+    ///
+    /// With the `opentelemetry` feature and a `tracing-opentelemetry` layer
+    /// installed, the span is a child of the incoming W3C trace context (a batch's
+    /// span links to each entry's), so the trace continues through the app.
+    TraceLayer wraps in Trace;
 
-/// Runs each handler call inside an `event` span with its topic, pubsub,
-/// handler and number of entries; for a single event also its id, type and
-/// the W3C trace context that arrived (`trace_id`, `parent_id` from
-/// `traceparent`, and `tracestate`), so logs of one event correlate with the
-/// publisher's trace. The outcomes are logged at debug level.
-///
-/// With the `opentelemetry` feature and a `tracing-opentelemetry` layer
-/// installed, the span is a child of the incoming W3C trace context (a batch's
-/// span links to each entry's), so the trace continues through the app.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TraceLayer;
-
-impl<S> Layer<S> for TraceLayer {
-    type Service = Trace<S>;
-    fn layer(&self, inner: S) -> Trace<S> {
-        Trace { inner }
-    }
-}
-
-/// See [`TraceLayer`].
-#[derive(Debug, Clone)]
-pub struct Trace<S> {
-    inner: S,
-}
-
-/// `(trace_id, parent_id)` of a W3C `traceparent` (`00-<trace>-<parent>-<flags>`).
-pub(crate) fn parse_traceparent(traceparent: &str) -> Option<(&str, &str)> {
-    let mut parts = traceparent.split('-');
-    let (_version, trace_id, parent_id) = (parts.next()?, parts.next()?, parts.next()?);
-    (trace_id.len() == 32 && parent_id.len() == 16).then_some((trace_id, parent_id))
-}
-
-impl<S> Service<EventRequest> for Trace<S>
-where
-    S: Service<EventRequest, Response = Vec<Outcome>, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Vec<Outcome>;
-    type Error = Infallible;
-    type Future = EventFuture;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: EventRequest) -> Self::Future {
+    fn call(inner, request) {
         let span = tracing::info_span!(
             "event",
             event.id = %request.ids(),
@@ -67,7 +27,7 @@ where
         );
         if span.is_disabled() {
             // No subscriber wants it: skip entering and leaving it on every poll.
-            return Box::pin(self.inner.call(request));
+            return Box::pin(inner.call(request));
         }
         // A batch's entries each carry their own trace context: only a single
         // event's is the span's. Parsed only for a span someone listens to.
@@ -85,7 +45,7 @@ where
                 span.record("tracestate", tracestate);
             }
         }
-        let future = span.in_scope(|| self.inner.call(request));
+        let future = span.in_scope(|| inner.call(request));
         Box::pin(
             async move {
                 let result = future.await;
@@ -97,6 +57,13 @@ where
             .instrument(span),
         )
     }
+}
+
+/// `(trace_id, parent_id)` of a W3C `traceparent` (`00-<trace>-<parent>-<flags>`).
+pub(crate) fn parse_traceparent(traceparent: &str) -> Option<(&str, &str)> {
+    let mut parts = traceparent.split('-');
+    let (_version, trace_id, parent_id) = (parts.next()?, parts.next()?, parts.next()?);
+    (trace_id.len() == 32 && parent_id.len() == 16).then_some((trace_id, parent_id))
 }
 
 #[cfg(test)]
