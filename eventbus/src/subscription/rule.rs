@@ -2,7 +2,10 @@
 //!
 //! They are parsed with the `cel` crate when the server is built, so a typo
 //! fails at start-up and not on the first event; the test sidecars evaluate
-//! them with the same crate, over the event as daprd sees it.
+//! them with the same crate, over the event as daprd sees it: the standard
+//! functions and macros and `matches` (regular expressions), but not
+//! `timestamp`/`duration` (the crate's time support would bring a time-zone
+//! database into every build with the `testing` feature).
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 
@@ -176,6 +179,7 @@ mod tests {
         assert_eq!(evaluate("event.data.total > 100"), Ok(true));
         assert_eq!(evaluate("event.data.total > 100.0 && event.data.items.exists(i, i.qty > 2)"), Ok(true));
         assert_eq!(evaluate("event.type.startsWith('invoice.')"), Ok(false));
+        assert_eq!(evaluate(r"event.type.matches('^order\\.v[0-9]+$')"), Ok(true));
         assert!(evaluate("event.data.vip == true").unwrap_err().contains("vip"));
         assert!(evaluate("event.type").unwrap_err().contains("not a boolean"));
     }
