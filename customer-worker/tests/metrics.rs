@@ -3,10 +3,9 @@
 
 mod common;
 
-use common::{completed, config, databases};
+use common::{completed, config, databases, get};
 use customer_worker::app::{self, Mode};
 use eventbus::testing::{CloudEvent, TestSidecar};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn prometheus_metrics_count_events_and_jobs() {
@@ -19,10 +18,7 @@ async fn prometheus_metrics_count_events_and_jobs() {
     sidecar.publish("order.completed", CloudEvent::json(&serde_json::json!({"bad": true}))).await.unwrap();
     sidecar.trigger_job("stats", b"").await.unwrap();
 
-    let mut stream = tokio::net::TcpStream::connect(running.admin_addr).await.unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
+    let (_, body) = get(running.admin_addr, "/metrics").await.unwrap();
     for expected in [
         r#"eventbus_events_total{pubsub="pubsub-redis",topic="order.completed",outcome="success"} 1"#,
         r#"eventbus_events_total{pubsub="pubsub-redis",topic="order.completed",outcome="drop"} 1"#,

@@ -3,20 +3,8 @@
 
 mod common;
 
-use common::{config, databases};
+use common::{config, databases, get};
 use customer_worker::app::{self, Mode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A minimal HTTP/1.0 GET over loopback: (status, body).
-async fn get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
-}
 
 #[tokio::test]
 async fn each_mode_starts_only_what_it_names() {
@@ -29,8 +17,8 @@ async fn each_mode_starts_only_what_it_names() {
             let sidecar = eventbus::testing::TestSidecar::connect(address).await.unwrap();
             assert_eq!(sidecar.subscriptions().len(), 5);
         }
-        assert_eq!(get(running.admin_addr, "/healthz").await, (200, "ok".into()));
-        assert_eq!(get(running.admin_addr, "/readyz").await, (200, "ready".into()));
+        assert_eq!(get(running.admin_addr, "/healthz").await, Some((200, "ok".into())));
+        assert_eq!(get(running.admin_addr, "/readyz").await, Some((200, "ready".into())));
         running.shutdown();
         running.wait().await.unwrap();
     }

@@ -6,10 +6,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use eventbus::testing::daprd::{self, Daprd, DaprdBuilder, Redis, free_port};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use super::TestDb;
+use super::{TestDb, get};
 
 /// The Dapr resources for local runs and tests.
 pub(crate) const RESOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dapr/local");
@@ -55,7 +54,7 @@ impl Launch {
             .spawn()
             .unwrap();
         daprd::eventually("the worker's /healthz", || async {
-            (get(self.admin_port, "/healthz").await?.0 == 200).then_some(())
+            (get(([127, 0, 0, 1], self.admin_port).into(), "/healthz").await?.0 == 200).then_some(())
         })
         .await;
         child
@@ -97,22 +96,14 @@ impl WorkerProcess {
 
     /// The sum of `eventbus_events_total` samples whose labels contain every one of `labels`.
     pub(crate) async fn events_total(&self, labels: &[&str]) -> u64 {
-        let Some((200, body)) = get(self.launch.admin_port, "/metrics").await else { return 0 };
+        let Some((200, body)) = get(([127, 0, 0, 1], self.launch.admin_port).into(), "/metrics").await else {
+            return 0;
+        };
         body.lines()
             .filter(|line| line.starts_with("eventbus_events_total{") && labels.iter().all(|l| line.contains(l)))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     }
-}
-
-/// `GET path` on the admin port: (status, body).
-pub(crate) async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
 }
 
 /// daprd in front of the worker, on a Redis of its own.
