@@ -145,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
             }
             println!(
                 "\n{} events: {} success, {} retry, {} drop, {} unreadable\n",
-                summary.success + summary.retry + summary.drop + summary.unreadable,
+                summary.handled(),
                 summary.success,
                 summary.retry,
                 summary.drop,
