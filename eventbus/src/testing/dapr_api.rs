@@ -149,14 +149,7 @@ impl DaprApiStub {
     }
 
     async fn deliver(&self, pubsub: &str, topic: &str, event: &CloudEvent) -> Delivery {
-        let mut delivery = Delivery {
-            pubsub: pubsub.to_owned(),
-            topic: topic.to_owned(),
-            path: "/".to_owned(),
-            event_id: event.id.clone(),
-            attempts: Vec::new(),
-            settlement: Settlement::NotSubscribed,
-        };
+        let mut delivery = Delivery::new(pubsub, topic, "/", &event.id);
         let mut dead_letter = String::new();
         for _ in 0..self.max_attempts {
             let stream = match self.streams.find(pubsub, topic) {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{CloudEvent, Delivery, Settlement, exhausted, route, settle, settle_unrouted};
+use super::{CloudEvent, Delivery, Settlement, route, settle_unrouted};
 use crate::outcome::Outcome;
 use crate::server::TOKEN_HEADER;
 
@@ -123,39 +123,28 @@ impl HttpSidecar {
     }
 
     async fn deliver(&self, pubsub: &str, topic: &str, event: &CloudEvent) -> Result<Delivery, HttpSidecarError> {
-        let mut delivery = Delivery {
-            pubsub: pubsub.to_owned(),
-            topic: topic.to_owned(),
-            path: String::new(),
-            event_id: event.id.clone(),
-            attempts: Vec::new(),
-            settlement: Settlement::NotSubscribed,
-        };
+        let mut delivery = Delivery::new(pubsub, topic, "", &event.id);
         let Some(subscription) = self.find(pubsub, topic) else { return Ok(self.record(delivery)) };
-        let dead_letter = subscription.dead_letter_topic.clone();
+        let dead_letter = &subscription.dead_letter_topic;
         let Some(path) = route(subscription, event).map_err(|e| HttpSidecarError::Rule(e.to_string()))? else {
-            delivery.settlement = settle_unrouted(&dead_letter);
+            delivery.settlement = settle_unrouted(dead_letter);
             return Ok(self.record(delivery));
         };
-        delivery.path = path;
+        delivery.path.clone_from(&path);
         let body = serde_json::to_vec(&event.structured(pubsub, topic)).unwrap_or_default();
         let mut headers = vec![("content-type", "application/cloudevents+json".to_owned())];
         if let Some(token) = &self.token {
             headers.push((TOKEN_HEADER, token.clone()));
         }
-        for _ in 0..self.max_attempts {
-            let attempt = match exchange(self.address, "POST", &delivery.path, &headers, &body).await {
-                Ok((status, answer)) => Ok(daprd_reading(status, &answer)),
-                // As daprd: a failed call is retried.
-                Err(_) => Ok(Outcome::Retry),
-            };
-            delivery.attempts.push(attempt);
-            if let Some(settlement) = settle(attempt, &dead_letter) {
-                delivery.settlement = settlement;
-                return Ok(self.record(delivery));
-            }
-        }
-        delivery.settlement = exhausted(&dead_letter);
+        let delivery = delivery
+            .settle_with(dead_letter, self.max_attempts, || async {
+                match exchange(self.address, "POST", &path, &headers, &body).await {
+                    Ok((status, answer)) => Ok(daprd_reading(status, &answer)),
+                    // As daprd: a failed call is retried.
+                    Err(_) => Ok(Outcome::Retry),
+                }
+            })
+            .await;
         Ok(self.record(delivery))
     }
 

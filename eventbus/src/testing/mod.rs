@@ -221,6 +221,40 @@ pub struct Delivery {
     pub settlement: Settlement,
 }
 
+impl Delivery {
+    /// A delivery not tried yet (`NotSubscribed` until it is).
+    pub(crate) fn new(pubsub: &str, topic: &str, path: &str, event_id: &str) -> Self {
+        Delivery {
+            pubsub: pubsub.to_owned(),
+            topic: topic.to_owned(),
+            path: path.to_owned(),
+            event_id: event_id.to_owned(),
+            attempts: Vec::new(),
+            settlement: Settlement::NotSubscribed,
+        }
+    }
+
+    /// Calls `attempt` until an answer settles the event as daprd would, or
+    /// `max_attempts` are spent; whatever the transport.
+    pub(crate) async fn settle_with<F: Future<Output = Attempt>>(
+        mut self,
+        dead_letter: &str,
+        max_attempts: u32,
+        mut attempt: impl FnMut() -> F,
+    ) -> Delivery {
+        for _ in 0..max_attempts {
+            let answer = attempt().await;
+            self.attempts.push(answer);
+            if let Some(settlement) = settle(answer, dead_letter) {
+                self.settlement = settlement;
+                return self;
+            }
+        }
+        self.settlement = exhausted(dead_letter);
+        self
+    }
+}
+
 /// An error of the sidecar itself (not of the app's answer).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -393,42 +427,30 @@ impl TestSidecar {
     }
 
     async fn deliver(&self, pubsub: &str, topic: &str, event: &CloudEvent) -> Result<Delivery, SidecarError> {
-        let mut delivery = Delivery {
-            pubsub: pubsub.to_owned(),
-            topic: topic.to_owned(),
-            path: String::new(),
-            event_id: event.id.clone(),
-            attempts: Vec::new(),
-            settlement: Settlement::NotSubscribed,
-        };
+        let mut delivery = Delivery::new(pubsub, topic, "", &event.id);
         let Some(subscription) = self.find(pubsub, topic) else {
             return Ok(self.record(delivery));
         };
-        let dead_letter = subscription.dead_letter_topic.clone();
         let Some(path) = route(subscription, event)? else {
-            delivery.settlement = settle_unrouted(&dead_letter);
+            delivery.settlement = settle_unrouted(&subscription.dead_letter_topic);
             return Ok(self.record(delivery));
         };
         let request = event.topic_event(pubsub, topic, &path);
         delivery.path = path;
-        for _ in 0..self.max_attempts {
-            let mut call = self.request(request.clone());
-            for (key, value) in &event.metadata {
-                if let (Ok(key), Ok(value)) = (key.parse::<tonic::metadata::MetadataKey<_>>(), value.parse()) {
-                    call.metadata_mut().insert(key, value);
+        let delivery = delivery
+            .settle_with(&subscription.dead_letter_topic, self.max_attempts, || async {
+                let mut call = self.request(request.clone());
+                for (key, value) in &event.metadata {
+                    if let (Ok(key), Ok(value)) = (key.parse::<tonic::metadata::MetadataKey<_>>(), value.parse()) {
+                        call.metadata_mut().insert(key, value);
+                    }
                 }
-            }
-            let attempt = match self.app().on_topic_event(call).await {
-                Ok(response) => Ok(Outcome::from_status(response.into_inner().status)),
-                Err(status) => Err(status.code()),
-            };
-            delivery.attempts.push(attempt);
-            if let Some(settlement) = settle(attempt, &dead_letter) {
-                delivery.settlement = settlement;
-                return Ok(self.record(delivery));
-            }
-        }
-        delivery.settlement = exhausted(&dead_letter);
+                match self.app().on_topic_event(call).await {
+                    Ok(response) => Ok(Outcome::from_status(response.into_inner().status)),
+                    Err(status) => Err(status.code()),
+                }
+            })
+            .await;
         Ok(self.record(delivery))
     }
 
@@ -450,14 +472,7 @@ impl TestSidecar {
         }
         let mut deliveries: Vec<Delivery> = events
             .iter()
-            .map(|e| Delivery {
-                pubsub: pubsub.clone(),
-                topic: topic.to_owned(),
-                path: path.clone(),
-                event_id: e.id.clone(),
-                attempts: Vec::new(),
-                settlement: Settlement::Nacked,
-            })
+            .map(|e| Delivery { settlement: Settlement::Nacked, ..Delivery::new(&pubsub, topic, &path, &e.id) })
             .collect();
         let mut pending: Vec<usize> = (0..events.len()).collect();
         for _ in 0..self.max_attempts {
