@@ -24,6 +24,17 @@ pub(crate) struct TestDb {
     pub url: String,
 }
 
+/// Whether the test process that made a database named `<prefix>_<pid>_…`
+/// has ended, so its database can go (Linux only: `/proc`; elsewhere
+/// nothing is swept).
+fn left_behind(name: &str, prefix: &str) -> bool {
+    let pid = name.strip_prefix(prefix).and_then(|rest| rest.trim_start_matches('_').split('_').next());
+    let proc = std::path::Path::new("/proc");
+    pid.and_then(|pid| pid.parse::<u32>().ok()).is_some_and(|pid| {
+        pid != std::process::id() && proc.join("self").exists() && !proc.join(pid.to_string()).exists()
+    })
+}
+
 fn unique(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
@@ -33,6 +44,13 @@ fn unique(prefix: &str) -> String {
 /// SQLite always; PostgreSQL when `TEST_DATABASE_URL` is set. Fails when
 /// `EVENTBUS_REQUIRE_POSTGRES=1` and it is not.
 pub(crate) async fn databases() -> Vec<TestDb> {
+    // Test databases outlive their test; those of ended runs are swept here.
+    for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("customer_worker_") && left_behind(&name, "customer_worker") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
     let dir = std::env::temp_dir().join(unique("customer_worker"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut dbs = vec![TestDb { label: "sqlite", url: format!("sqlite://{}?mode=rwc", dir.join("test.db").display()) }];
@@ -53,6 +71,14 @@ async fn postgres(admin_url: &str) -> TestDb {
     sqlx::any::install_default_drivers();
     let name = unique("cw_test");
     let mut admin = sqlx::AnyConnection::connect(admin_url).await.expect("connect to TEST_DATABASE_URL");
+    let existing: Vec<String> =
+        sqlx::query_scalar("SELECT CAST(datname AS TEXT) FROM pg_database WHERE datname LIKE 'cw_test_%'")
+            .fetch_all(&mut admin)
+            .await
+            .unwrap_or_default();
+    for stale in existing.iter().filter(|name| left_behind(name, "cw_test")) {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {stale}")).execute(&mut admin).await;
+    }
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
     admin.close().await.unwrap();
     let (base, _) = admin_url.rsplit_once('/').expect("URL with a database name");
