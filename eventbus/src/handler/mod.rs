@@ -10,8 +10,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
-
 use crate::event::{Envelope, Event, EventData};
 use crate::extract::{Context, FromContext, FromEvent, MissingState};
 use crate::outcome::{HandlerError, HandlerResult, IntoOutcome};
@@ -24,10 +22,16 @@ use crate::outcome::{HandlerError, HandlerResult, IntoOutcome};
 )]
 pub trait Handler<Args>: Clone + Send + Sync + 'static {
     /// Extracts the arguments and calls the function.
-    fn call(&self, envelope: Arc<Envelope>, ctx: &Context) -> BoxFuture<'static, HandlerResult>;
+    fn call(&self, envelope: Arc<Envelope>, ctx: &Context) -> impl Future<Output = HandlerResult> + Send;
 
     /// Checks when the server is built that every argument can be supplied.
     fn check(ctx: &Context) -> Result<(), MissingState>;
+}
+
+/// Takes the arguments with `?` and calls the function: the first argument
+/// that cannot be taken is the answer.
+fn taking<Fut>(call: impl FnOnce() -> Result<Fut, HandlerError>) -> Result<Fut, HandlerError> {
+    call()
 }
 
 /// Calls `$m!` with every tuple length a handler supports (axum's `all_the_tuples!`).
@@ -56,15 +60,9 @@ macro_rules! impl_handler {
             R: IntoOutcome,
             $($arg: FromEvent,)*
         {
-            fn call(&self, envelope: Arc<Envelope>, ctx: &Context) -> BoxFuture<'static, HandlerResult> {
-                $(
-                    let $arg = match $arg::from_event(&envelope, ctx) {
-                        Ok(value) => value,
-                        Err(error) => return Box::pin(std::future::ready(Err(error))),
-                    };
-                )*
-                let future = (self)($($arg),*);
-                Box::pin(async move { future.await.into_outcome() })
+            fn call(&self, envelope: Arc<Envelope>, ctx: &Context) -> impl Future<Output = HandlerResult> + Send {
+                let called = taking(|| Ok((self)($($arg::from_event(&envelope, ctx)?),*)));
+                async move { called?.await.into_outcome() }
             }
 
             fn check(ctx: &Context) -> Result<(), MissingState> {
@@ -180,7 +178,7 @@ impl<T: EventData> FromBatch for Vec<Event<T>> {
 )]
 pub trait BatchHandler<Args>: Clone + Send + Sync + 'static {
     /// Extracts the arguments, calls the function, and answers every entry.
-    fn call<'a>(&'a self, envelopes: &'a [Arc<Envelope>], ctx: &'a Context) -> BoxFuture<'a, Vec<HandlerResult>>;
+    fn call(&self, envelopes: &[Arc<Envelope>], ctx: &Context) -> impl Future<Output = Vec<HandlerResult>> + Send;
 
     /// Checks when the server is built that every argument can be supplied.
     fn check(ctx: &Context) -> Result<(), MissingState>;
@@ -197,16 +195,15 @@ macro_rules! impl_batch_handler {
             R: IntoOutcome + Send,
             $($arg: FromBatch,)*
         {
-            fn call<'a>(&'a self, envelopes: &'a [Arc<Envelope>], ctx: &'a Context) -> BoxFuture<'a, Vec<HandlerResult>> {
+            fn call(&self, envelopes: &[Arc<Envelope>], ctx: &Context) -> impl Future<Output = Vec<HandlerResult>> + Send {
                 let mut batch = Batch::new(envelopes);
-                $(
-                    let $arg = match $arg::from_batch(&mut batch, ctx) {
-                        Ok(value) => value,
-                        Err(error) => return Box::pin(std::future::ready(batch.fail(error))),
-                    };
-                )*
-                let future = (self)($($arg),*);
-                Box::pin(async move { batch.finish(future.await) })
+                let called = taking(|| Ok((self)($($arg::from_batch(&mut batch, ctx)?),*)));
+                async move {
+                    match called {
+                        Ok(future) => batch.finish(future.await),
+                        Err(error) => batch.fail(error),
+                    }
+                }
             }
 
             fn check(ctx: &Context) -> Result<(), MissingState> {
