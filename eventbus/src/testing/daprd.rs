@@ -28,9 +28,10 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -85,9 +86,18 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError
     move |source| HarnessError::Io { context, source }
 }
 
-/// A free loopback port (bound, read, released).
+/// A free loopback port (bound, read, released), never one this process was
+/// given before: tests running in parallel start daprd, Redis and apps on
+/// ports chosen this way, and the OS may hand a just-released port out again
+/// before the process it was meant for binds it.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if GIVEN.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+            return Ok(port);
+        }
+    }
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {
@@ -225,44 +235,55 @@ impl DaprdBuilder {
         }
 
         let port = || free_port().map_err(io("finding a free port"));
-        let (http_port, grpc_port) = (port()?, port()?);
-        let mut args: Vec<String> = vec![
-            "--app-id".into(),
-            self.app_id.clone(),
-            "--dapr-http-port".into(),
-            http_port.to_string(),
-            "--dapr-grpc-port".into(),
-            grpc_port.to_string(),
-            "--dapr-internal-grpc-port".into(),
-            port()?.to_string(),
-            "--dapr-internal-grpc-listen-address".into(),
-            "127.0.0.1".into(),
-            "--metrics-port".into(),
-            port()?.to_string(),
-            "--metrics-listen-address".into(),
-            "127.0.0.1".into(),
-            "--dapr-listen-addresses".into(),
-            "127.0.0.1".into(),
-            "--resources-path".into(),
-            resources.display().to_string(),
-            "--app-protocol".into(),
-            self.app_protocol.clone(),
-            "--log-level".into(),
-            "info".into(),
-        ];
-        if let Some(app_port) = self.app_port {
-            args.extend(["--app-port".into(), app_port.to_string()]);
-        }
-        if let Some(configuration) = &configuration {
-            args.extend(["--config".into(), configuration.display().to_string()]);
-        }
-        args.extend(self.args.iter().cloned());
         let log = dir.0.join("daprd.log");
-        let child = spawn_logged(&binary, &args, &self.envs, &log)?;
-        let launch = Launch { binary, args, envs: self.envs.clone() };
+        // A port another process took between `free_port` and daprd's bind
+        // fails the start: try again on fresh ports.
+        let mut tries = 0;
+        let (starting, launch, http_port, grpc_port) = loop {
+            tries += 1;
+            let (http_port, grpc_port) = (port()?, port()?);
+            let mut args: Vec<String> = vec![
+                "--app-id".into(),
+                self.app_id.clone(),
+                "--dapr-http-port".into(),
+                http_port.to_string(),
+                "--dapr-grpc-port".into(),
+                grpc_port.to_string(),
+                "--dapr-internal-grpc-port".into(),
+                port()?.to_string(),
+                "--dapr-internal-grpc-listen-address".into(),
+                "127.0.0.1".into(),
+                "--metrics-port".into(),
+                port()?.to_string(),
+                "--metrics-listen-address".into(),
+                "127.0.0.1".into(),
+                "--dapr-listen-addresses".into(),
+                "127.0.0.1".into(),
+                "--resources-path".into(),
+                resources.display().to_string(),
+                "--app-protocol".into(),
+                self.app_protocol.clone(),
+                "--log-level".into(),
+                "info".into(),
+            ];
+            if let Some(app_port) = self.app_port {
+                args.extend(["--app-port".into(), app_port.to_string()]);
+            }
+            if let Some(configuration) = &configuration {
+                args.extend(["--config".into(), configuration.display().to_string()]);
+            }
+            args.extend(self.args.iter().cloned());
+            let child = spawn_logged(&binary, &args, &self.envs, &log)?;
+            let launch = Launch { binary: binary.clone(), args, envs: self.envs.clone() };
+            let mut starting = Starting { child, http_port, log: &log };
+            match starting.until_healthy().await {
+                Ok(()) => break (starting, launch, http_port, grpc_port),
+                Err(HarnessError::NotReady { log: tail, .. })
+                    if tries < 3 && (tail.contains("address already in use") || tail.contains("could not listen")) => {}
+                Err(error) => return Err(error),
+            }
+        };
         let api_token = self.envs.iter().find(|(k, _)| k == "DAPR_API_TOKEN").map(|(_, v)| v.clone());
-        let mut starting = Starting { child, http_port, log: &log };
-        starting.until_healthy().await?;
         let endpoint = format!("http://127.0.0.1:{grpc_port}");
         let channel = Channel::from_shared(endpoint)
             .map_err(|e| starting.not_ready(e.to_string()))?
