@@ -1,6 +1,6 @@
 //! Streaming subscriptions against the Dapr-API side of `eventbus::testing`:
-//! the app dials the stub, one stream per subscription, and the status
-//! table holds as on the app channel.
+//! the app dials the stub, one stream per subscription (the status table on
+//! streams is in `transports.rs`, beside the other transports).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{Order, builder, order};
 use eventbus::server::DaprEndpoint;
 use eventbus::testing::{CloudEvent, DaprApiStub, Settlement};
-use eventbus::{Event, HandlerError, Outcome, ServerBuilder, Subscription, batch, handler};
+use eventbus::{Event, Outcome, ServerBuilder, Subscription, batch, handler};
 use tokio::sync::{Barrier, Notify, oneshot};
 use tokio::task::JoinHandle;
 
@@ -47,51 +47,6 @@ impl StreamingApp {
         }
         self.task.await.unwrap().unwrap();
     }
-}
-
-fn with_dlq(topic: &str) -> Subscription {
-    Subscription::new(topic).dead_letter(format!("{topic}.dlq"))
-}
-
-#[tokio::test]
-async fn the_status_table_holds_on_a_stream() {
-    let app = StreamingApp::start(
-        builder()
-            .consumer(handler(with_dlq("ok"), |_: Event<Order>| async {}))
-            .consumer(handler(with_dlq("flaky"), |_: Event<Order>| async {
-                Err::<(), _>(std::io::Error::other("database unavailable"))
-            }))
-            .consumer(handler(with_dlq("poison"), |_: Event<Order>| async {
-                Err::<(), _>(HandlerError::permanent(anyhow::anyhow!("negative total")))
-            }))
-            .consumer(handler(with_dlq("panics"), |_: Event<Order>| async {
-                if true {
-                    panic!("bug");
-                }
-            }))
-            .consumer(handler(with_dlq("slow").timeout(Duration::from_millis(20)), |_: Event<Order>| {
-                std::future::pending::<()>()
-            })),
-        5,
-    )
-    .await;
-    let dlq = |topic: &str| Settlement::DeadLettered(format!("{topic}.dlq"));
-
-    let ok = app.publish("ok", CloudEvent::json(&order("o-1"))).await;
-    assert_eq!((ok.attempts, ok.settlement), (vec![Ok(Outcome::Success)], Settlement::Acked));
-    let flaky = app.publish("flaky", CloudEvent::json(&order("o-2"))).await;
-    assert_eq!((flaky.attempts, flaky.settlement), (vec![Ok(Outcome::Retry); 3], dlq("flaky")));
-    let poison = app.publish("poison", CloudEvent::json(&order("o-3"))).await;
-    assert_eq!((poison.attempts, poison.settlement), (vec![Ok(Outcome::Drop)], dlq("poison")));
-    let undecodable = app.publish("ok", CloudEvent::bytes("application/json", b"{oops".to_vec())).await;
-    assert_eq!((undecodable.attempts, undecodable.settlement), (vec![Ok(Outcome::Drop)], dlq("ok")));
-    let panics = app.publish("panics", CloudEvent::json(&order("o-4"))).await;
-    assert_eq!((panics.attempts, panics.settlement), (vec![Ok(Outcome::Retry); 3], dlq("panics")));
-    let slow = app.publish("slow", CloudEvent::json(&order("o-5"))).await;
-    assert_eq!((slow.attempts, slow.settlement), (vec![Ok(Outcome::Retry); 3], dlq("slow")));
-    let unsubscribed = app.publish("nobody", CloudEvent::json(&order("o-6"))).await;
-    assert_eq!(unsubscribed.settlement, Settlement::NotSubscribed);
-    app.shut_down().await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Order, builder, order};
 use eventbus::server::DaprEndpoint;
-use eventbus::testing::{CloudEvent, DaprApiStub, Delivery, HttpSidecar, Settlement, TestSidecar};
+use eventbus::testing::{CloudEvent, DaprApiStub, Delivery, HttpSidecar, Settlement};
 use eventbus::{Event, HandlerError, Outcome, ServerBuilder, Subscription, handler};
 use tokio::sync::oneshot;
 
@@ -65,13 +65,9 @@ async fn grpc_app_channel() {
     let sidecar = app.sidecar().await.max_attempts(ATTEMPTS);
     let mut deliveries = Vec::new();
     for (topic, event, _, _) in table() {
-        deliveries.push(publish_grpc(&sidecar, topic, event).await);
+        deliveries.push(sidecar.publish(topic, event).await.unwrap());
     }
     check("grpc", deliveries);
-}
-
-async fn publish_grpc(sidecar: &TestSidecar, topic: &str, event: CloudEvent) -> Delivery {
-    sidecar.publish(topic, event).await.unwrap()
 }
 
 #[tokio::test]
