@@ -519,26 +519,36 @@ impl Server {
             .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
                 let _ = stopped.await;
             });
-        tokio::pin!(server);
         tracing::info!(?address, subscriptions = self.subscriptions().len(), "eventbus server listening");
+        self.until_drained("gRPC app channel", server, stop, signal, Error::from).await
+    }
 
+    /// The shutdown of an app channel: serve until `signal`, drain the events
+    /// in flight, tell the `server` to stop (`stop`), and wait for its
+    /// connections to close, at most 5 s (the sidecar may keep its own open).
+    async fn until_drained<E>(
+        &self,
+        channel: &str,
+        server: impl Future<Output = Result<(), E>>,
+        stop: tokio::sync::oneshot::Sender<()>,
+        signal: impl Future<Output = ()>,
+        error: fn(E) -> Error,
+    ) -> Result<(), Error> {
+        tokio::pin!(server);
         tokio::select! {
-            result = &mut server => return result.map_err(Error::from),
+            result = &mut server => return result.map_err(error),
             () = signal => {}
         }
-
         tokio::select! {
-            result = &mut server => return result.map_err(Error::from),
+            result = &mut server => return result.map_err(error),
             () = self.drain() => {}
         }
         let _ = stop.send(());
-        // tonic waits for every connection to close; the sidecar may keep
-        // its connection open, so the wait is bounded.
         match tokio::time::timeout(Duration::from_secs(5), server).await {
-            Ok(result) => result.map_err(Error::from)?,
-            Err(_) => tracing::warn!("connections still open after shutdown; exiting anyway"),
+            Ok(result) => result.map_err(error)?,
+            Err(_) => tracing::warn!(channel, "connections still open after shutdown; exiting anyway"),
         }
-        tracing::info!("eventbus server stopped");
+        tracing::info!(channel, "eventbus server stopped");
         Ok(())
     }
 }
@@ -653,24 +663,9 @@ impl Server {
         let server = axum::serve(listener, self.http_router()).with_graceful_shutdown(async {
             let _ = stopped.await;
         });
-        let server = server.into_future();
-        tokio::pin!(server);
         tracing::info!(?address, subscriptions = self.subscriptions().len(), "eventbus HTTP app channel listening");
-        tokio::select! {
-            result = &mut server => return result.map_err(|source| Error::Serve { source }),
-            () = signal => {}
-        }
-        tokio::select! {
-            result = &mut server => return result.map_err(|source| Error::Serve { source }),
-            () = self.drain() => {}
-        }
-        let _ = stop.send(());
-        match tokio::time::timeout(Duration::from_secs(5), server).await {
-            Ok(result) => result.map_err(|source| Error::Serve { source })?,
-            Err(_) => tracing::warn!("HTTP connections still open after shutdown; exiting anyway"),
-        }
-        tracing::info!("eventbus HTTP app channel stopped");
-        Ok(())
+        let serve_error = |source| Error::Serve { source };
+        self.until_drained("HTTP app channel", server.into_future(), stop, signal, serve_error).await
     }
 }
 
