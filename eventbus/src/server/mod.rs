@@ -584,7 +584,7 @@ impl Server {
         let mut tasks = tokio::task::JoinSet::new();
         tracing::info!(endpoint = endpoint.address(), streams = streams.len(), "eventbus streaming subscriptions");
         for stream in streams {
-            tasks.spawn(streaming::run(shared.clone(), endpoint.clone(), stream, stop.clone()));
+            tasks.spawn(streaming::run(shared.clone(), endpoint.clone(), Arc::new(stream), stop.clone()));
         }
         signal.await;
         tracing::info!(in_flight = shared.in_flight.len(), "shutting down: finishing the events in flight");

@@ -157,7 +157,7 @@ enum Ended {
 /// Keeps one subscription's stream open until `stop`: connects, handles
 /// events, reconnects with backoff. In-flight events are finished and
 /// answered before the stream is closed.
-pub(crate) async fn run(shared: Arc<Shared>, endpoint: DaprEndpoint, stream: Stream, stop: CancellationToken) {
+pub(crate) async fn run(shared: Arc<Shared>, endpoint: DaprEndpoint, stream: Arc<Stream>, stop: CancellationToken) {
     let mut failures: u32 = 0;
     loop {
         let started = std::time::Instant::now();
@@ -183,7 +183,7 @@ pub(crate) async fn run(shared: Arc<Shared>, endpoint: DaprEndpoint, stream: Str
 async fn connect_once(
     shared: &Arc<Shared>,
     endpoint: &DaprEndpoint,
-    stream: &Stream,
+    stream: &Arc<Stream>,
     stop: &CancellationToken,
 ) -> Ended {
     let channel = match tonic::transport::Endpoint::from_shared(endpoint.address.clone()) {
@@ -273,16 +273,15 @@ async fn connect_once(
 /// Runs events through the pipeline in the background and queues their answers.
 fn handle(
     shared: &Arc<Shared>,
-    stream: &Stream,
+    stream: &Arc<Stream>,
     events: Vec<Arc<Envelope>>,
     answers: &mpsc::Sender<pb::SubscribeTopicEventsRequestAlpha1>,
     in_flight: &TaskTracker,
 ) {
-    let (shared, answers) = (shared.clone(), answers.clone());
-    let (pubsub, topic) = (stream.pubsub.clone(), stream.topic.clone());
+    let (shared, answers, stream) = (shared.clone(), answers.clone(), stream.clone());
     in_flight.spawn(async move {
         let ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
-        let outcomes = shared.deliver(&pubsub, &topic, "", events.into_iter().map(Ok).collect()).await;
+        let outcomes = shared.deliver(&stream.pubsub, &stream.topic, "", events.into_iter().map(Ok).collect()).await;
         for (id, outcome) in ids.into_iter().zip(outcomes) {
             if answers.send(processed(id.clone(), outcome)).await.is_err() {
                 tracing::warn!(event.id = %id, %outcome, "stream closed before the answer was sent; daprd will deliver again");
