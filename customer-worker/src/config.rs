@@ -21,6 +21,13 @@ pub const DEFAULT_CONFIG: &str = include_str!("../configs/config.yaml");
 /// The prefix of environment overrides.
 pub const ENV_PREFIX: &str = "CUSTOMER_WORKER__";
 
+/// Other names of a key, as `(alias, key)` paths: read from the file and
+/// from the environment alike (`CUSTOMER_WORKER__SERVER__GRPC_ADDR` sets
+/// `server.app_addr`, whatever the file calls it). Aliases are renamed to
+/// their key before anything else, so an override by either name replaces
+/// the file's value by either name; a file that sets both names is refused.
+pub const ALIASES: &[(&str, &str)] = &[("server.grpc_addr", "server.app_addr")];
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -52,7 +59,9 @@ pub struct ServerConfig {
     #[serde(default)]
     pub transport: Transport,
     /// The app channel's address, gRPC or HTTP (the sidecar's
-    /// `dapr.io/app-port`); not listened on with `streaming`.
+    /// `dapr.io/app-port`); not listened on with `streaming`. Also read as
+    /// `grpc_addr` (see [`ALIASES`]; the serde alias lets the file alone,
+    /// read for the line of an error, say it too).
     #[serde(alias = "grpc_addr")]
     pub app_addr: SocketAddr,
     /// With `streaming`: the sidecar's gRPC API, e.g. `http://127.0.0.1:50001`
@@ -254,10 +263,12 @@ impl Config {
     pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>, source: &str) -> anyhow::Result<Config> {
         let mut tree: serde_norway::Value =
             serde_norway::from_str(text).with_context(|| format!("{source}: invalid YAML"))?;
+        rename_aliases(&mut tree).with_context(|| format!("{source}: invalid configuration"))?;
         let mut overrides = Vec::new();
         for (key, value) in env {
             let Some(path) = key.strip_prefix(ENV_PREFIX) else { continue };
-            let path: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+            let path = canonical(&path.split("__").map(str::to_lowercase).collect::<Vec<_>>().join("."));
+            let path: Vec<String> = path.split('.').map(str::to_owned).collect();
             set_path(&mut tree, &path, &value).with_context(|| format!("environment variable {key}"))?;
             overrides.push((path.join("."), key));
         }
@@ -321,6 +332,28 @@ pub fn parse_cron(expression: &str) -> anyhow::Result<croner::Cron> {
     }
     croner::Cron::from_str(expression)
         .map_err(|e| anyhow::anyhow!("{expression:?} is not a valid cron expression: {e}"))
+}
+
+/// The key an alias stands for, or `path` itself.
+fn canonical(path: &str) -> String {
+    ALIASES.iter().find(|(alias, _)| *alias == path).map_or_else(|| path.to_owned(), |(_, key)| (*key).to_owned())
+}
+
+/// Renames every alias of [`ALIASES`] in a parsed file to its key.
+fn rename_aliases(tree: &mut serde_norway::Value) -> anyhow::Result<()> {
+    for (alias, key) in ALIASES {
+        let (section, alias_name) = alias.rsplit_once('.').unwrap_or(("", alias));
+        let (_, key_name) = key.rsplit_once('.').unwrap_or(("", key));
+        let node = section.split('.').filter(|p| !p.is_empty()).try_fold(&mut *tree, |node, part| node.get_mut(part));
+        let Some(serde_norway::Value::Mapping(map)) = node else { continue };
+        if let Some(value) = map.remove(alias_name) {
+            if map.contains_key(key_name) {
+                bail!("{alias} and {key} name the same setting: keep one");
+            }
+            map.insert(serde_norway::Value::String(key_name.to_owned()), value);
+        }
+    }
+    Ok(())
 }
 
 /// Sets `path` in a YAML tree to `value` (parsed as YAML, so numbers and booleans keep their type).

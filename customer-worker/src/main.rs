@@ -1,8 +1,10 @@
-//! `customer-worker --conf configs/config.yaml --mode all`
+//! `customer-worker --conf configs/config.yaml --mode all` (the Go worker's
+//! `-conf … -mode …` work too)
 //!
 //! Also: `replay <file>` (CloudEvents, one a line, through the consumers),
 //! `customer <id>` (a customer's figures), `run-job <segments|stats|cleanup>`.
 
+use std::ffi::OsString;
 use std::io::BufReader;
 use std::path::PathBuf;
 
@@ -89,9 +91,22 @@ fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     }
 }
 
+/// Go-style single-dash long flags (`-conf FILE -mode all`, as the Go
+/// worker's deployments pass them) read as `--conf FILE --mode all`; every
+/// other argument is left as it is.
+fn go_style_flags(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    args.into_iter()
+        .map(|arg| {
+            let Some(text) = arg.to_str() else { return arg };
+            let name = text.split_once('=').map_or(text, |(name, _)| name);
+            if matches!(name, "-conf" | "-mode") { OsString::from(format!("-{text}")) } else { arg }
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(go_style_flags(std::env::args_os()));
     if let Some(Command::Healthcheck { addr }) = cli.command {
         return healthcheck(addr);
     }
@@ -203,5 +218,30 @@ fn replay_progress(size: Option<u64>, quiet: bool) -> indicatif::ProgressBar {
     match indicatif::ProgressStyle::with_template(template) {
         Ok(style) => bar.with_style(style),
         Err(_) => bar,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(go_style_flags(args.iter().map(OsString::from))).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn go_style_and_gnu_style_flags_mean_the_same() {
+        for args in [
+            ["customer-worker", "-conf", "/app/configs/config.yaml", "-mode", "cron"].as_slice(),
+            &["customer-worker", "--conf", "/app/configs/config.yaml", "--mode", "cron"],
+            &["customer-worker", "-conf=/app/configs/config.yaml", "-mode=cron"],
+            &["customer-worker", "--conf=/app/configs/config.yaml", "--mode=cron"],
+        ] {
+            let cli = parse(args);
+            assert_eq!(cli.conf.as_deref(), Some(std::path::Path::new("/app/configs/config.yaml")), "{args:?}");
+            assert_eq!(cli.mode, Mode::Cron, "{args:?}");
+        }
+        let cli = parse(&["customer-worker", "-conf", "c.yaml", "customer", "c-ada"]);
+        assert!(matches!(cli.command, Some(Command::Customer { id }) if id == "c-ada"));
     }
 }

@@ -84,3 +84,47 @@ fn redaction() {
     assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
     assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
 }
+
+#[test]
+fn every_alias_works_from_the_file_and_from_the_environment() {
+    use customer_worker::config::ALIASES;
+    for (alias, key) in ALIASES {
+        let (_, alias_name) = alias.rsplit_once('.').unwrap();
+        let (_, key_name) = key.rsplit_once('.').unwrap();
+        let variable = |path: &str| format!("CUSTOMER_WORKER__{}", path.replace('.', "__").to_uppercase());
+        assert_eq!(*key, "server.app_addr", "this test reads the value back from server.app_addr");
+        let file_by_alias = DEFAULT_CONFIG
+            .replace(&format!("  {key_name}: \"0.0.0.0:5005\""), &format!("  {alias_name}: \"0.0.0.0:5005\""));
+        assert_ne!(file_by_alias, DEFAULT_CONFIG);
+        for (what, text, env) in [
+            ("the alias in the file", file_by_alias.as_str(), Vec::new()),
+            (
+                "the alias from the environment over the key in the file",
+                DEFAULT_CONFIG,
+                vec![(variable(alias), "127.0.0.1:7007")],
+            ),
+            (
+                "the key from the environment over the alias in the file",
+                &file_by_alias,
+                vec![(variable(key), "127.0.0.1:7007")],
+            ),
+            (
+                "the alias from the environment over the alias in the file",
+                &file_by_alias,
+                vec![(variable(alias), "127.0.0.1:7007")],
+            ),
+        ] {
+            let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k, v.to_owned())).collect();
+            let expected = if env.is_empty() { 5005 } else { 7007 };
+            let config = Config::parse(text, env, "test").unwrap_or_else(|e| panic!("{alias}, {what}: {e:#}"));
+            assert_eq!(config.server.app_addr.port(), expected, "{alias}, {what}");
+        }
+        // Both names in one file: refused, naming both.
+        let both = DEFAULT_CONFIG.replace(
+            &format!("  {key_name}: \"0.0.0.0:5005\""),
+            &format!("  {key_name}: \"0.0.0.0:5005\"\n  {alias_name}: \"0.0.0.0:6006\""),
+        );
+        let error = format!("{:#}", Config::parse(&both, Vec::new(), "test").unwrap_err());
+        assert!(error.contains(alias) && error.contains(key), "{error}");
+    }
+}

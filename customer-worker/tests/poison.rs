@@ -273,3 +273,63 @@ async fn run_mixes(db: &TestDb) {
     assert_eq!(w.store.count(Table::Inbox).await.unwrap(), good_events, "each good entry once ({})", db.label);
     assert_eq!(w.store.count(Table::Orders).await.unwrap(), good_events, "no order row from a bad entry");
 }
+
+/// Two copies of one refused event in one batch (as a redelivery after a
+/// crash lands beside the original) are both answered `DROP`, for each rule
+/// that refuses an order event; on the bulk path and through group commit.
+/// (The fourth rule, totals within 64 bits, cannot be reached through the
+/// contract, which caps an amount at `MAX_AMOUNT_MINOR`.)
+#[tokio::test]
+async fn every_copy_of_a_refused_event_in_one_batch_is_dropped() {
+    let at = "2026-11-20T10:00:00Z";
+    let usd = |order: &str, customer: &str| {
+        CloudEvent::json(&json!({"order_id": order, "customer_id": customer, "total_amount": "5.00",
+            "currency": "USD", "completed_at": at}))
+    };
+    /// A topic and an event for it.
+    type Published = (&'static str, CloudEvent);
+    // (rule, what is stored first, the refused event)
+    let rules: [(&str, Published, Published); 3] = [
+        (
+            "one owner per order",
+            ("order.completed", completed("o-owned", "c-a", "20.00", at)),
+            ("order.completed", completed("o-owned", "c-b", "20.00", at)),
+        ),
+        (
+            "one currency per customer",
+            ("order.completed", completed("o-eur", "c-eur", "20.00", at)),
+            ("order.completed", usd("o-usd", "c-eur")),
+        ),
+        (
+            "refunds within the order",
+            ("order.completed", completed("o-small", "c-r", "109.85", at)),
+            ("order.returned", common::returned("o-small", "c-r", "114.08", at)),
+        ),
+    ];
+    for db in databases().await {
+        let w = worker(&db).await;
+        let s = &w.sidecar;
+        for (n, (rule, stored, (topic, refused))) in rules.iter().enumerate() {
+            let (stored_topic, stored) = stored;
+            assert_eq!(s.publish(stored_topic, stored.clone()).await.unwrap().settlement, Settlement::Acked, "{rule}");
+            let before = w.store.count(Table::Inbox).await.unwrap();
+            // Bulk: both copies, and a valid neighbour, in one request.
+            let copy = refused.clone().id(format!("refused-bulk-{n}"));
+            let fine = format!("o-fine-{n}");
+            let neighbour = match *topic {
+                "order.returned" => common::returned(&fine, "c-fine", "1.00", at),
+                _ => completed(&fine, "c-fine", "1.00", at),
+            };
+            let answers = s.publish_bulk(topic, vec![copy.clone(), neighbour, copy]).await.unwrap();
+            let settlements: Vec<_> = answers.iter().map(|d| d.settlement.clone()).collect();
+            assert_eq!(settlements, [dropped(topic), Settlement::Acked, dropped(topic)], "{rule}, bulk ({})", db.label);
+            // Group commit: both copies as single events at once.
+            let copy = refused.clone().id(format!("refused-single-{n}"));
+            let (first, second) = tokio::join!(s.publish(topic, copy.clone()), s.publish(topic, copy));
+            for delivery in [first.unwrap(), second.unwrap()] {
+                assert_eq!(delivery.settlement, dropped(topic), "{rule}, single ({})", db.label);
+            }
+            assert_eq!(w.store.count(Table::Inbox).await.unwrap(), before + 1, "{rule}: only the neighbour's claim");
+        }
+    }
+}

@@ -10,14 +10,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::daprd::{dead_letter_ids, sidecar, until_settled};
+use common::daprd::{dead_letter_ids, sidecar_with_short_retries, until_settled};
 use common::{Order, builder, start};
 use eventbus::testing::daprd;
 use eventbus::testing::{CloudEvent, Settlement};
 use eventbus::{Event, HandlerError, Subscription, handler};
 use serde_json::json;
 
-/// daprd's retries in `deploy/dapr/local/resiliency.yaml`: 10, so 11 attempts.
+/// daprd's retries in `tests/resources/short-retries/resiliency.yaml`: 10, so 11 attempts.
 const ATTEMPTS: u32 = 11;
 
 /// How each scenario's handler answers, by topic.
@@ -90,7 +90,7 @@ async fn the_status_table_settles_the_same_under_daprd_and_the_test_sidecar() {
     }
 
     // daprd, from Redis.
-    let (redis, daprd) = sidecar("fidelity", app.address.port(), |b| b).await;
+    let (redis, daprd) = sidecar_with_short_retries("fidelity", app.address.port(), |b| b).await;
     daprd.wait_for_subscriptions(SCENARIOS.len()).await.unwrap();
     for &topic in SCENARIOS {
         let cloud_event = json!({

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::http::StatusCode;
 use axum::routing::post;
 use common::builder;
-use common::daprd::{Seen, by_kind, dead_letter_ids, order_event, sidecar, until_settled};
+use common::daprd::{Seen, by_kind, dead_letter_ids, order_event, sidecar_with_short_retries, until_settled};
 use eventbus::testing::daprd::{self, eventually};
 use eventbus::{Event, Outcome, Subscription, batch, handler};
 use serde_json::json;
@@ -73,7 +73,8 @@ async fn daprd_delivers_over_http_with_the_same_answers() {
             })
             .await
     });
-    let (redis, daprd) = sidecar("http-app", port, |b| b.app_protocol("http")).await;
+    // Short retries: the 500 route is watched until daprd gives up on it.
+    let (redis, daprd) = sidecar_with_short_retries("http-app", port, |b| b.app_protocol("http")).await;
     daprd.wait_for_subscriptions(4).await.unwrap();
 
     for (id, kind) in [("h-1", "ok"), ("h-2", "flaky"), ("h-3", "poison")] {

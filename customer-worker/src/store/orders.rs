@@ -8,6 +8,7 @@
 //! sorted), so concurrent batches, from this replica or another, never wait
 //! on each other in a cycle.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use eventbus::{HandlerError, isolate};
@@ -254,13 +255,30 @@ pub(super) async fn write_batch(
         for (consumer, event_id) in &claims {
             claim = claim.bind(*consumer).bind(*event_id).bind(now);
         }
-        let mut claimed: HashSet<(String, String)> = claim.fetch_all(&mut **tx).await?.into_iter().collect();
-        // `remove`: a second copy of an event in the batch is a duplicate too.
-        let fresh: Vec<bool> =
-            items.iter().map(|item| claimed.remove(&(item.consumer.to_owned(), item.event_id.clone()))).collect();
-        if !fresh.contains(&true) {
+        let claimed: HashSet<(String, String)> = claim.fetch_all(&mut **tx).await?.into_iter().collect();
+        if claimed.is_empty() {
             return Ok(vec![Ok(Applied::Duplicate); items.len()]);
         }
+        // Each claimed event is judged at its first copy in the batch; a
+        // later copy (a redelivery after a crash lands beside the original)
+        // gets that copy's answer, so a refusal is never answered SUCCESS.
+        let mut first_copy: HashMap<(&str, &str), usize> = HashMap::new();
+        let copy_of: Vec<Option<usize>> = items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| match first_copy.entry((item.consumer, item.event_id.as_str())) {
+                Entry::Occupied(first) => Some(*first.get()),
+                Entry::Vacant(slot) => {
+                    slot.insert(index);
+                    None
+                }
+            })
+            .collect();
+        let fresh: Vec<bool> = items
+            .iter()
+            .zip(&copy_of)
+            .map(|(item, copy)| copy.is_none() && claimed.contains(&(item.consumer.to_owned(), item.event_id.clone())))
+            .collect();
 
         // 2. Create and lock the customers and read their figures.
         let customers: Vec<&str> = {
@@ -298,8 +316,13 @@ pub(super) async fn write_batch(
         let mut changed: BTreeMap<&str, &OrderItem> = BTreeMap::new();
         let mut deltas: BTreeMap<&str, (String, Delta)> = BTreeMap::new();
         let mut refused = Vec::new();
-        let mut results = Vec::with_capacity(items.len());
-        for (item, fresh) in items.iter().zip(fresh) {
+        let mut results: Vec<Result<Applied, String>> = Vec::with_capacity(items.len());
+        for ((item, fresh), copy) in items.iter().zip(fresh).zip(&copy_of) {
+            if let Some(first) = *copy {
+                let answer = results[first].clone().map(|_| Applied::Duplicate);
+                results.push(answer);
+                continue;
+            }
             if !fresh {
                 results.push(Ok(Applied::Duplicate));
                 continue;

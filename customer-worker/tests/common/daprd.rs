@@ -28,6 +28,7 @@ pub(crate) async fn postgres_and_daprd() -> Option<TestDb> {
 
 /// How to start the `customer-worker` binary (the same on every restart).
 struct Launch {
+    args: Vec<String>,
     grpc_port: u16,
     admin_port: u16,
     database_url: String,
@@ -40,11 +41,10 @@ impl Launch {
     async fn spawn(&self) -> Child {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_customer-worker"))
-            .args(["--mode", "events"])
+            .args(&self.args)
             .env("CUSTOMER_WORKER__DATA__DATABASE__URL", &self.database_url)
             .env("CUSTOMER_WORKER__SERVER__APP_ADDR", format!("127.0.0.1:{}", self.grpc_port))
             .env("CUSTOMER_WORKER__SERVER__ADMIN_ADDR", format!("127.0.0.1:{}", self.admin_port))
-            .env("CUSTOMER_WORKER__SERVER__DRAIN_TIMEOUT_SECS", "5")
             .env("RUST_LOG", "info")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -69,13 +69,28 @@ pub(crate) struct WorkerProcess {
 }
 
 impl WorkerProcess {
+    /// The built-in configuration, `--mode events`, a drain of 5 s.
     pub(crate) async fn start(db: &TestDb, env: &[(&str, &str)]) -> WorkerProcess {
+        let env: Vec<(&str, &str)> =
+            [("CUSTOMER_WORKER__SERVER__DRAIN_TIMEOUT_SECS", "5")].into_iter().chain(env.iter().copied()).collect();
+        WorkerProcess::start_with(db, &["--mode", "events"], &env).await
+    }
+
+    /// With these command-line arguments; the database and the two ports
+    /// come from the environment, as the chart sets the database URL.
+    pub(crate) async fn start_with(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> WorkerProcess {
         let (grpc_port, admin_port) = (free_port().unwrap(), free_port().unwrap());
         let log = std::env::temp_dir().join(format!("customer-worker-{grpc_port}.log"));
         std::fs::File::create(&log).unwrap(); // a fresh log; restarts append to it
         let extra_env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let launch = Launch { grpc_port, admin_port, database_url: db.url.clone(), log, extra_env };
+        let args = args.iter().map(|a| (*a).to_owned()).collect();
+        let launch = Launch { args, grpc_port, admin_port, database_url: db.url.clone(), log, extra_env };
         WorkerProcess { child: launch.spawn().await, launch, grpc_port }
+    }
+
+    /// SIGKILL (a crash, an OOM kill): nothing drains.
+    pub(crate) async fn kill(&mut self) {
+        self.child.kill().await.unwrap();
     }
 
     /// SIGTERM; returns the exit status.

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub(crate) mod daprd;
+pub(crate) mod shipped;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

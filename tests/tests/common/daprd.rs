@@ -8,16 +8,43 @@ pub(crate) const RESOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../depl
 /// Test-only resources (the cron binding).
 pub(crate) const TEST_RESOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/resources");
 
-/// daprd for `app_id` in front of the app on `app_port`, on a Redis of its own.
+/// daprd for `app_id` in front of the app on `app_port`, on a Redis of its
+/// own, with the shipped local resources as they are.
 pub(crate) async fn sidecar(
     app_id: &str,
     app_port: u16,
     configure: impl FnOnce(DaprdBuilder) -> DaprdBuilder,
 ) -> (Redis, Daprd) {
+    start_sidecar(app_id, app_port, &[RESOURCES.into()], configure).await
+}
+
+/// A retry budget of 2 s (200 ms x 10), for the tests that watch daprd run
+/// out of retries and dead-letter: what daprd does at the end of a policy,
+/// which the shipped policy (minutes) would make a test wait for.
+pub(crate) const SHORT_RETRIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/resources/short-retries/resiliency.yaml");
+
+/// [`sidecar`] with the shipped local component and configuration, and
+/// [`SHORT_RETRIES`] in place of the shipped retry policy.
+pub(crate) async fn sidecar_with_short_retries(
+    app_id: &str,
+    app_port: u16,
+    configure: impl FnOnce(DaprdBuilder) -> DaprdBuilder,
+) -> (Redis, Daprd) {
+    let resources =
+        [format!("{RESOURCES}/pubsub-redis.yaml"), format!("{RESOURCES}/config.yaml"), SHORT_RETRIES.into()];
+    start_sidecar(app_id, app_port, &resources, configure).await
+}
+
+async fn start_sidecar(
+    app_id: &str,
+    app_port: u16,
+    resources: &[String],
+    configure: impl FnOnce(DaprdBuilder) -> DaprdBuilder,
+) -> (Redis, Daprd) {
     let redis = Redis::start().await.unwrap();
-    let builder = Daprd::builder(app_id)
-        .app_port(app_port)
-        .resources(RESOURCES)
+    let builder = resources
+        .iter()
+        .fold(Daprd::builder(app_id).app_port(app_port), |builder, path| builder.resources(path))
         .replace_in_resources("localhost:6379", redis.address());
     let daprd = configure(builder).start().await.unwrap();
     (redis, daprd)
