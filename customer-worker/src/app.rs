@@ -133,11 +133,7 @@ pub async fn start(config: Config, mode: Mode, metrics: Option<PrometheusHandle>
         let stopped = async move { signal.cancelled().await };
         let transport = config.server.transport;
         if transport == Transport::Streaming {
-            let endpoint = eventbus::server::DaprEndpoint::from_env();
-            let endpoint = match &config.server.dapr_grpc_endpoint {
-                Some(address) => endpoint.with_address(address.clone()),
-                None => endpoint,
-            };
+            let endpoint = dapr_endpoint(&config);
             tracing::info!(endpoint = endpoint.address(), "events by streaming subscriptions");
             tasks.spawn(async move {
                 server.serve_streaming(endpoint, stopped).await.context("streaming subscriptions failed")
@@ -171,4 +167,14 @@ pub async fn start(config: Config, mode: Mode, metrics: Option<PrometheusHandle>
     tasks.spawn(async move { admin::serve(listener, router, signal).await.context("admin HTTP server failed") });
 
     Ok(Running { app_addr, admin_addr, scheduler: mode.runs_cron(), shutdown, tasks })
+}
+
+/// The sidecar's gRPC API: `server.dapr_grpc_endpoint`, else where the Dapr
+/// SDKs look (`DAPR_GRPC_ENDPOINT`, `DAPR_GRPC_PORT`), with `DAPR_API_TOKEN`.
+pub fn dapr_endpoint(config: &Config) -> eventbus::server::DaprEndpoint {
+    let endpoint = eventbus::server::DaprEndpoint::from_env();
+    match &config.server.dapr_grpc_endpoint {
+        Some(address) => endpoint.with_address(address.clone()),
+        None => endpoint,
+    }
 }

@@ -218,7 +218,8 @@ mod defaults {
         25
     }
     pub(super) fn handler_timeout_secs() -> u64 {
-        30
+        // Below the shipped resiliency timeout (15 s): the worker answers first.
+        10
     }
     pub(super) fn concurrency_per_topic() -> usize {
         256

@@ -9,6 +9,7 @@ pub mod consumers;
 pub mod contracts;
 pub mod jobs;
 pub mod orders;
+pub mod redrive;
 pub mod replay;
 pub mod store;
 pub mod telemetry;

@@ -57,6 +57,30 @@ enum Command {
         #[arg(long)]
         fail_on_drop: bool,
     },
+    /// Lists the dead letters of the worker's topics through the sidecar,
+    /// and with `--apply` publishes the chosen ones again to their topic
+    /// (same event id: the worker applies each once, so a re-drive is safe
+    /// to repeat). Without `--apply` nothing changes.
+    Redrive {
+        /// A topic whose `<topic>.dlq` is read (repeat it; default: all five).
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// Only this event id (repeat it; default: any).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// Only events published at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only events published before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Re-drive the chosen events (default: list them only).
+        #[arg(long)]
+        apply: bool,
+        /// Seconds without a new dead letter after which a topic is done.
+        #[arg(long, default_value_t = 5)]
+        idle_secs: u64,
+    },
     /// Prints a customer's figures.
     Customer {
         /// The customer id.
@@ -176,6 +200,24 @@ async fn main() -> anyhow::Result<()> {
             let not_applied = summary.retry + summary.unreadable + if fail_on_drop { summary.drop } else { 0 };
             if not_applied > 0 {
                 anyhow::bail!("{not_applied} events were not applied (see the lines above, or --failed-out)");
+            }
+            Ok(())
+        }
+        Some(Command::Redrive { topics, ids, since, until, apply, idle_secs }) => {
+            customer_worker::telemetry::init(&config, "warn")?;
+            let idle = std::time::Duration::from_secs(idle_secs);
+            let options = customer_worker::redrive::Options { topics, ids, since, until, apply, idle };
+            let summary = customer_worker::redrive::run(&config, &options, &mut std::io::stdout().lock()).await?;
+            let verb = if apply { "re-driven" } else { "would be re-driven (dry run: add --apply)" };
+            println!(
+                "\n{} dead letters: {} chosen, {} {verb}, {} failed",
+                summary.seen,
+                summary.chosen,
+                if apply { summary.redriven } else { summary.chosen },
+                summary.failed
+            );
+            if summary.failed > 0 {
+                anyhow::bail!("{} dead letters could not be re-driven (see the lines above)", summary.failed);
             }
             Ok(())
         }

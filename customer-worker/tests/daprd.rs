@@ -235,3 +235,86 @@ async fn sigterm_under_a_steady_stream_then_a_restart_applies_every_event_once()
     }
     eprintln!("applied before the restart: {applied_before_restart} of {EVENTS}");
 }
+
+/// Valid events dead-lettered by an outage longer than daprd's retries (a
+/// retry budget of 2 s here, `tests/resources/short-retries`, so the test
+/// need not outlast the shipped minutes) come back with `redrive`: listed by
+/// a dry run that changes nothing, re-driven by `--apply` (only those
+/// chosen), applied once, and a second re-drive of one of them changes
+/// nothing. A poison event stays on the dead-letter topic.
+#[tokio::test]
+async fn dead_letters_are_listed_then_redriven_once_and_poison_stays() {
+    use customer_worker::redrive::{Options, Summary, run};
+    use std::time::Duration;
+    let Some(db) = postgres_and_daprd().await else { return };
+    let worker = WorkerProcess::start(&db, &[]).await;
+    let resources = common::daprd::RESOURCES;
+    let short_retries = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/resources/short-retries/resiliency.yaml");
+    let (redis, daprd) = common::daprd::sidecar_with(&worker, |b| {
+        b.resources(format!("{resources}/pubsub-redis.yaml"))
+            .resources(format!("{resources}/config.yaml"))
+            .resources(short_retries)
+    })
+    .await;
+    let store = store(&db).await;
+
+    // One poison event (no login time) and five valid logins while the database is gone.
+    let poison = cloud_event("poison", "auth.login", json!({"customer_id": "c-9"}));
+    daprd.publish_cloud_event(PUBSUB, "auth.login", &poison).await.unwrap();
+    set_database_reachable(&db, false).await;
+    let valid: Vec<_> = (0..5)
+        .map(|i| cloud_event(&format!("v-{i}"), "auth.login", login(&format!("c-{i}"), "2026-11-24T08:00:00Z")))
+        .collect();
+    for event in &valid {
+        daprd.publish_cloud_event(PUBSUB, "auth.login", event).await.unwrap();
+    }
+    redis.wait_for_stream("auth.login.dlq", 6).await.unwrap();
+    set_database_reachable(&db, true).await;
+
+    let mut config = common::config(&db);
+    config.server.dapr_grpc_endpoint = Some(daprd.grpc_endpoint());
+    // Long enough for the events a run left in flight to come back (the
+    // local component's processingTimeout, 5 s, and redeliverInterval, 1 s).
+    let idle = Duration::from_secs(8);
+    let topics = vec!["auth.login".to_owned()];
+    let valid_ids: Vec<String> = (0..5).map(|i| format!("v-{i}")).collect();
+
+    // The dry run lists all six, chooses the five, changes nothing.
+    let mut out = Vec::new();
+    let options = Options { topics: topics.clone(), ids: valid_ids.clone(), idle, ..Options::default() };
+    let summary = run(&config, &options, &mut out).await.unwrap();
+    let listing = String::from_utf8(out).unwrap();
+    assert_eq!(summary, Summary { seen: 6, chosen: 5, redriven: 0, failed: 0 }, "{listing}");
+    assert_eq!(listing.matches("WOULD-REDRIVE").count(), 5, "{listing}");
+    assert!(listing.lines().any(|l| l.starts_with("KEPT") && l.contains(" poison ")), "{listing}");
+    assert_eq!(store.count(Table::Inbox).await.unwrap(), 0, "a dry run re-drives nothing");
+
+    // --apply: the five go back and are applied once; the poison stays.
+    let mut out = Vec::new();
+    let summary = run(&config, &Options { apply: true, ..options.clone() }, &mut out).await.unwrap();
+    let listing = String::from_utf8(out).unwrap();
+    assert_eq!(summary, Summary { seen: 6, chosen: 5, redriven: 5, failed: 0 }, "{listing}\n{}", daprd.log());
+    eventually("the five logins applied", || async { (store.count(Table::Inbox).await.ok()? == 5).then_some(()) })
+        .await;
+    until_settled(&redis, "auth.login").await;
+
+    // A second copy of a re-driven event on the dead-letter topic: re-driven
+    // again, applied no second time.
+    daprd.publish_cloud_event(PUBSUB, "auth.login.dlq", &valid[0]).await.unwrap();
+    let mut out = Vec::new();
+    let all = Options { topics, apply: true, idle, ..Options::default() };
+    let summary = run(&config, &Options { ids: vec!["v-0".into()], ..all.clone() }, &mut out).await.unwrap();
+    let listing = String::from_utf8(out).unwrap();
+    assert_eq!(summary, Summary { seen: 2, chosen: 1, redriven: 1, failed: 0 }, "{listing}");
+    eventually("the second copy answered", || async {
+        (worker.events_total(&["topic=\"auth.login\"", "outcome=\"success\""]).await >= 6).then_some(())
+    })
+    .await;
+    until_settled(&redis, "auth.login").await;
+    assert_eq!(store.count(Table::Inbox).await.unwrap(), 5, "re-driven twice, applied once");
+
+    // What is left: the poison event only.
+    let mut out = Vec::new();
+    let summary = run(&config, &Options { apply: false, ..all }, &mut out).await.unwrap();
+    assert_eq!(summary, Summary { seen: 1, chosen: 1, redriven: 0, failed: 0 }, "{}", String::from_utf8(out).unwrap());
+}

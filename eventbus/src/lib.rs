@@ -78,6 +78,8 @@
 //! - [`middleware`]: the tower layers every event runs through once, single
 //!   or in a batch; add your own with [`ServerBuilder::layer`].
 //! - [`publisher`]: publish events through the sidecar, or in memory in tests.
+//! - [`redrive`]: dead letters back to their topic, chosen by id, time or
+//!   anything else of the event, with a dry run that lists them first.
 //! - `testing` (feature `testing`): a sidecar for tests that drives your app
 //!   over real gRPC the way daprd does, and `testing::daprd`, which runs the
 //!   real daprd and a Redis next to your app.
@@ -103,6 +105,7 @@ mod isolate;
 pub mod middleware;
 pub mod outcome;
 pub mod publisher;
+pub mod redrive;
 mod registry;
 pub mod server;
 pub mod subscription;

@@ -121,17 +121,24 @@ impl WorkerProcess {
     }
 }
 
-/// daprd in front of the worker, on a Redis of its own.
+/// daprd in front of the worker, on a Redis of its own, with the shipped
+/// local resources.
 pub(crate) async fn sidecar(
     worker: &WorkerProcess,
     configure: impl FnOnce(DaprdBuilder) -> DaprdBuilder,
 ) -> (Redis, Daprd) {
+    sidecar_with(worker, |b| configure(b.resources(RESOURCES))).await
+}
+
+/// daprd in front of the worker, on a Redis of its own, with the resources
+/// `configure` gives it.
+pub(crate) async fn sidecar_with(
+    worker: &WorkerProcess,
+    configure: impl FnOnce(DaprdBuilder) -> DaprdBuilder,
+) -> (Redis, Daprd) {
     let redis = Redis::start().await.unwrap();
-    let builder = Daprd::builder(APP_ID)
-        .app_port(worker.grpc_port)
-        .resources(RESOURCES)
-        .replace_in_resources("localhost:6379", redis.address());
-    let daprd = configure(builder).start().await.unwrap();
+    let builder = Daprd::builder(APP_ID).app_port(worker.grpc_port);
+    let daprd = configure(builder).replace_in_resources("localhost:6379", redis.address()).start().await.unwrap();
     daprd.wait_for_subscriptions(5).await.unwrap();
     (redis, daprd)
 }

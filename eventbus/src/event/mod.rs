@@ -146,7 +146,7 @@ impl Extensions {
     }
 }
 
-fn value_to_json(value: &prost_types::Value) -> serde_json::Value {
+pub(crate) fn value_to_json(value: &prost_types::Value) -> serde_json::Value {
     use serde_json::Value as J;
     match &value.kind {
         None | Some(Kind::NullValue(_)) => J::Null,

@@ -63,6 +63,57 @@ impl Envelope {
     }
 }
 
+impl Envelope {
+    /// The structured-mode CloudEvent of this envelope: the inverse of
+    /// [`Envelope::from_structured`]. `data` as JSON when the content type
+    /// is JSON and the payload parses, as text for other text types, else
+    /// `data_base64`; every extension attribute (`time`, `traceparent`,
+    /// `topic`, custom ones) as it came.
+    ///
+    /// ```
+    /// use eventbus::Envelope;
+    ///
+    /// let event = serde_json::json!({
+    ///     "specversion": "1.0", "id": "e-1", "type": "order.completed", "source": "shop",
+    ///     "datacontenttype": "application/json", "data": {"order_id": "o-1"}, "tenant": "eu",
+    /// });
+    /// let serde_json::Value::Object(map) = event.clone() else { unreachable!() };
+    /// let envelope = Envelope::from_structured(map).unwrap();
+    /// assert_eq!(serde_json::Value::Object(envelope.to_structured()), event);
+    /// ```
+    pub fn to_structured(&self) -> Map<String, Value> {
+        use base64::Engine;
+        let mut event: Map<String, Value> =
+            self.extensions.0.fields.iter().map(|(key, value)| (key.clone(), super::value_to_json(value))).collect();
+        for (key, value) in [
+            ("specversion", &self.spec_version),
+            ("id", &self.id),
+            ("source", &self.source),
+            ("type", &self.event_type),
+            ("datacontenttype", &self.data_content_type),
+        ] {
+            if !value.is_empty() {
+                event.insert(key.to_owned(), Value::String(value.clone()));
+            }
+        }
+        let json = self.data_content_type.contains("json");
+        let text = self.data_content_type.starts_with("text/");
+        match (serde_json::from_slice::<Value>(&self.data), std::str::from_utf8(&self.data)) {
+            _ if self.data.is_empty() => {}
+            (Ok(data), _) if json => {
+                event.insert("data".to_owned(), data);
+            }
+            (_, Ok(data)) if text => {
+                event.insert("data".to_owned(), Value::String(data.to_owned()));
+            }
+            _ => {
+                event.insert("data_base64".to_owned(), Value::String(BASE64.encode(&self.data)));
+            }
+        }
+        event
+    }
+}
+
 /// Removes `key` from a JSON object, when its value is a string.
 pub(crate) fn take_string(map: &mut Map<String, Value>, key: &str) -> Option<String> {
     match map.remove(key)? {
@@ -112,5 +163,27 @@ mod tests {
         let traced =
             object(json!({"id": "e", "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}));
         assert!(Envelope::from_structured(traced).unwrap().traceparent().is_some());
+    }
+
+    #[test]
+    fn every_kind_of_payload_survives_the_round_trip() {
+        for event in [
+            json!({"specversion": "1.0", "id": "e", "datacontenttype": "text/plain", "data": "hello"}),
+            json!({"specversion": "1.0", "id": "e", "datacontenttype": "application/octet-stream", "data_base64": "AAEC"}),
+            json!({"specversion": "1.0", "id": "e", "datacontenttype": "application/json", "data": [1, "two"],
+                   "time": "2026-11-20T10:00:00Z", "topic": "orders", "pubsubname": "pubsub"}),
+            json!({"specversion": "1.0", "id": "e", "source": "s", "type": "t"}),
+        ] {
+            let envelope = Envelope::from_structured(object(event.clone())).unwrap();
+            // `topic` and `pubsubname` become fields; written back, they are extensions.
+            let mut back = envelope.to_structured();
+            back.extend(
+                [("topic", &envelope.topic), ("pubsubname", &envelope.pubsub)]
+                    .into_iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k.to_owned(), Value::String(v.clone()))),
+            );
+            assert_eq!(Value::Object(back), event);
+        }
     }
 }

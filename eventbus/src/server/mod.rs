@@ -34,7 +34,7 @@ mod error;
 #[cfg(feature = "http")]
 mod http;
 mod invocation;
-mod streaming;
+pub(crate) mod streaming;
 mod token;
 
 use callback::{Callback, Shared};

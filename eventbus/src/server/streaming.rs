@@ -290,7 +290,8 @@ fn handle(
     });
 }
 
-fn processed(id: String, outcome: Outcome) -> pb::SubscribeTopicEventsRequestAlpha1 {
+/// The answer for event `id` on a stream.
+pub(crate) fn processed(id: String, outcome: Outcome) -> pb::SubscribeTopicEventsRequestAlpha1 {
     let status = Some(pb::TopicEventResponse { status: outcome.to_status() as i32 });
     pb::SubscribeTopicEventsRequestAlpha1 {
         subscribe_topic_events_request_type: Some(Outbound::EventProcessed(
