@@ -37,7 +37,7 @@ impl Options {
     /// Whether `dead_letter` is chosen. An event without a `time` is chosen
     /// only when no time bound is given.
     pub fn chooses(&self, dead_letter: &DeadLetter) -> bool {
-        let id = self.ids.is_empty() || self.ids.iter().any(|id| *id == dead_letter.id);
+        let id = self.ids.is_empty() || self.ids.contains(&dead_letter.id);
         let time = match (dead_letter.time, self.since, self.until) {
             (_, None, None) => true,
             (None, _, _) => false,
