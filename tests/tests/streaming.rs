@@ -173,3 +173,40 @@ async fn a_batch_consumer_gets_the_events_of_a_stream_in_batches() {
     assert_eq!(*sizes.lock().unwrap(), [4, 4], "eight events, batches of four");
     app.shut_down().await;
 }
+
+/// An id delivered again while its first delivery is being handled (daprd
+/// does this when the broker redelivers, and matches answers by id): the
+/// handler runs once, and the one answer serves the later delivery, which is
+/// the one daprd waits for.
+#[tokio::test]
+async fn an_id_delivered_again_while_in_flight_is_handled_and_answered_once() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(Notify::new());
+    let (counted, gate) = (calls.clone(), release.clone());
+    let app = StreamingApp::start(
+        builder().consumer(handler(Subscription::new("orders"), move |event: Event<Order>| {
+            let (calls, release) = (counted.clone(), gate.clone());
+            async move {
+                if event.id() == "twice" {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    release.notified().await;
+                }
+            }
+        })),
+        1,
+    )
+    .await;
+    let twice = CloudEvent::json(&order("o-1")).id("twice");
+    let first = app.stub.send_stream("pubsub", "orders", &twice).unwrap();
+    let second = app.stub.send_stream("pubsub", "orders", &twice).unwrap();
+    // Streams are read in order: once this later event is answered, the app
+    // has read the second copy.
+    let marker = app.stub.send_stream("pubsub", "orders", &CloudEvent::json(&order("o-2")).id("marker")).unwrap();
+    assert_eq!(marker.await.unwrap(), Outcome::Success);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the second copy did not start a second handler call");
+    release.notify_one();
+    assert_eq!(second.await.unwrap(), Outcome::Success, "the one answer serves the copy daprd waits for");
+    assert!(first.await.is_err(), "the first copy's waiter was replaced, as in daprd");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    app.shut_down().await;
+}

@@ -224,6 +224,7 @@ async fn connect_once(
     tracing::info!(subscription = %stream.name(), "stream subscription open");
 
     let in_flight = TaskTracker::new();
+    let handling = InFlightIds::default();
     let mut pending: Vec<Arc<Envelope>> = Vec::new();
     let flush_at = tokio::time::sleep(Duration::MAX);
     tokio::pin!(flush_at);
@@ -232,18 +233,28 @@ async fn connect_once(
             biased;
             () = stop.cancelled() => break Ended::Shutdown,
             () = &mut flush_at, if !pending.is_empty() => {
-                handle(shared, stream, std::mem::take(&mut pending), &answers, &in_flight);
+                handle(shared, stream, std::mem::take(&mut pending), &answers, &in_flight, &handling);
             }
             message = inbound.message() => match message {
                 Ok(Some(pb::SubscribeTopicEventsResponseAlpha1 {
                     subscribe_topic_events_response_type: Some(Inbound::EventMessage(event)),
                 })) => {
+                    if !handling.admit(&event.id) {
+                        // daprd matches answers by id: the one answer of the
+                        // copy in flight serves this one too (see InFlightIds).
+                        tracing::warn!(
+                            event.id = %event.id, subscription = %stream.name(),
+                            "event delivered again while in flight on this stream; it is handled and answered once"
+                        );
+                        metrics::counter!("eventbus_stream_repeated_ids_total", "pubsub" => stream.pubsub.clone(), "topic" => stream.topic.clone()).increment(1);
+                        continue;
+                    }
                     if pending.is_empty() && stream.batch > 1 {
                         flush_at.as_mut().reset(tokio::time::Instant::now() + stream.max_await);
                     }
                     pending.push(Arc::new(Envelope::from(event)));
                     if pending.len() >= stream.batch {
-                        handle(shared, stream, std::mem::take(&mut pending), &answers, &in_flight);
+                        handle(shared, stream, std::mem::take(&mut pending), &answers, &in_flight, &handling);
                     }
                 }
                 Ok(Some(_)) => {} // the initial response
@@ -270,6 +281,37 @@ async fn connect_once(
     ended
 }
 
+/// The event ids read from one stream and not answered yet.
+///
+/// daprd waits for each streamed event's answer under its id, one waiter per
+/// id and stream (`publishResponses[id][connectionID]` in
+/// `pkg/runtime/pubsub/streamer/conn.go`, v1.18.3). A second delivery of an
+/// id still in flight (a broker redelivery, a producer that published twice)
+/// replaces the first's waiter: the first can no longer be answered and
+/// holds its delivery slot until daprd's resiliency timeout ends it (then
+/// daprd retries it), and one answer is all the second needs. So a repeated
+/// id is not handled again: the answer of the copy in flight is sent once
+/// and serves it. (A second answer would only be logged by daprd, `no client
+/// stream expecting publish response`.) Events without an id are never
+/// coalesced: each gets its own answer from the pipeline.
+#[derive(Clone, Default)]
+struct InFlightIds(Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+impl InFlightIds {
+    /// Whether `id` is to be handled: false when a copy is already in flight.
+    fn admit(&self, id: &str) -> bool {
+        id.is_empty() || self.lock().insert(id.to_owned())
+    }
+
+    fn answered(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// Runs events through the pipeline in the background and queues their answers.
 fn handle(
     shared: &Arc<Shared>,
@@ -277,8 +319,9 @@ fn handle(
     events: Vec<Arc<Envelope>>,
     answers: &mpsc::Sender<pb::SubscribeTopicEventsRequestAlpha1>,
     in_flight: &TaskTracker,
+    handling: &InFlightIds,
 ) {
-    let (shared, answers, stream) = (shared.clone(), answers.clone(), stream.clone());
+    let (shared, answers, stream, handling) = (shared.clone(), answers.clone(), stream.clone(), handling.clone());
     in_flight.spawn(async move {
         let ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
         let outcomes = shared.deliver(&stream.pubsub, &stream.topic, "", events.into_iter().map(Ok).collect()).await;
@@ -286,6 +329,7 @@ fn handle(
             if answers.send(processed(id.clone(), outcome)).await.is_err() {
                 tracing::warn!(event.id = %id, %outcome, "stream closed before the answer was sent; daprd will deliver again");
             }
+            handling.answered(&id);
         }
     });
 }

@@ -148,6 +148,18 @@ impl DaprApiStub {
         delivery
     }
 
+    /// Sends `event` once down the stream subscribed to `pubsub`/`topic`
+    /// and returns at once; the receiver gets the app's answer (an error
+    /// when the stream ends first, or when another send of the same id takes
+    /// the answer). Nothing is settled or retried: this is for tests of what
+    /// the app does with what daprd streams, such as an id delivered again
+    /// while its first delivery waits (daprd matches answers by id, and the
+    /// later delivery takes the answer, as here). `None` when no stream is
+    /// open for the topic.
+    pub fn send_stream(&self, pubsub: &str, topic: &str, event: &CloudEvent) -> Option<oneshot::Receiver<Outcome>> {
+        self.streams.find(pubsub, topic)?.start(event.topic_event(pubsub, topic, "/")).ok()
+    }
+
     async fn deliver(&self, pubsub: &str, topic: &str, event: &CloudEvent) -> Delivery {
         let mut delivery = Delivery::new(pubsub, topic, "/", &event.id);
         let mut dead_letter = String::new();
@@ -266,15 +278,18 @@ struct Stream {
 impl Stream {
     /// Sends one event and waits for its answer; a stream that ends first is `Unavailable`.
     async fn send(&self, event: pb::TopicEventRequest) -> Attempt {
+        self.start(event).map_err(|()| Code::Unavailable)?.await.map_err(|_| Code::Unavailable)
+    }
+
+    /// Sends one event; its answer, by id, comes to the receiver.
+    fn start(&self, event: pb::TopicEventRequest) -> Result<oneshot::Receiver<Outcome>, ()> {
         let (answer, answered) = oneshot::channel();
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(event.id.clone(), answer);
         let message = pb::SubscribeTopicEventsResponseAlpha1 {
             subscribe_topic_events_response_type: Some(ToApp::EventMessage(event)),
         };
-        if self.events.send(Ok(message)).is_err() {
-            return Err(Code::Unavailable);
-        }
-        answered.await.map_err(|_| Code::Unavailable)
+        self.events.send(Ok(message)).map_err(|_| ())?;
+        Ok(answered)
     }
 }
 
