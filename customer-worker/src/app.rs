@@ -50,6 +50,16 @@ pub fn event_server(
         .concurrency_limit(config.server.concurrency_per_topic)
         .drain_timeout(Duration::from_secs(config.server.drain_timeout_secs))
         .consumers(Arc::new(CustomerConsumers::new(store.clone())));
+    // daprd dead-letters without a reason: the worker keeps it for `redrive`.
+    let drops = store.clone();
+    builder = builder.on_drop(move |dropped| {
+        let (store, dropped) = (drops.clone(), dropped.clone());
+        tokio::spawn(async move {
+            if let Err(error) = store.record_drop(&dropped.topic, &dropped.id, &dropped.reason).await {
+                tracing::warn!(event.id = %dropped.id, topic = %dropped.topic, %error, "the drop reason was not kept");
+            }
+        });
+    });
     let probe_store = store.clone();
     builder = builder.readiness(move || {
         let store = probe_store.clone();

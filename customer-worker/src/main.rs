@@ -74,6 +74,10 @@ enum Command {
         /// Only events published before this time (RFC 3339).
         #[arg(long)]
         until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only events whose reason (as listed) contains this text, e.g.
+        /// `retries ran out` for those daprd gave up on.
+        #[arg(long)]
+        reason: Option<String>,
         /// Re-drive the chosen events (default: list them only).
         #[arg(long)]
         apply: bool,
@@ -139,10 +143,12 @@ async fn main() -> anyhow::Result<()> {
         None => {
             let traces = customer_worker::telemetry::init(&config, &config.log.level)?;
             let metrics = customer_worker::telemetry::install_recorder()?;
+            // Caught from here on: a SIGTERM during start-up stops the worker cleanly too.
+            let signal = eventbus::server::shutdown_signal();
             let running = app::start(config, cli.mode, Some(metrics)).await?;
             let shutdown = running.shutdown_token();
             tokio::spawn(async move {
-                eventbus::server::shutdown_signal().await;
+                signal.await;
                 tracing::info!("shutdown signal received");
                 shutdown.cancel();
             });
@@ -203,11 +209,13 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(Command::Redrive { topics, ids, since, until, apply, idle_secs }) => {
+        Some(Command::Redrive { topics, ids, since, until, reason, apply, idle_secs }) => {
             customer_worker::telemetry::init(&config, "warn")?;
+            let store = Store::connect(&config.data.database).await?;
             let idle = std::time::Duration::from_secs(idle_secs);
-            let options = customer_worker::redrive::Options { topics, ids, since, until, apply, idle };
-            let summary = customer_worker::redrive::run(&config, &options, &mut std::io::stdout().lock()).await?;
+            let options = customer_worker::redrive::Options { topics, ids, since, until, reason, apply, idle };
+            let summary =
+                customer_worker::redrive::run(&config, &store, &options, &mut std::io::stdout().lock()).await?;
             let verb = if apply { "re-driven" } else { "would be re-driven (dry run: add --apply)" };
             println!(
                 "\n{} dead letters: {} chosen, {} {verb}, {} failed",

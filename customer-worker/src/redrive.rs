@@ -1,8 +1,13 @@
 //! `customer-worker redrive`: the worker's dead letters back to their topics,
-//! chosen by topic, event id and time, listed first (a dry run unless
-//! `--apply`). The mechanism is the library's ([`eventbus::redrive`]); this
-//! module chooses and prints. Safe to repeat: a re-driven event keeps its
-//! id, and the worker applies an id once.
+//! chosen by topic, event id, time and reason, listed first (a dry run
+//! unless `--apply`). The mechanism is the library's
+//! ([`eventbus::redrive`]); this module chooses and prints. Safe to repeat:
+//! a re-driven event keeps its id, and the worker applies an id once.
+//!
+//! The reason is the one the worker kept when it answered `DROP`
+//! (`dead_letters` table, [`Store::record_drop`]); an event the worker never
+//! dropped was dead-lettered by daprd when its retries ran out, and reads
+//! [`RETRIES_RAN_OUT`].
 
 use std::io::Write;
 use std::time::Duration;
@@ -11,6 +16,12 @@ use chrono::{DateTime, Utc};
 use eventbus::redrive::{Action, DeadLetter, Decision, Redrive};
 
 use crate::config::Config;
+use crate::store::Store;
+
+/// The reason of a dead letter the worker never answered `DROP`: daprd
+/// dead-lettered it when its retries ran out (the worker was down, or its
+/// database, for longer than the retry budget).
+pub const RETRIES_RAN_OUT: &str = "retries ran out (the worker never answered DROP)";
 
 /// The worker's topics; each dead-letters to `<topic>.dlq`.
 pub const TOPICS: [&str; 5] =
@@ -27,6 +38,8 @@ pub struct Options {
     pub since: Option<DateTime<Utc>>,
     /// Only events whose CloudEvent `time` is before this.
     pub until: Option<DateTime<Utc>>,
+    /// Only events whose reason contains this text.
+    pub reason: Option<String>,
     /// Re-drive what is chosen; without it, list only.
     pub apply: bool,
     /// End a topic's run after this long without a dead letter.
@@ -34,16 +47,17 @@ pub struct Options {
 }
 
 impl Options {
-    /// Whether `dead_letter` is chosen. An event without a `time` is chosen
-    /// only when no time bound is given.
-    pub fn chooses(&self, dead_letter: &DeadLetter) -> bool {
+    /// Whether `dead_letter`, dropped for `reason`, is chosen. An event
+    /// without a `time` is chosen only when no time bound is given.
+    pub fn chooses(&self, dead_letter: &DeadLetter, reason: &str) -> bool {
         let id = self.ids.is_empty() || self.ids.contains(&dead_letter.id);
         let time = match (dead_letter.time, self.since, self.until) {
             (_, None, None) => true,
             (None, _, _) => false,
             (Some(time), since, until) => since.is_none_or(|s| time >= s) && until.is_none_or(|u| time < u),
         };
-        id && time
+        let reason = self.reason.as_deref().is_none_or(|wanted| reason.contains(wanted));
+        id && time && reason
     }
 }
 
@@ -57,8 +71,9 @@ pub struct Summary {
 }
 
 /// Reads each topic's dead letters through the sidecar, re-drives (or,
-/// without `apply`, lists) the chosen ones, prints one line per dead letter.
-pub async fn run(config: &Config, options: &Options, out: &mut impl Write) -> anyhow::Result<Summary> {
+/// without `apply`, lists) the chosen ones, prints one line per dead letter
+/// with the reason `store` kept for it.
+pub async fn run(config: &Config, store: &Store, options: &Options, out: &mut impl Write) -> anyhow::Result<Summary> {
     let topics: Vec<String> =
         if options.topics.is_empty() { TOPICS.map(str::to_owned).to_vec() } else { options.topics.clone() };
     let endpoint = crate::app::dapr_endpoint(config);
@@ -71,24 +86,30 @@ pub async fn run(config: &Config, options: &Options, out: &mut impl Write) -> an
         if options.apply {
             redrive = redrive.apply();
         }
+        let reasons = store.drop_reasons(topic).await?;
+        let reason_of = |id: &str| reasons.get(id).map_or(RETRIES_RAN_OUT, String::as_str);
         let report = redrive
-            .run(|dead_letter| if options.chooses(dead_letter) { Decision::Redrive } else { Decision::Keep })
+            .run(|dead_letter| match options.chooses(dead_letter, reason_of(&dead_letter.id)) {
+                true => Decision::Redrive,
+                false => Decision::Keep,
+            })
             .await?;
         for (dead_letter, action) in &report.entries {
-            let (word, reason) = match action {
+            let (word, failure) = match action {
                 Action::Redriven => ("REDRIVEN", None),
                 Action::WouldRedrive => ("WOULD-REDRIVE", None),
-                Action::Failed(reason) => ("FAILED", Some(reason.as_str())),
+                Action::Failed(failure) => ("FAILED", Some(failure.as_str())),
                 _ => ("KEPT", None),
             };
+            let (id, event_type) = (&dead_letter.id, &dead_letter.event_type);
             let time = dead_letter.time.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339());
+            let reason = reason_of(id);
             write!(
                 out,
-                "{word:<13} {dead_letter_topic} {} time={time} type={}",
-                dead_letter.id, dead_letter.event_type
+                "{word:<13} {dead_letter_topic} {id} time={time} type={event_type} dropped-because={reason:?}"
             )?;
-            match reason {
-                Some(reason) => writeln!(out, " reason={reason}")?,
+            match failure {
+                Some(failure) => writeln!(out, " failed-because={failure:?}")?,
                 None => writeln!(out)?,
             }
         }

@@ -279,19 +279,28 @@ async fn dead_letters_are_listed_then_redriven_once_and_poison_stays() {
     let topics = vec!["auth.login".to_owned()];
     let valid_ids: Vec<String> = (0..5).map(|i| format!("v-{i}")).collect();
 
-    // The dry run lists all six, chooses the five, changes nothing.
+    // The dry run lists all six with why, chooses the five (by id, and by
+    // reason: the ones daprd gave up on), changes nothing.
     let mut out = Vec::new();
-    let options = Options { topics: topics.clone(), ids: valid_ids.clone(), idle, ..Options::default() };
-    let summary = run(&config, &options, &mut out).await.unwrap();
+    let options = Options {
+        topics: topics.clone(),
+        ids: valid_ids.clone(),
+        reason: Some("retries ran out".into()),
+        idle,
+        ..Options::default()
+    };
+    let summary = run(&config, &store, &options, &mut out).await.unwrap();
     let listing = String::from_utf8(out).unwrap();
     assert_eq!(summary, Summary { seen: 6, chosen: 5, redriven: 0, failed: 0 }, "{listing}");
     assert_eq!(listing.matches("WOULD-REDRIVE").count(), 5, "{listing}");
-    assert!(listing.lines().any(|l| l.starts_with("KEPT") && l.contains(" poison ")), "{listing}");
+    let poison_line = listing.lines().find(|l| l.contains(" poison ")).unwrap_or_default();
+    assert!(poison_line.starts_with("KEPT") && poison_line.contains("login_at"), "the worker's reason: {listing}");
+    assert_eq!(listing.matches("retries ran out").count(), 5, "{listing}");
     assert_eq!(store.count(Table::Inbox).await.unwrap(), 0, "a dry run re-drives nothing");
 
     // --apply: the five go back and are applied once; the poison stays.
     let mut out = Vec::new();
-    let summary = run(&config, &Options { apply: true, ..options.clone() }, &mut out).await.unwrap();
+    let summary = run(&config, &store, &Options { apply: true, ..options.clone() }, &mut out).await.unwrap();
     let listing = String::from_utf8(out).unwrap();
     assert_eq!(summary, Summary { seen: 6, chosen: 5, redriven: 5, failed: 0 }, "{listing}\n{}", daprd.log());
     eventually("the five logins applied", || async { (store.count(Table::Inbox).await.ok()? == 5).then_some(()) })
@@ -303,7 +312,7 @@ async fn dead_letters_are_listed_then_redriven_once_and_poison_stays() {
     daprd.publish_cloud_event(PUBSUB, "auth.login.dlq", &valid[0]).await.unwrap();
     let mut out = Vec::new();
     let all = Options { topics, apply: true, idle, ..Options::default() };
-    let summary = run(&config, &Options { ids: vec!["v-0".into()], ..all.clone() }, &mut out).await.unwrap();
+    let summary = run(&config, &store, &Options { ids: vec!["v-0".into()], ..all.clone() }, &mut out).await.unwrap();
     let listing = String::from_utf8(out).unwrap();
     assert_eq!(summary, Summary { seen: 2, chosen: 1, redriven: 1, failed: 0 }, "{listing}");
     eventually("the second copy answered", || async {
@@ -315,6 +324,6 @@ async fn dead_letters_are_listed_then_redriven_once_and_poison_stays() {
 
     // What is left: the poison event only.
     let mut out = Vec::new();
-    let summary = run(&config, &Options { apply: false, ..all }, &mut out).await.unwrap();
+    let summary = run(&config, &store, &Options { apply: false, ..all }, &mut out).await.unwrap();
     assert_eq!(summary, Summary { seen: 1, chosen: 1, redriven: 0, failed: 0 }, "{}", String::from_utf8(out).unwrap());
 }

@@ -99,3 +99,61 @@ async fn entries_no_handler_may_see_are_answered_before_the_layers() {
     assert_eq!(*seen.requests.lock().unwrap(), [2]);
     assert_eq!(server.dispatch_bulk(Vec::new()).await, []);
 }
+
+/// Every `DROP`, whoever decides it, reaches `on_drop` with the event and
+/// why; `RETRY` and `SUCCESS` do not.
+#[tokio::test]
+async fn every_drop_is_reported_with_its_reason() {
+    let dropped: Arc<Mutex<Vec<eventbus::outcome::Dropped>>> = Arc::default();
+    let recorder = dropped.clone();
+    let server = Server::builder()
+        .api_token(None)
+        .default_pubsub("pubsub")
+        .max_message_size(64)
+        .on_drop(move |d| recorder.lock().unwrap().push(d.clone()))
+        .consumer(handler(Subscription::new("single"), |event: Event<i64>| async move {
+            match event.data {
+                n if n < 0 => Err(HandlerError::permanent(anyhow::anyhow!("negative total {n}"))),
+                0 => Err(HandlerError::transient(anyhow::anyhow!("database down"))),
+                _ => Ok(()),
+            }
+        }))
+        .consumer(batch(Subscription::new("batched").bulk(100, 10), |events: Vec<Event<i64>>| async move {
+            events.iter().map(|e| if e.data < 0 { Outcome::Drop } else { Outcome::Success }).collect::<Vec<_>>()
+        }))
+        .build()
+        .unwrap();
+    let cases = [
+        (event("single", "ok", "1"), Outcome::Success),
+        (event("single", "retried", "0"), Outcome::Retry),
+        (event("single", "negative", "-1"), Outcome::Drop),
+        (event("single", "undecodable", "\"one\""), Outcome::Drop),
+        (event("single", "oversize", &"1".repeat(65)), Outcome::Drop),
+        (event("nowhere", "unrouted", "1"), Outcome::Drop),
+        (event("single", "", "1"), Outcome::Drop),
+    ];
+    for (envelope, expected) in cases {
+        let id = envelope.id.clone();
+        assert_eq!(server.dispatch(envelope).await, expected, "{id}");
+    }
+    let outcomes = server.dispatch_bulk(vec![event("batched", "b-1", "1"), event("batched", "b-2", "-2")]).await;
+    assert_eq!(outcomes, [Outcome::Success, Outcome::Drop]);
+
+    let dropped = dropped.lock().unwrap();
+    let reasons: Vec<(&str, &str, &str)> =
+        dropped.iter().map(|d| (d.topic.as_str(), d.id.as_str(), d.reason.as_str())).collect();
+    let expect = [
+        ("single", "negative", "negative total -1"),
+        ("single", "undecodable", "invalid type"),
+        ("single", "oversize", "more than max_message_size (64)"),
+        ("nowhere", "unrouted", "no handler"),
+        ("single", "", "no CloudEvent id"),
+        ("batched", "b-2", "answered DROP"),
+    ];
+    assert_eq!(reasons.len(), expect.len(), "{reasons:?}");
+    for ((topic, id, reason), (want_topic, want_id, want_reason)) in reasons.iter().zip(expect) {
+        assert_eq!((*topic, *id), (want_topic, want_id));
+        assert!(reason.contains(want_reason), "{id}: {reason:?} should say {want_reason:?}");
+    }
+    assert!(dropped.iter().all(|d| d.pubsub == "pubsub"));
+}

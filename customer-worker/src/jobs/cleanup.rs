@@ -1,4 +1,4 @@
-//! Deletes inbox and security rows past their retention, in batches.
+//! Deletes inbox, dead-letter reason and security rows past their retention, in batches.
 
 use chrono::{DateTime, Duration, Utc};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,11 @@ pub(super) async fn run(
         (
             "DELETE FROM inbox WHERE (consumer, event_id) IN
                (SELECT consumer, event_id FROM inbox WHERE processed_at < $1 LIMIT $2)",
+            inbox_cutoff,
+        ),
+        (
+            "DELETE FROM dead_letters WHERE (topic, event_id) IN
+               (SELECT topic, event_id FROM dead_letters WHERE dropped_at < $1 LIMIT $2)",
             inbox_cutoff,
         ),
         (

@@ -282,6 +282,38 @@ impl Store {
         }))
     }
 
+    /// Keeps why an event was dropped (the worker's `on_drop`), replacing an
+    /// earlier reason for the same event. Ids longer than the contract
+    /// allows are not kept: the worker refuses such events on every
+    /// delivery, and their id would not fit an index.
+    pub async fn record_drop(&self, topic: &str, event_id: &str, reason: &str) -> Result<(), sqlx::Error> {
+        if event_id.len() > crate::contracts::MAX_ID_BYTES {
+            return Ok(());
+        }
+        // NUL cannot be stored in PostgreSQL text.
+        let reason = reason.replace('\0', "\\0");
+        sqlx::query(
+            "INSERT INTO dead_letters (topic, event_id, reason, dropped_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (topic, event_id) DO UPDATE SET reason = excluded.reason, dropped_at = excluded.dropped_at",
+        )
+        .bind(topic.replace('\0', ""))
+        .bind(event_id.replace('\0', ""))
+        .bind(reason)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The kept drop reasons of `topic`'s events, by event id.
+    pub async fn drop_reasons(&self, topic: &str) -> Result<std::collections::HashMap<String, String>, sqlx::Error> {
+        sqlx::query_as("SELECT event_id, reason FROM dead_letters WHERE topic = $1")
+            .bind(topic)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.into_iter().collect())
+    }
+
     /// Counts the rows of a table (for tests and the CLI).
     pub async fn count(&self, table: Table) -> Result<i64, sqlx::Error> {
         let sql = match table {

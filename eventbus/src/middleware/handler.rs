@@ -4,7 +4,7 @@ use std::task::{Context as TaskContext, Poll};
 use tower::Service;
 
 use super::{EventFuture, EventRequest};
-use crate::outcome::{HandlerResult, Outcome};
+use crate::outcome::{HandlerResult, Outcome, report_drop};
 
 /// The innermost service: calls the route's consumer (once per event, or
 /// once with the whole batch for a consumer that takes batches) and turns
@@ -38,7 +38,11 @@ impl Service<EventRequest> for HandlerService {
                     let result = results.next().unwrap_or_else(|| {
                         Err(crate::HandlerError::transient(anyhow::anyhow!("the consumer returned no result")))
                     });
-                    outcome_of(result, &envelope.id, request.handler())
+                    let outcome = outcome_of(result, &envelope.id, request.handler());
+                    if let (Outcome::Drop, Some(reason)) = &outcome {
+                        report_drop(context, &envelope.pubsub, &envelope.topic, &envelope.id, reason);
+                    }
+                    outcome.0
                 })
                 .collect();
             Ok(outcomes)
@@ -46,10 +50,12 @@ impl Service<EventRequest> for HandlerService {
     }
 }
 
-/// The outcome of a handler's result; errors are logged with the event id.
-fn outcome_of(result: HandlerResult, id: &str, handler: &str) -> Outcome {
+/// The outcome of a handler's result and, for a drop, why; errors are
+/// logged with the event id.
+fn outcome_of(result: HandlerResult, id: &str, handler: &str) -> (Outcome, Option<String>) {
     match result {
-        Ok(outcome) => outcome,
+        Ok(Outcome::Drop) => (Outcome::Drop, Some(format!("{handler} answered DROP"))),
+        Ok(outcome) => (outcome, None),
         Err(error) => {
             let outcome = error.outcome();
             if error.is_permanent() {
@@ -57,7 +63,7 @@ fn outcome_of(result: HandlerResult, id: &str, handler: &str) -> Outcome {
             } else {
                 tracing::warn!(event.id = %id, handler, %outcome, error = %error, "event will be retried");
             }
-            outcome
+            (outcome, (outcome == Outcome::Drop).then(|| format!("{error:#}")))
         }
     }
 }

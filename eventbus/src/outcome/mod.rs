@@ -3,8 +3,11 @@
 
 use dapr::dapr::proto::runtime::v1::topic_event_response::TopicEventResponseStatus;
 
+mod dropped;
 mod error;
 
+pub use dropped::Dropped;
+pub(crate) use dropped::{DropHook, report as report_drop};
 pub use error::{ErrorKind, HandlerError, Result, ResultExt};
 
 /// The answer for one event, as the sidecar understands it. These are the

@@ -20,7 +20,7 @@ use super::token;
 use crate::event::{Envelope, Extensions};
 use crate::extract::Context;
 use crate::middleware::{self, EventRequest, EventService, Events};
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, report_drop};
 use crate::registry::{Registry, Route};
 
 /// Everything the RPCs share; built once by the server builder.
@@ -87,7 +87,7 @@ impl Shared {
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut admitted = Vec::with_capacity(entries.len());
         for (index, entry) in entries.into_iter().enumerate() {
-            match self.admit(entry, topic) {
+            match self.admit(entry, pubsub, topic) {
                 Ok(envelope) => {
                     admitted.push((index, envelope));
                     outcomes.push(Outcome::Retry);
@@ -102,6 +102,11 @@ impl Shared {
                     event.id = %first.id, entries = admitted.len(), pubsub, topic, path,
                     outcome = %self.unknown_topic, "no handler for this pubsub/topic/path"
                 );
+                if self.unknown_topic == Outcome::Drop {
+                    for (_, event) in &admitted {
+                        report_drop(&self.context, pubsub, topic, &event.id, format!("no handler for path {path:?}"));
+                    }
+                }
                 vec![self.unknown_topic; admitted.len()]
             }
             Some(route) if route.takes_batches() => {
@@ -117,9 +122,10 @@ impl Shared {
     }
 
     /// The entry's event, or the answer for an entry no handler may see.
-    fn admit(&self, entry: Entry, topic: &str) -> Result<Arc<Envelope>, Outcome> {
+    fn admit(&self, entry: Entry, pubsub: &str, topic: &str) -> Result<Arc<Envelope>, Outcome> {
         let envelope = entry.map_err(|Unreadable { id, reason }| {
             tracing::error!(entry.id = %id, topic, reason, "bulk entry cannot be read; dropped");
+            report_drop(&self.context, pubsub, topic, &id, format!("bulk entry cannot be read: {reason}"));
             Outcome::Drop
         })?;
         if envelope.data.len() > self.max_message_size {
@@ -127,11 +133,17 @@ impl Shared {
                 event.id = %envelope.id, topic, bytes = envelope.data.len(), limit = self.max_message_size,
                 "event larger than max_message_size; dropped to the dead-letter topic"
             );
+            let reason =
+                format!("{} bytes, more than max_message_size ({})", envelope.data.len(), self.max_message_size);
+            report_drop(&self.context, pubsub, topic, &envelope.id, reason);
             return Err(Outcome::Drop);
         }
         if envelope.id.is_empty() {
             // The id is the deduplication key: such an event cannot be applied once.
             tracing::error!(topic, outcome = %self.missing_id, "event without a CloudEvent id; it cannot be deduplicated");
+            if self.missing_id == Outcome::Drop {
+                report_drop(&self.context, pubsub, topic, "", "no CloudEvent id");
+            }
             return Err(self.missing_id);
         }
         Ok(envelope)

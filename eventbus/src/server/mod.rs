@@ -26,7 +26,7 @@ use crate::middleware::{
     CatchPanicLayer, ConcurrencyLimitLayer, EventRequest, EventService, HandlerService, MetricsLayer, TimeoutLayer,
     TraceLayer,
 };
-use crate::outcome::{HandlerError, Outcome};
+use crate::outcome::{DropHook, Dropped, HandlerError, Outcome};
 use crate::registry::{Defaults, Registry};
 
 mod callback;
@@ -170,6 +170,25 @@ impl ServerBuilder {
     /// limit are read to be able to answer so.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// Calls `hook` for every event answered `DROP`, with why: daprd sends
+    /// such an event to its dead-letter topic without a reason, so this is
+    /// where an app keeps one (a table, a metric, a log of its own) for the
+    /// people who inspect and re-drive dead letters ([`crate::redrive`]).
+    /// Called on the event's task: keep it short, or spawn.
+    ///
+    /// ```
+    /// use eventbus::{Server, outcome::Dropped};
+    ///
+    /// let server = Server::builder()
+    ///     .on_drop(|dropped: &Dropped| eprintln!("{} {} dropped: {}", dropped.topic, dropped.id, dropped.reason))
+    ///     .build();
+    /// # let _ = server;
+    /// ```
+    pub fn on_drop(mut self, hook: impl Fn(&Dropped) + Send + Sync + 'static) -> Self {
+        self.context.insert(DropHook(Arc::new(hook)));
         self
     }
 
@@ -447,7 +466,7 @@ impl Server {
     pub async fn dispatch_bulk(&self, envelopes: Vec<Envelope>) -> Vec<Outcome> {
         let Some(first) = envelopes.first() else { return Vec::new() };
         let first = self.defaulted(first.clone());
-        let entries = envelopes.into_iter().map(|envelope| Ok(Arc::new(envelope))).collect();
+        let entries = envelopes.into_iter().map(|envelope| Ok(Arc::new(self.defaulted(envelope)))).collect();
         self.callback.0.deliver(&first.pubsub, &first.topic, &first.path, entries).await
     }
 
@@ -669,26 +688,33 @@ impl Server {
     }
 }
 
-/// Completes on ctrl-c or, on Unix, SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Completes on ctrl-c or, on Unix, SIGTERM. SIGTERM is caught from the
+/// call on (not from the first poll), so a process that calls this before it
+/// starts serving cannot be killed by a SIGTERM that arrives in between.
+/// Call it inside a Tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(unix)]
+        let terminate = async move {
+            match terminate {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {}
+            () = terminate => {}
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }
