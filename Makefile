@@ -4,7 +4,7 @@ TAG ?= dev
 CONF ?= customer-worker/configs/config-dev.yaml
 MODE ?= all
 
-.PHONY: help build build-worker test test-daprd daprd chaos lint run replay docker deploy-check bench
+.PHONY: help build build-worker test test-daprd daprd chaos restarts lint run replay docker deploy-check bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,6 +23,10 @@ daprd: ## Build daprd from its Go module into target/daprd/daprd (tools/daprd)
 
 test-daprd: daprd ## The end-to-end suite under the real daprd (needs redis-server; the worker's cases need TEST_DATABASE_URL)
 	DAPRD=$(CURDIR)/target/daprd/daprd EVENTBUS_REQUIRE_DAPRD=1 cargo test --workspace --all-features --test 'daprd*'
+
+restarts: daprd ## The shipped deploy/dapr files under the real daprd: kill -9, database outage, rolling restart (RESTART_EVENTS, RESTART_RATE; needs TEST_DATABASE_URL)
+	DAPRD=$(CURDIR)/target/daprd/daprd EVENTBUS_REQUIRE_DAPRD=1 EVENTBUS_REQUIRE_POSTGRES=1 \
+	  cargo test --release -p customer-worker --test restarts -- --nocapture --test-threads 1
 
 chaos: ## The chaos and fuzz suite (kill -9, database outages, two replicas, gRPC fuzzer); RELIABILITY.md
 	bash chaos/run.sh

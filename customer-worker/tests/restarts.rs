@@ -99,7 +99,7 @@ async fn dead_lettered(redis: &Redis) -> Vec<String> {
 /// Every event applied once, nothing dead-lettered, the figures exact.
 async fn assert_exact(store: &Store, redis: &Redis, events: usize) {
     let dead = dead_lettered(redis).await;
-    assert!(dead.is_empty(), "{} valid events dead-lettered: {dead:?}", dead.len());
+    assert!(dead.is_empty(), "{} valid events dead-lettered, among them {:?}", dead.len(), &dead[..dead.len().min(10)]);
     assert_eq!(store.count(Table::Inbox).await.unwrap(), events as i64, "every event applied, once");
     assert_eq!(store.count(Table::SecurityEvents).await.unwrap(), (events / 4) as i64);
     let mut pairs: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -120,17 +120,23 @@ async fn assert_exact(store: &Store, redis: &Redis, events: usize) {
     }
 }
 
-/// Polls `check` every 100 ms until it holds; fails after `timeout`.
-async fn until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+/// Polls `check` every 100 ms until it holds (true), or `timeout` passes
+/// (false, with a line naming `what`).
+#[must_use]
+async fn until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
     let deadline = Instant::now() + timeout;
     while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        if Instant::now() > deadline {
+            eprintln!("timed out after {timeout:?} waiting for {what}");
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    true
 }
 
 /// One worker and its daprd.
@@ -140,9 +146,15 @@ type Replica = (WorkerProcess, Daprd);
 /// daprd; one app id, one Redis consumer group, one database) under the
 /// stream of events published through the first daprd at the configured
 /// rate; once a quarter of it has landed, `disrupt` runs. Then waits for
-/// every event and checks the result; prints the figures.
-async fn under_load(scenario: &str, replicas: usize, disrupt: impl AsyncFnOnce(&mut [Replica], &TestDb, &Store)) {
-    let Some(db) = postgres_and_daprd().await else { return };
+/// every event and checks the result; prints the figures. Returns how many
+/// times daprd retried a delivery (its log's `Retrying in` lines), so a
+/// scenario can show it went through daprd's retries.
+async fn under_load(
+    scenario: &str,
+    replicas: usize,
+    disrupt: impl AsyncFnOnce(&mut [Replica], &TestDb, &Store),
+) -> usize {
+    let Some(db) = postgres_and_daprd().await else { return usize::MAX };
     let (events, rate) = size();
     let redis = Redis::start().await.unwrap();
     let shipped = Shipped::render(&redis);
@@ -172,44 +184,63 @@ async fn under_load(scenario: &str, replicas: usize, disrupt: impl AsyncFnOnce(&
         }
         started.elapsed()
     });
-    until("a quarter of the stream applied", SETTLE, || async {
+    let quarter = until("a quarter of the stream applied", SETTLE, || async {
         store.count(Table::Inbox).await.unwrap_or(0) >= (events / 4) as i64
-    })
-    .await;
+    });
+    assert!(quarter.await, "{scenario}: the stream did not start");
     let applied_before = store.count(Table::Inbox).await.unwrap();
     let disrupted = Instant::now();
     disrupt(&mut running, &db, &store).await;
     let back = Instant::now();
     let published_in = publishing.await.unwrap();
     // Each event ends applied or dead-lettered; assert_exact says which went wrong.
-    until("every event applied or dead-lettered", SETTLE, || async {
+    let settled = until("every event applied or dead-lettered", SETTLE, || async {
         let applied = store.count(Table::Inbox).await.unwrap_or(0) as usize;
         applied + dead_lettered(&redis).await.len() >= events
     })
     .await;
+    if !settled {
+        let mut groups = Vec::new();
+        for topic in TOPICS {
+            groups.push((topic, redis.consumer_group(topic, "customer-worker").await.ok().flatten()));
+        }
+        let tail: Vec<String> = running
+            .iter()
+            .map(|(_, daprd)| daprd.log().lines().rev().take(15).collect::<Vec<_>>().join("\n"))
+            .collect();
+        panic!(
+            "{scenario}: {} of {events} applied after {SETTLE:?}; (lag, pending) per topic: {groups:?}\n\
+             daprd's last lines:\n{}",
+            store.count(Table::Inbox).await.unwrap_or(-1),
+            tail.join("\n---\n")
+        );
+    }
     let all_applied = back.elapsed();
     for topic in TOPICS {
         until_settled(&redis, topic).await;
     }
     assert_exact(&store, &redis, events).await;
+    let retries: usize = running.iter().map(|(_, daprd)| daprd.log().matches("Retrying in").count()).sum();
     eprintln!(
         "{scenario}: {events} events at {rate}/s (published in {:.1} s), {replicas} replica(s); {applied_before} applied \
-         before the disruption, which lasted {:.1} s; every event applied {:.1} s after it; 0 dead-lettered, 0 lost, \
-         0 applied twice",
+         before the disruption, which lasted {:.1} s; every event applied {:.1} s after it; daprd retried {retries} \
+         deliveries; 0 dead-lettered, 0 lost, 0 applied twice",
         published_in.as_secs_f64(),
         (back - disrupted).as_secs_f64(),
         all_applied.as_secs_f64(),
     );
+    retries
 }
 
 async fn kill_and_restart_after(pause: Duration) {
-    under_load(&format!("kill -9, back after {pause:?}"), 1, async |replicas, _, _| {
+    let retries = under_load(&format!("kill -9, back after {pause:?}"), 1, async |replicas, _, _| {
         let worker = &mut replicas[0].0;
         worker.kill().await;
         tokio::time::sleep(pause).await; // the outage itself
         worker.restart().await;
     })
     .await;
+    assert!(retries > 0, "the stream went on while the worker was down: daprd retried");
 }
 
 #[tokio::test]
@@ -224,12 +255,13 @@ async fn kill_9_and_back_after_30_s_loses_nothing_and_dead_letters_nothing() {
 
 #[tokio::test]
 async fn the_database_gone_for_30_s_loses_nothing_and_dead_letters_nothing() {
-    under_load("database gone for 30 s", 1, async |_, db, _| {
+    let retries = under_load("database gone for 30 s", 1, async |_, db, _| {
         set_database_reachable(db, false).await;
         tokio::time::sleep(Duration::from_secs(30)).await; // the outage itself
         set_database_reachable(db, true).await;
     })
     .await;
+    assert!(retries > 0, "the worker answered RETRY while the database was gone: daprd retried");
 }
 
 #[tokio::test]
@@ -243,10 +275,10 @@ async fn a_rolling_restart_through_two_replicas_loses_nothing_and_dead_letters_n
             // As a rolling update does, the next replica goes once this one
             // has served: here, a tenth of the stream more applied.
             let applied = store.count(Table::Inbox).await.unwrap();
-            until("the restarted replica serving", SETTLE, || async {
+            let serving = until("the restarted replica serving", SETTLE, || async {
                 store.count(Table::Inbox).await.unwrap_or(0) >= (applied + events as i64 / 10).min(events as i64)
-            })
-            .await;
+            });
+            assert!(serving.await);
         }
     })
     .await;
