@@ -127,6 +127,7 @@ fn daprd_args(deployment: &str) -> Vec<String> {
     const FLAGS: &[(&str, &str)] = &[
         ("enable-app-health-check", "--enable-app-health-check"),
         ("app-health-probe-interval", "--app-health-probe-interval"),
+        ("app-health-probe-timeout", "--app-health-probe-timeout"),
         ("app-health-threshold", "--app-health-threshold"),
         ("graceful-shutdown-seconds", "--dapr-graceful-shutdown-seconds"),
     ];
