@@ -12,6 +12,8 @@
 //! ```sh
 //! RESTART_EVENTS=5000 RESTART_RATE=1000 make restarts
 //! ```
+//!
+//! `RESTART_KEEP_LOGS=<dir>` keeps each scenario's daprd and worker logs there.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -152,8 +154,9 @@ type Replica = (WorkerProcess, Daprd);
 /// stream of events published through the first daprd at the configured
 /// rate; once a quarter of it has landed, `disrupt` runs. Then waits for
 /// every event and checks the result; prints the figures. Returns how many
-/// times daprd retried a delivery (its log's `Retrying in` lines), so a
-/// scenario can show it went through daprd's retries.
+/// delivery attempts failed and were retried by daprd (its log's
+/// `encountered a retriable error` lines), so a scenario can show it went
+/// through daprd's retries.
 async fn under_load(
     scenario: &str,
     replicas: usize,
@@ -225,11 +228,19 @@ async fn under_load(
         until_settled(&redis, topic).await;
     }
     assert_exact(&store, &redis, events).await;
-    let retries: usize = running.iter().map(|(_, daprd)| daprd.log().matches("Retrying in").count()).sum();
+    let retries: usize =
+        running.iter().map(|(_, daprd)| daprd.log().matches("encountered a retriable error").count()).sum();
+    if let Ok(dir) = std::env::var("RESTART_KEEP_LOGS") {
+        for (n, (worker, daprd)) in running.iter().enumerate() {
+            let name = scenario.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+            std::fs::write(format!("{dir}/{name}-daprd-{n}.log"), daprd.log()).unwrap();
+            std::fs::write(format!("{dir}/{name}-worker-{n}.log"), worker.log()).unwrap();
+        }
+    }
     eprintln!(
         "{scenario}: {events} events at {rate}/s (published in {:.1} s), {replicas} replica(s); {applied_before} applied \
-         before the disruption, which lasted {:.1} s; every event applied {:.1} s after it; daprd retried {retries} \
-         deliveries; 0 dead-lettered, 0 lost, 0 applied twice",
+         before the disruption, which lasted {:.1} s; every event applied {:.1} s after it; {retries} failed \
+         attempts retried by daprd; 0 dead-lettered, 0 lost, 0 applied twice",
         published_in.as_secs_f64(),
         (back - disrupted).as_secs_f64(),
         all_applied.as_secs_f64(),

@@ -63,7 +63,7 @@ fn outcome_of(result: HandlerResult, id: &str, handler: &str) -> (Outcome, Optio
             } else {
                 tracing::warn!(event.id = %id, handler, %outcome, error = %error, "event will be retried");
             }
-            (outcome, (outcome == Outcome::Drop).then(|| format!("{error:#}")))
+            (outcome, (outcome == Outcome::Drop).then(|| error.to_string()))
         }
     }
 }
