@@ -207,7 +207,7 @@ async fn pairs_of_one_id_then_steady_load_lose_nothing() {
         eprintln!(
             "{pairs} same-id pairs, then {steady} events at {rate}/s: settled {:.1} s after the burst; \
              publish-to-handled of the steady events p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
-             repeated ids seen by daprd's log: {}",
+             answers daprd could not match (its log): {}",
             settled.as_secs_f64(),
             at(0.5),
             at(0.99),
