@@ -268,10 +268,10 @@ impl Config {
         let mut overrides = Vec::new();
         for (key, value) in env {
             let Some(path) = key.strip_prefix(ENV_PREFIX) else { continue };
-            let path = canonical(&path.split("__").map(str::to_lowercase).collect::<Vec<_>>().join("."));
-            let path: Vec<String> = path.split('.').map(str::to_owned).collect();
+            let dotted = canonical(&path.split("__").map(str::to_lowercase).collect::<Vec<_>>().join("."));
+            let path: Vec<String> = dotted.split('.').map(str::to_owned).collect();
             set_path(&mut tree, &path, &value).with_context(|| format!("environment variable {key}"))?;
-            overrides.push((path.join("."), key));
+            overrides.push((dotted, key));
         }
         let config: Config = match serde_path_to_error::deserialize(tree) {
             Ok(config) => config,

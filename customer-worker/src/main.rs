@@ -2,6 +2,7 @@
 //! `-conf … -mode …` work too)
 //!
 //! Also: `replay <file>` (CloudEvents, one a line, through the consumers),
+//! `redrive` (dead letters back to their topics, listed first),
 //! `customer <id>` (a customer's figures), `run-job <segments|stats|cleanup>`.
 
 use std::ffi::OsString;
