@@ -60,6 +60,11 @@ pub(crate) fn describe_metrics() {
         Unit::Count,
         "Handler calls that panicked (their events are retried)."
     );
+    metrics::describe_counter!(
+        "eventbus_stream_repeated_ids_total",
+        Unit::Count,
+        "Events a streaming subscription delivered again while the same id was in flight (handled and answered once)."
+    );
     metrics::describe_gauge!("eventbus_build_info", "The eventbus library version, as a label; always 1.");
     metrics::gauge!("eventbus_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

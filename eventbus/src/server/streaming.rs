@@ -12,6 +12,11 @@
 //!   gathers up to `max_messages` events, or what arrived within
 //!   `max_await_ms`, into one handler call.
 //!
+//! - **An id delivered again while in flight**: daprd matches answers by
+//!   id, so the app handles it once and answers once (see `InFlightIds`;
+//!   counted in `eventbus_stream_repeated_ids_total`). daprd's earlier
+//!   delivery of it waits for the resiliency timeout.
+//!
 //! The stream is a connection that breaks: when daprd restarts or ends the
 //! stream, the app reconnects with capped, jittered exponential backoff. An
 //! event whose answer could not be sent (the stream broke first) is not
