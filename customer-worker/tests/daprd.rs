@@ -274,8 +274,9 @@ async fn dead_letters_are_listed_then_redriven_once_and_poison_stays() {
     let mut config = common::config(&db);
     config.server.dapr_grpc_endpoint = Some(daprd.grpc_endpoint());
     // Long enough for the events a run left in flight to come back (the
-    // local component's processingTimeout, 5 s, and redeliverInterval, 1 s).
-    let idle = Duration::from_secs(8);
+    // local component's processingTimeout, 5 s, and redeliverInterval, 1 s),
+    // with room for a loaded machine.
+    let idle = Duration::from_secs(12);
     let topics = vec!["auth.login".to_owned()];
     let valid_ids: Vec<String> = (0..5).map(|i| format!("v-{i}")).collect();
 
