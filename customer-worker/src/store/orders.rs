@@ -9,7 +9,7 @@
 //! on each other in a cycle.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use eventbus::{HandlerError, isolate};
 use sqlx::AnyPool;
@@ -242,26 +242,9 @@ pub(super) async fn write_batch(
         // Locks are taken in one global order (inbox rows, customers,
         // orders, each sorted), so concurrent batches, from this replica
         // or another, never wait on each other in a cycle.
-        // 1. Claim the inbox rows; the ids returned are the new ones.
-        let mut claims: Vec<(&str, &str)> = items.iter().map(|i| (i.consumer, i.event_id.as_str())).collect();
-        claims.sort_unstable();
-        claims.dedup();
-        let sql = format!(
-            "INSERT INTO inbox (consumer, event_id, processed_at) VALUES {}
-                 ON CONFLICT (consumer, event_id) DO NOTHING RETURNING consumer, event_id",
-            placeholders(backend, claims.len(), 3)
-        );
-        let mut claim = sqlx::query_as::<_, (String, String)>(&sql);
-        for (consumer, event_id) in &claims {
-            claim = claim.bind(*consumer).bind(*event_id).bind(now);
-        }
-        let claimed: HashSet<(String, String)> = claim.fetch_all(&mut **tx).await?.into_iter().collect();
-        if claimed.is_empty() {
-            return Ok(vec![Ok(Applied::Duplicate); items.len()]);
-        }
-        // Each claimed event is judged at its first copy in the batch; a
-        // later copy (a redelivery after a crash lands beside the original)
-        // gets that copy's answer, so a refusal is never answered SUCCESS.
+        // Each event is judged at its first copy in the batch; a later copy
+        // (a redelivery after a crash lands beside the original) gets that
+        // copy's answer, so a refusal is never answered SUCCESS.
         let mut first_copy: HashMap<(&str, &str), usize> = HashMap::new();
         let copy_of: Vec<Option<usize>> = items
             .iter()
@@ -274,11 +257,28 @@ pub(super) async fn write_batch(
                 }
             })
             .collect();
-        let fresh: Vec<bool> = items
-            .iter()
-            .zip(&copy_of)
-            .map(|(item, copy)| copy.is_none() && claimed.contains(&(item.consumer.to_owned(), item.event_id.clone())))
-            .collect();
+        // 1. Claim the inbox rows (each id once, sorted); the rows returned
+        //    are the new ones, fresh at their first copy.
+        let mut claims: Vec<(&str, &str)> = first_copy.keys().copied().collect();
+        claims.sort_unstable();
+        let sql = format!(
+            "INSERT INTO inbox (consumer, event_id, processed_at) VALUES {}
+                 ON CONFLICT (consumer, event_id) DO NOTHING RETURNING consumer, event_id",
+            placeholders(backend, claims.len(), 3)
+        );
+        let mut claim = sqlx::query_as::<_, (String, String)>(&sql);
+        for (consumer, event_id) in &claims {
+            claim = claim.bind(*consumer).bind(*event_id).bind(now);
+        }
+        let mut fresh = vec![false; items.len()];
+        for (consumer, event_id) in claim.fetch_all(&mut **tx).await? {
+            if let Some(&first) = first_copy.get(&(consumer.as_str(), event_id.as_str())) {
+                fresh[first] = true;
+            }
+        }
+        if !fresh.contains(&true) {
+            return Ok(vec![Ok(Applied::Duplicate); items.len()]);
+        }
 
         // 2. Create and lock the customers and read their figures.
         let customers: Vec<&str> = {
