@@ -15,7 +15,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use eventbus::redrive::{Action, DeadLetter, Decision, Redrive};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Config;
+use crate::jobs::Jobs;
 use crate::store::Store;
 
 /// The reason of a dead letter the worker never answered `DROP`: daprd
@@ -23,14 +26,10 @@ use crate::store::Store;
 /// database, for longer than the retry budget).
 pub const RETRIES_RAN_OUT: &str = "retries ran out (the worker never answered DROP)";
 
-/// The worker's topics; each dead-letters to `<topic>.dlq`.
-pub const TOPICS: [&str; 5] =
-    ["order.completed", "order.cancelled", "order.returned", "auth.login", "auth.password_changed"];
-
 /// Which dead letters to choose, and what to do with them.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// The topics whose dead letters are read (empty: all five).
+    /// The topics whose dead letters are read (empty: every topic the worker subscribes to).
     pub topics: Vec<String>,
     /// Only these event ids (empty: any).
     pub ids: Vec<String>,
@@ -50,8 +49,8 @@ impl Options {
     /// Whether `dead_letter`, dropped for `reason`, is chosen. An event
     /// without a `time` is chosen only when no time bound is given.
     pub fn chooses(&self, dead_letter: &DeadLetter, reason: &str) -> bool {
-        let id = self.ids.is_empty() || self.ids.contains(&dead_letter.id);
-        let time = match (dead_letter.time, self.since, self.until) {
+        let id = self.ids.is_empty() || self.ids.iter().any(|id| id == dead_letter.id());
+        let time = match (dead_letter.time(), self.since, self.until) {
             (_, None, None) => true,
             (None, _, _) => false,
             (Some(time), since, until) => since.is_none_or(|s| time >= s) && until.is_none_or(|u| time < u),
@@ -74,22 +73,30 @@ pub struct Summary {
 /// without `apply`, lists) the chosen ones, prints one line per dead letter
 /// with the reason `store` kept for it.
 pub async fn run(config: &Config, store: &Store, options: &Options, out: &mut impl Write) -> anyhow::Result<Summary> {
-    let topics: Vec<String> =
-        if options.topics.is_empty() { TOPICS.map(str::to_owned).to_vec() } else { options.topics.clone() };
+    // The topics and their dead-letter topics, as the worker subscribes to them.
+    let jobs = Jobs::new(store.clone(), config.clone())?;
+    let server = crate::app::event_server(config, store, &jobs, &CancellationToken::new())?;
+    let subscriptions: Vec<(String, String, String)> = server
+        .subscriptions()
+        .iter()
+        .filter(|s| !s.dead_letter_topic.is_empty())
+        .filter(|s| options.topics.is_empty() || options.topics.contains(&s.topic))
+        .map(|s| (s.pubsub_name.clone(), s.topic.clone(), s.dead_letter_topic.clone()))
+        .collect();
+    if let Some(unknown) = options.topics.iter().find(|t| !subscriptions.iter().any(|(_, topic, _)| topic == *t)) {
+        anyhow::bail!("--topic {unknown}: the worker does not subscribe to it with a dead-letter topic");
+    }
     let endpoint = crate::app::dapr_endpoint(config);
     let mut summary = Summary::default();
-    for topic in &topics {
-        let dead_letter_topic = format!("{topic}.dlq");
-        let mut redrive = Redrive::new(endpoint.clone(), &config.data.eventbus.default_pubsub, &dead_letter_topic)
-            .to_topic(topic)
-            .idle(options.idle);
+    for (pubsub, topic, dead_letter_topic) in &subscriptions {
+        let mut redrive = Redrive::new(endpoint.clone(), pubsub, dead_letter_topic).to_topic(topic).idle(options.idle);
         if options.apply {
             redrive = redrive.apply();
         }
         let reasons = store.drop_reasons(topic).await?;
         let reason_of = |id: &str| reasons.get(id).map_or(RETRIES_RAN_OUT, String::as_str);
         let report = redrive
-            .run(|dead_letter| match options.chooses(dead_letter, reason_of(&dead_letter.id)) {
+            .run(|dead_letter| match options.chooses(dead_letter, reason_of(dead_letter.id())) {
                 true => Decision::Redrive,
                 false => Decision::Keep,
             })
@@ -101,8 +108,8 @@ pub async fn run(config: &Config, store: &Store, options: &Options, out: &mut im
                 Action::Failed(failure) => ("FAILED", Some(failure.as_str())),
                 _ => ("KEPT", None),
             };
-            let (id, event_type) = (&dead_letter.id, &dead_letter.event_type);
-            let time = dead_letter.time.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339());
+            let (id, event_type) = (dead_letter.id(), dead_letter.event_type());
+            let time = dead_letter.time().map_or_else(|| "-".to_owned(), |t| t.to_rfc3339());
             let reason = reason_of(id);
             write!(
                 out,

@@ -210,13 +210,18 @@ impl DaprPublisher {
                 .await
         };
         let channel = connect.await.map_err(|source| PublishError::Connect { address: address.clone(), source })?;
-        Ok(DaprPublisher {
+        Ok(DaprPublisher::on_channel(channel, &crate::server::DaprEndpoint::new(address)))
+    }
+
+    /// A publisher on a connected `channel` to the sidecar of `endpoint`, with its token.
+    pub(crate) fn on_channel(channel: Channel, endpoint: &crate::server::DaprEndpoint) -> Self {
+        DaprPublisher {
             client: DaprClient::new(channel),
-            address,
-            token: None,
+            address: endpoint.address().to_owned(),
+            token: endpoint.api_token().and_then(|t| t.parse().ok()),
             attempts: 3,
             backoff: Backoff { first: Duration::from_millis(100), cap: Duration::from_secs(5) },
-        })
+        }
     }
 
     /// Calls per publish before a failure that may pass is returned (default

@@ -42,11 +42,11 @@
 //!     .run(|_| Decision::Keep)
 //!     .await?;
 //! for (dead_letter, action) in &listed.entries {
-//!     println!("{} {} {:?}", dead_letter.id, dead_letter.topic, action);
+//!     println!("{} {} {:?}", dead_letter.id(), dead_letter.topic, action);
 //! }
 //! Redrive::new(DaprEndpoint::from_env(), "pubsub-redis", "order.completed.dlq")
 //!     .apply()
-//!     .run(|dead_letter| if dead_letter.id == "evt-42" { Decision::Redrive } else { Decision::Keep })
+//!     .run(|dead_letter| if dead_letter.id() == "evt-42" { Decision::Redrive } else { Decision::Keep })
 //!     .await?;
 //! # Ok(()) }
 //! ```
@@ -56,15 +56,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use dapr::dapr::proto::runtime::v1 as pb;
-use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
-use dapr::dapr::proto::runtime::v1::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Outbound;
 use dapr::dapr::proto::runtime::v1::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Inbound;
-use tokio::sync::mpsc;
 
 use crate::event::Envelope;
 use crate::outcome::Outcome;
-use crate::server::streaming::processed;
-use crate::server::{DaprEndpoint, TOKEN_HEADER};
+use crate::publisher::{DaprPublisher, Message, Publisher};
+use crate::server::DaprEndpoint;
+use crate::server::streaming::{processed, subscribe};
 
 /// How long a run waits for the next dead letter before it ends, by default.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(5);
@@ -73,16 +71,27 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DeadLetter {
-    /// Its CloudEvent id (kept when it is re-driven).
-    pub id: String,
     /// The topic it goes back to.
     pub topic: String,
-    /// Its CloudEvent `time` (when it was first published), if any.
-    pub time: Option<DateTime<Utc>>,
-    /// Its CloudEvent `type`.
-    pub event_type: String,
     /// The whole event as it came.
     pub envelope: Envelope,
+}
+
+impl DeadLetter {
+    /// Its CloudEvent id (kept when it is re-driven).
+    pub fn id(&self) -> &str {
+        &self.envelope.id
+    }
+
+    /// Its CloudEvent `time` (when it was first published), if any.
+    pub fn time(&self) -> Option<DateTime<Utc>> {
+        self.envelope.time()
+    }
+
+    /// Its CloudEvent `type`.
+    pub fn event_type(&self) -> &str {
+        &self.envelope.event_type
+    }
 }
 
 /// What to do with a dead letter.
@@ -198,10 +207,10 @@ impl Redrive {
             .connect()
             .await
             .map_err(|e| connect_error(e.to_string()))?;
-        let client = DaprClient::new(channel);
-        let token: Option<Token> = self.endpoint.api_token().and_then(|t| t.parse().ok());
-
-        let (answers, outbound) = mpsc::unbounded_channel::<pb::SubscribeTopicEventsRequestAlpha1>();
+        let stream_error = |status: tonic::Status| RedriveError::Stream {
+            topic: self.dead_letter_topic.clone(),
+            status: Box::new(status),
+        };
         let initial = pb::SubscribeTopicEventsRequestInitialAlpha1 {
             pubsub_name: self.pubsub.clone(),
             topic: self.dead_letter_topic.clone(),
@@ -209,20 +218,8 @@ impl Redrive {
             // A kept event is answered DROP: daprd puts it back on this topic.
             dead_letter_topic: Some(self.dead_letter_topic.clone()),
         };
-        let _ = answers.send(pb::SubscribeTopicEventsRequestAlpha1 {
-            subscribe_topic_events_request_type: Some(Outbound::InitialRequest(initial)),
-        });
-        let outbound = futures_util::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-        let stream_error = |status: tonic::Status| RedriveError::Stream {
-            topic: self.dead_letter_topic.clone(),
-            status: Box::new(status),
-        };
-        let mut inbound = client
-            .clone()
-            .subscribe_topic_events_alpha1(with_token(&token, outbound))
-            .await
-            .map_err(stream_error)?
-            .into_inner();
+        let (answers, mut inbound) = subscribe(channel.clone(), &self.endpoint, initial).await.map_err(stream_error)?;
+        let publisher = DaprPublisher::on_channel(channel, &self.endpoint);
 
         let mut report = Report::default();
         let mut seen = HashSet::new();
@@ -234,37 +231,26 @@ impl Redrive {
             };
             let Some(Inbound::EventMessage(event)) = message.subscribe_topic_events_response_type else { continue };
             let envelope = Envelope::from(event);
-            let id = envelope.id.clone();
-            if !seen.insert(id.clone()) {
+            if !seen.insert(envelope.id.clone()) {
                 // Come round again: every dead letter there was has been seen.
-                let _ = answers.send(processed(id, Outcome::Drop));
+                let _ = answers.send(processed(envelope.id, Outcome::Drop)).await;
                 break;
             }
-            let dead_letter = DeadLetter {
-                id: id.clone(),
-                topic: self
-                    .to_topic
-                    .clone()
-                    .or_else(|| envelope.extensions.get_str("topic").map(str::to_owned))
-                    .unwrap_or_default(),
-                time: envelope.time(),
-                event_type: envelope.event_type.clone(),
-                envelope,
-            };
+            let topic = self.to_topic.clone().or_else(|| envelope.extensions.get_str("topic").map(str::to_owned));
+            let dead_letter = DeadLetter { topic: topic.unwrap_or_default(), envelope };
             let action = match choose(&dead_letter) {
                 Decision::Keep => Action::Kept,
                 Decision::Redrive if !self.apply => Action::WouldRedrive,
-                Decision::Redrive => self.republish(&client, &token, &dead_letter).await,
+                Decision::Redrive => self.republish(&publisher, &dead_letter).await,
             };
-            let answer = if action == Action::Redriven { Outcome::Success } else { Outcome::Drop };
+            let (id, topic) = (dead_letter.id(), &dead_letter.topic);
             match &action {
-                Action::Redriven => tracing::info!(event.id = %id, topic = %dead_letter.topic, "dead letter re-driven"),
-                Action::Failed(reason) => {
-                    tracing::warn!(event.id = %id, topic = %dead_letter.topic, %reason, "re-drive failed; kept")
-                }
+                Action::Redriven => tracing::info!(event.id = %id, %topic, "dead letter re-driven"),
+                Action::Failed(reason) => tracing::warn!(event.id = %id, %topic, %reason, "re-drive failed; kept"),
                 _ => {}
             }
-            let _ = answers.send(processed(id, answer));
+            let answer = if action == Action::Redriven { Outcome::Success } else { Outcome::Drop };
+            let _ = answers.send(processed(id.to_owned(), answer)).await;
             report.entries.push((dead_letter, action));
         }
         // Half-close once the answers are written, then let daprd end its side.
@@ -275,12 +261,8 @@ impl Redrive {
         Ok(report)
     }
 
-    async fn republish(
-        &self,
-        client: &DaprClient<tonic::transport::Channel>,
-        token: &Option<Token>,
-        dead_letter: &DeadLetter,
-    ) -> Action {
+    /// Publishes `dead_letter` to its topic as it came, with its own id.
+    async fn republish(&self, publisher: &DaprPublisher, dead_letter: &DeadLetter) -> Action {
         if dead_letter.topic.is_empty() {
             return Action::Failed("the event has no `topic` attribute; name one with Redrive::to_topic".into());
         }
@@ -293,27 +275,10 @@ impl Redrive {
             Ok(data) => data,
             Err(e) => return Action::Failed(e.to_string()),
         };
-        let request = pb::PublishEventRequest {
-            pubsub_name: self.pubsub.clone(),
-            topic: dead_letter.topic.clone(),
-            data,
-            data_content_type: "application/cloudevents+json".into(),
-            metadata: Default::default(),
-        };
-        match client.clone().publish_event(with_token(token, request)).await {
-            Ok(_) => Action::Redriven,
-            Err(status) => Action::Failed(format!("publish to {}: {}", dead_letter.topic, status.message())),
+        let message = Message::new(&self.pubsub, &dead_letter.topic, "application/cloudevents+json", data);
+        match publisher.publish(message).await {
+            Ok(()) => Action::Redriven,
+            Err(error) => Action::Failed(error.to_string()),
         }
     }
-}
-
-type Token = tonic::metadata::AsciiMetadataValue;
-
-/// A request carrying the `dapr-api-token`, when there is one.
-fn with_token<T>(token: &Option<Token>, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Some(token) = token {
-        request.metadata_mut().insert(TOKEN_HEADER, token.clone());
-    }
-    request
 }

@@ -202,28 +202,14 @@ async fn connect_once(
         },
         () = stop.cancelled() => return Ended::Shutdown,
     };
-    let (answers, outbound) = mpsc::channel::<pb::SubscribeTopicEventsRequestAlpha1>(ANSWER_QUEUE);
     let initial = pb::SubscribeTopicEventsRequestInitialAlpha1 {
         pubsub_name: stream.pubsub.clone(),
         topic: stream.topic.clone(),
         metadata: stream.metadata.clone(),
         dead_letter_topic: stream.dead_letter.clone(),
     };
-    let first = pb::SubscribeTopicEventsRequestAlpha1 {
-        subscribe_topic_events_request_type: Some(Outbound::InitialRequest(initial)),
-    };
-    if answers.send(first).await.is_err() {
-        return Ended::Broken("the answer queue closed".into());
-    }
-    let outbound = futures_util::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-    let mut request = tonic::Request::new(outbound);
-    if let Some(token) = &endpoint.token
-        && let Ok(value) = token.parse()
-    {
-        request.metadata_mut().insert("dapr-api-token", value);
-    }
-    let mut inbound = match DaprClient::new(channel).subscribe_topic_events_alpha1(request).await {
-        Ok(response) => response.into_inner(),
+    let (answers, mut inbound) = match subscribe(channel, endpoint, initial).await {
+        Ok(opened) => opened,
         Err(status) => return Ended::Broken(format!("subscribe refused: {status}")),
     };
     tracing::info!(subscription = %stream.name(), "stream subscription open");
@@ -284,6 +270,32 @@ async fn connect_once(
     drop(answers);
     let _ = tokio::time::timeout(CLOSE_GRACE, async { while let Ok(Some(_)) = inbound.message().await {} }).await;
     ended
+}
+
+/// Opens a stream subscription on `channel`: sends `initial` (with the
+/// endpoint's `dapr-api-token`), and returns where answers go and the
+/// stream of daprd's messages.
+pub(crate) async fn subscribe(
+    channel: tonic::transport::Channel,
+    endpoint: &DaprEndpoint,
+    initial: pb::SubscribeTopicEventsRequestInitialAlpha1,
+) -> Result<
+    (mpsc::Sender<pb::SubscribeTopicEventsRequestAlpha1>, tonic::Streaming<pb::SubscribeTopicEventsResponseAlpha1>),
+    tonic::Status,
+> {
+    let (answers, outbound) = mpsc::channel::<pb::SubscribeTopicEventsRequestAlpha1>(ANSWER_QUEUE);
+    let first = pb::SubscribeTopicEventsRequestAlpha1 {
+        subscribe_topic_events_request_type: Some(Outbound::InitialRequest(initial)),
+    };
+    // A fresh channel has room for the first message.
+    let _ = answers.try_send(first);
+    let outbound = futures_util::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let mut request = tonic::Request::new(outbound);
+    if let Some(token) = endpoint.token.as_deref().and_then(|t| t.parse().ok()) {
+        request.metadata_mut().insert(super::TOKEN_HEADER, token);
+    }
+    let inbound = DaprClient::new(channel).subscribe_topic_events_alpha1(request).await?.into_inner();
+    Ok((answers, inbound))
 }
 
 /// The event ids read from one stream and not answered yet.
