@@ -18,7 +18,7 @@ use crate::contracts::{
     check_event_id,
 };
 use crate::orders::OrderEvent;
-use crate::store::{Applied, OrderItem, PasswordChange, Store, StoreError, millis};
+use crate::store::{Applied, Change, Item, Store, millis};
 
 /// The worker's consumers, sharing the store.
 #[derive(Debug)]
@@ -32,9 +32,9 @@ impl CustomerConsumers {
         CustomerConsumers { store }
     }
 
-    /// Applies the order events that passed their checks, in one write with
-    /// the order events arriving now; the others keep their refusal.
-    async fn order_events(&self, items: Vec<Result<OrderItem, HandlerError>>) -> Vec<Result<(), HandlerError>> {
+    /// Writes the events that passed their checks, together with the
+    /// events arriving now; the others keep their refusal.
+    async fn write(&self, items: Vec<Result<Item, HandlerError>>) -> Vec<Result<(), HandlerError>> {
         let mut results = Vec::with_capacity(items.len());
         let mut accepted = Vec::with_capacity(items.len());
         for item in items {
@@ -47,7 +47,7 @@ impl CustomerConsumers {
             }
         }
         let logged: Vec<(String, &'static str)> = accepted.iter().map(|i| (i.event_id.clone(), i.consumer)).collect();
-        let mut written = logged.into_iter().zip(self.store.apply_orders(accepted).await);
+        let mut written = logged.into_iter().zip(self.store.write(accepted).await);
         for slot in results.iter_mut().filter(|slot| slot.is_none()) {
             let Some(((event_id, topic), result)) = written.next() else { break };
             if let Ok(applied) = &result {
@@ -58,9 +58,9 @@ impl CustomerConsumers {
         results.into_iter().map(|r| r.unwrap_or_else(|| Err(no_result()))).collect()
     }
 
-    /// Applies one order event, together with the order events arriving now.
-    async fn order_event(&self, item: OrderItem) -> Result<(), HandlerError> {
-        self.order_events(vec![Ok(item)]).await.pop().unwrap_or_else(|| Err(no_result()))
+    /// Writes one event, together with the events arriving now.
+    async fn write_one(&self, item: Item) -> Result<(), HandlerError> {
+        self.write(vec![Ok(item)]).await.pop().unwrap_or_else(|| Err(no_result()))
     }
 }
 
@@ -69,20 +69,12 @@ fn no_result() -> HandlerError {
     HandlerError::transient(anyhow::anyhow!("the store returned no result for this event"))
 }
 
-fn order_item(
-    consumer: &'static str,
-    event_id: &str,
-    order_id: &Id,
-    customer_id: &Id,
-    change: OrderEvent,
-) -> OrderItem {
-    OrderItem {
-        consumer,
-        event_id: event_id.to_owned(),
-        order_id: order_id.0.clone(),
-        customer_id: customer_id.0.clone(),
-        change,
-    }
+fn item(consumer: &'static str, event_id: &str, customer_id: &Id, change: Change) -> Item {
+    Item { consumer, event_id: event_id.to_owned(), customer_id: customer_id.0.clone(), change }
+}
+
+fn order_item(consumer: &'static str, event_id: &str, order_id: &Id, customer_id: &Id, event: OrderEvent) -> Item {
+    item(consumer, event_id, customer_id, Change::Order { order_id: order_id.0.clone(), event })
 }
 
 /// The CloudEvent id and the payload checked against the contract.
@@ -120,7 +112,7 @@ impl CustomerConsumers {
             };
             Ok(order_item("order.completed", event.id(), &order.order_id, &order.customer_id, change))
         });
-        self.order_events(items.collect()).await
+        self.write(items.collect()).await
     }
 
     /// A completed order's contribution is reversed; a never-completed one
@@ -134,7 +126,7 @@ impl CustomerConsumers {
             amount: amount_minor("total_amount", &order.total_amount, &order.currency).map_err(refused)?,
             at: millis(order.cancelled_at),
         };
-        self.order_event(order_item("order.cancelled", event.id(), &order.order_id, &order.customer_id, change)).await
+        self.write_one(order_item("order.cancelled", event.id(), &order.order_id, &order.customer_id, change)).await
     }
 
     /// The refund leaves the order's contribution (refunds beyond the
@@ -145,33 +137,26 @@ impl CustomerConsumers {
         let order = &event.data;
         let refund = amount_minor("refund_amount", &order.refund_amount, &order.currency).map_err(refused)?;
         let change = OrderEvent::Returned { currency: order.currency.0.clone(), refund };
-        self.order_event(order_item("order.returned", event.id(), &order.order_id, &order.customer_id, change)).await
+        self.write_one(order_item("order.returned", event.id(), &order.order_id, &order.customer_id, change)).await
     }
 
     /// `last_login_at` becomes the later of the stored and the event's time.
     #[subscribe("auth.login", dead_letter = "auth.login.dlq")]
     async fn auth_login(&self, event: Event<Contract<AuthLogin>>) -> Result<(), HandlerError> {
         checked(&event)?;
-        let (customer, at) = (&event.data.customer_id.0, millis(event.data.login_at));
-        let applied =
-            self.store.record_login(event.id(), customer, at).await.map_err(StoreError::into_handler_error)?;
-        log_applied(event.id(), "auth.login", applied);
-        Ok(())
+        let change = Change::Login { at: millis(event.data.login_at) };
+        self.write_one(item("auth.login", event.id(), &event.data.customer_id, change)).await
     }
 
     /// Records a security event: who, when, from where.
     #[subscribe("auth.password_changed", dead_letter = "auth.password_changed.dlq")]
     async fn auth_password_changed(&self, event: Event<Contract<AuthPasswordChanged>>) -> Result<(), HandlerError> {
         checked(&event)?;
-        let change = PasswordChange {
-            customer_id: event.data.customer_id.0.clone(),
+        let change = Change::PasswordChange {
             changed_at: millis(event.data.changed_at),
             ip_address: event.data.ip_address.clone(),
             user_agent: event.data.user_agent.clone(),
         };
-        let applied =
-            self.store.record_password_change(event.id(), change).await.map_err(StoreError::into_handler_error)?;
-        log_applied(event.id(), "auth.password_changed", applied);
-        Ok(())
+        self.write_one(item("auth.password_changed", event.id(), &event.data.customer_id, change)).await
     }
 }

@@ -1,5 +1,5 @@
 //! What an order event does to its order, and what the order's change does
-//! to its customer's figures. Pure functions: the SQL lives in `consumers`.
+//! to its customer's figures. Pure functions: the SQL lives in `store`.
 //!
 //! An order *counts* when it is completed and not cancelled; it contributes
 //! its amount less its refunds (which may never exceed the amount). Applying an event keeps the

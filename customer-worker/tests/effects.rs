@@ -216,3 +216,66 @@ async fn a_bulk_batch_is_written_at_once_with_each_entry_answered() {
         assert_eq!(w.store.count(Table::Inbox).await.unwrap(), 4);
     }
 }
+
+/// One write of every topic's events at once, as the group commit makes it
+/// under load: each event keeps its own answer, the refused ones leave
+/// nothing behind, and writing it all again changes nothing.
+#[tokio::test]
+async fn events_of_every_topic_share_a_batch_and_keep_their_own_answers() {
+    use customer_worker::orders::OrderEvent;
+    use customer_worker::store::{Applied, Change, Item};
+    let order = |id: &str, order: &str, customer: &str, currency: &str| Item {
+        consumer: "order.completed",
+        event_id: id.into(),
+        customer_id: customer.into(),
+        change: Change::Order {
+            order_id: order.into(),
+            event: OrderEvent::Completed { currency: currency.into(), amount: 1000, at: at("2026-11-20T10:00:00Z") },
+        },
+    };
+    let login = |id: &str, customer: &str, when: &str| Item {
+        consumer: "auth.login",
+        event_id: id.into(),
+        customer_id: customer.into(),
+        change: Change::Login { at: at(when) },
+    };
+    let password = Item {
+        consumer: "auth.password_changed",
+        event_id: "p1".into(),
+        customer_id: "c-3".into(),
+        change: Change::PasswordChange { changed_at: at("2026-11-24T08:00:00Z"), ip_address: None, user_agent: None },
+    };
+    let batch = vec![
+        login("l1", "c-1", "2026-11-24T08:00:00Z"),
+        order("o1", "o-1", "c-1", "EUR"),
+        login("l0", "c-1", "2026-11-23T08:00:00Z"), // earlier: last_login_at keeps l1's
+        order("o3", "o-3", "c-1", "USD"),           // c-1's totals are in EUR
+        order("o1-c2", "o-1", "c-2", "EUR"),        // o-1 belongs to c-1
+        login("l2", "c-2", "2026-11-24T09:00:00Z"), // c-2 exists through its login
+        password.clone(),
+        password,                            // the same event twice
+        order("o1-c4", "o-1", "c-4", "EUR"), // refused: c-4 is not created
+    ];
+    for db in databases().await {
+        let w = worker(&db).await;
+        let answers = |results: Vec<Result<Applied, eventbus::HandlerError>>| -> Vec<Option<Applied>> {
+            results.into_iter().map(|r| r.map_err(|e| assert!(e.is_permanent(), "{e}")).ok()).collect()
+        };
+        let (done, duplicate) = (Some(Applied::Done), Some(Applied::Duplicate));
+        let first = answers(w.store.write(batch.clone()).await);
+        assert_eq!(first, vec![done, done, done, None, None, done, done, duplicate, None], "{}", db.label);
+        let again = answers(w.store.write(batch.clone()).await);
+        assert_eq!(again, vec![duplicate, duplicate, duplicate, None, None, duplicate, duplicate, duplicate, None]);
+
+        let c1 = w.store.customer("c-1").await.unwrap().unwrap();
+        assert_eq!((c1.order_count, c1.total_spent_minor), (1, 1000), "{}", db.label);
+        assert_eq!(c1.last_login_at, Some(at("2026-11-24T08:00:00Z")));
+        let c2 = w.store.customer("c-2").await.unwrap().unwrap();
+        assert_eq!((c2.order_count, c2.last_login_at), (0, Some(at("2026-11-24T09:00:00Z"))));
+        assert!(w.store.customer("c-3").await.unwrap().is_none(), "a password change creates no customer");
+        assert!(w.store.customer("c-4").await.unwrap().is_none(), "{}", db.label);
+        assert_eq!(w.store.count(Table::SecurityEvents).await.unwrap(), 1);
+        // l1, o1, l0, l2, p1: the refused events left no claim.
+        assert_eq!(w.store.count(Table::Inbox).await.unwrap(), 5, "{}", db.label);
+    }
+}

@@ -1,8 +1,9 @@
 //! The customer database: SQLite or PostgreSQL behind one pool, the same
 //! migrations, and every SQL statement of the worker's events: each effect
 //! is written with its inbox row in one transaction, shared by the events
-//! that arrive together (group commit, [`commit`]). The consumers say what
-//! an event means; this module says how it is stored.
+//! that arrive together (group commit, [`commit`]), with the same few
+//! multi-row statements whatever their number ([`write`]). The consumers say
+//! what an event means; this module says how it is stored.
 
 use std::time::Duration;
 
@@ -14,15 +15,14 @@ use sqlx::{AnyPool, Row};
 
 use crate::config::DatabaseConfig;
 use classify::{ErrorKind, classify};
-use commit::{Job, OrdersJob, Queued};
+use commit::Job;
 
-mod auth;
 pub mod classify;
 mod commit;
 mod orders;
+mod write;
 
-pub use auth::PasswordChange;
-pub use orders::{MAX_ORDERS_PER_TRANSACTION, OrderItem};
+pub use write::{Change, Item, MAX_EVENTS_PER_TRANSACTION};
 
 /// Which database the URL chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +38,6 @@ pub enum StoreError {
     /// deadlock, …): worth retrying.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// The transaction this event shared with others failed for a reason that
-    /// may pass (the same error, answered to each of them).
-    #[error("database error in a shared transaction: {0}")]
-    Unavailable(String),
     /// The database refused the event's data (see [`crate::classify`]): it
     /// would refuse it on every delivery.
     #[error("the database refused the event's data: {0}")]
@@ -64,7 +60,7 @@ impl StoreError {
 
     /// Whether delivering the event again cannot help.
     pub fn is_permanent(&self) -> bool {
-        !matches!(self, StoreError::Database(_) | StoreError::Unavailable(_))
+        !matches!(self, StoreError::Database(_))
     }
 
     /// Database failures are retried; refusals and rejections are dropped to the dead letter.
@@ -122,7 +118,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    commits: tokio::sync::mpsc::Sender<Queued>,
+    commits: tokio::sync::mpsc::Sender<Job>,
 }
 
 /// How long [`Store::ping`] waits.
@@ -166,7 +162,7 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot connect to {}", config.redacted_url()))?;
-        let commits = commit::start(pool.clone(), backend);
+        let commits = commit::start(pool.clone(), backend, commit::writers(backend, config.max_connections));
         let store = Store { pool, backend, commits };
         MIGRATOR.run(&store.pool).await.context("database migrations failed")?;
         Ok(store)
@@ -196,45 +192,13 @@ impl Store {
         }
     }
 
-    /// Writes `effect` and the inbox claim of (`consumer`, `event_id`) in one
-    /// transaction, shared with the effects of other events arriving at the
-    /// same time (group commit). Returns once the commit is durable; a
-    /// claimed id means the event was applied already and nothing is written.
-    ///
-    /// `customer_id` is the customer row the effect locks: the effects of one
-    /// transaction run in customer order (after every inbox claim, in id
-    /// order), so two replicas never wait on each other in a cycle.
-    pub(crate) async fn apply<F>(
-        &self,
-        consumer: &'static str,
-        event_id: &str,
-        customer_id: &str,
-        effect: F,
-    ) -> Result<Applied, StoreError>
-    where
-        F: for<'t> Fn(&'t mut Tx) -> futures_util::future::BoxFuture<'t, Result<(), StoreError>>
-            + Send
-            + Sync
-            + 'static,
-    {
-        let (reply, result) = tokio::sync::oneshot::channel();
-        let job = Job {
-            consumer,
-            event_id: event_id.to_owned(),
-            customer_id: customer_id.to_owned(),
-            effect: Box::new(effect),
-            reply,
-        };
-        let closed = || StoreError::Database(sqlx::Error::PoolClosed);
-        self.commits.send(Queued::One(job)).await.map_err(|_| closed())?;
-        result.await.map_err(|_| closed())?.map_err(|e| e.classified(self.backend))
-    }
-
-    /// Writes order events (a bulk batch, or one event) with the other order
-    /// events queued now, in transactions of at most
-    /// [`MAX_ORDERS_PER_TRANSACTION`]; one result per item, in order. An
-    /// event the database or a business rule refuses fails alone.
-    pub async fn apply_orders(&self, items: Vec<OrderItem>) -> Vec<Result<Applied, eventbus::HandlerError>> {
+    /// Writes the events' effects, each with its inbox claim, together with
+    /// the other events queued now (group commit), in transactions of at most
+    /// [`MAX_EVENTS_PER_TRANSACTION`]; one result per item, in order, once
+    /// the commit that holds it is durable. An id already claimed by its
+    /// consumer is [`Applied::Duplicate`] and writes nothing; an event the
+    /// database or a business rule refuses fails alone, with a permanent error.
+    pub async fn write(&self, items: Vec<Item>) -> Vec<Result<Applied, eventbus::HandlerError>> {
         let len = items.len();
         let (reply, result) = tokio::sync::oneshot::channel();
         let stopped = || {
@@ -242,7 +206,7 @@ impl Store {
                 .map(|_| Err(eventbus::HandlerError::transient(anyhow::anyhow!("the store's writer has stopped"))))
                 .collect()
         };
-        if self.commits.send(Queued::Orders(OrdersJob { items, reply })).await.is_err() {
+        if self.commits.send(Job { items, reply }).await.is_err() {
             return stopped();
         }
         result.await.unwrap_or_else(|_| stopped())

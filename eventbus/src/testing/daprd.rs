@@ -413,6 +413,11 @@ impl Daprd {
         format!("http://127.0.0.1:{}", self.grpc_port)
     }
 
+    /// daprd's process id (for CPU accounting); `None` once it has exited.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// What daprd printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -644,6 +649,11 @@ impl Redis {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// redis-server's process id (for CPU accounting); `None` once it has exited.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// `127.0.0.1:<port>`, for a component's `redisHost`.
