@@ -1,9 +1,10 @@
-//! What we ship survives what happens to it in production: the worker
-//! killed (`kill -9`) and back after 3 s and after 30 s, its database gone
-//! for 30 s, and a rolling restart (SIGTERM) through two replicas, under a
-//! steady stream of events on all five topics, behind the real daprd with
-//! the shipped `deploy/dapr` files, the chart's daprd annotations and the
-//! chart's worker configuration ([`common::shipped`]). Each ends with every
+//! What we ship survives what happens to it in production: two replicas
+//! sharing the stream, the worker killed (`kill -9`) and back after 3 s and
+//! after 30 s, its database gone for 30 s, and a rolling restart (SIGTERM)
+//! through two replicas, under a steady stream of events on all five topics,
+//! behind the real daprd with the shipped `deploy/dapr` files, the chart's
+//! daprd annotations and the chart's worker configuration
+//! ([`common::shipped`]). Each ends with every
 //! event applied once, none dead-lettered, and the customers' figures exact.
 //!
 //! CI runs the small size. The full size, whose figures are in
@@ -296,6 +297,23 @@ async fn a_rolling_restart_through_two_replicas_loses_nothing_and_dead_letters_n
             });
             assert!(serving.await);
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_replicas_share_the_stream_and_apply_every_event_once() {
+    under_load("two replicas, steady", 2, async |replicas, _, _| {
+        // One consumer group: daprd hands each replica part of the stream.
+        let both = until("both replicas applying events", SETTLE, || async {
+            for (worker, _) in replicas.iter() {
+                if worker.events_total(&["outcome=\"success\""]).await == 0 {
+                    return false;
+                }
+            }
+            true
+        });
+        assert!(both.await, "each replica applies part of the stream");
     })
     .await;
 }

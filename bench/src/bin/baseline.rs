@@ -45,7 +45,15 @@ struct Cli {
     /// The Dapr gRPC API the streaming transport dials (the load driver's stub).
     #[arg(long, default_value = "http://127.0.0.1:5106")]
     dapr: String,
+    /// How long the eventbus handler waits before answering (µs), as a
+    /// handler waiting on its database would: the same framework work per
+    /// event, at the request rate and latency of a real consumer.
+    #[arg(long, default_value_t = 0)]
+    handler_wait_us: u64,
 }
+
+/// `--handler-wait-us`.
+static HANDLER_WAIT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
 
 const PUBSUB: &str = "pubsub";
 const TOPIC: &str = "order.completed";
@@ -113,11 +121,15 @@ impl HandlerMethod for DecodeOrder {
 
 async fn on_order(event: Event<OrderCompleted>) {
     std::hint::black_box(event.data);
+    if let Some(wait) = HANDLER_WAIT.get().filter(|wait| !wait.is_zero()) {
+        tokio::time::sleep(*wait).await;
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    HANDLER_WAIT.get_or_init(|| std::time::Duration::from_micros(cli.handler_wait_us));
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -21,8 +21,8 @@
 //! run (publish and drain) divided by the events: the workers, the daprds,
 //! Redis, PostgreSQL (the postmaster and its children, reaped ones included,
 //! less the poller's own backend) and this driver (publisher and poller).
-//! *Machine busy* is the share of all cores not idle over the run, from
-//! `/proc/stat`.
+//! *Machine busy* is the share of all cores running anything over the run,
+//! and *steal* the share the hypervisor gave other guests, from `/proc/stat`.
 //!
 //! A rate is *sustained* when the publisher kept it (achieved within 5 %)
 //! and every event was visible within 2 s of the last publish; *exact* when
@@ -170,14 +170,24 @@ fn postgres_ticks(postmaster: u32, except: u32) -> u64 {
             .sum::<u64>()
 }
 
-/// (busy, total) ticks of the whole machine.
-fn machine_ticks() -> (u64, u64) {
+/// Ticks of the whole machine, from the first line of `/proc/stat`.
+#[derive(Clone, Copy, Default)]
+struct Machine {
+    /// user, nice, system, irq, softirq.
+    busy: u64,
+    /// Taken by the hypervisor for other guests: a noisy neighbour, not us.
+    steal: u64,
+    total: u64,
+}
+
+fn machine_ticks() -> Machine {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let fields: Vec<u64> =
         stat.lines().next().unwrap_or_default().split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
-    let total: u64 = fields.iter().sum();
-    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+    let field = |n: usize| fields.get(n).copied().unwrap_or(0);
+    // guest and guest_nice (8, 9) are already counted in user and nice.
+    let (busy, idle, steal) = (field(0) + field(1) + field(2) + field(5) + field(6), field(3) + field(4), field(7));
+    Machine { busy, steal, total: busy + idle + steal }
 }
 
 /// The processes on the path whose CPU is counted.
@@ -196,7 +206,7 @@ struct CpuSample {
     redis: u64,
     postgres: u64,
     driver: u64,
-    machine: (u64, u64),
+    machine: Machine,
 }
 
 impl Processes {
@@ -449,9 +459,9 @@ fn print_tables(cli: &Cli, runs: &[Run]) {
     }
     println!();
     println!(
-        "| transport | replicas | topic | rate (ev/s) | worker µs/ev | daprd µs/ev | Redis µs/ev | PostgreSQL µs/ev | driver µs/ev | worker share | machine busy |"
+        "| transport | replicas | topic | rate (ev/s) | worker µs/ev | daprd µs/ev | Redis µs/ev | PostgreSQL µs/ev | driver µs/ev | worker share | machine busy | steal |"
     );
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let tick_micros = 1_000_000.0 / 100.0; // CLK_TCK is 100 on Linux
     for run in runs {
         let (a, b) = run.cpu;
@@ -462,15 +472,18 @@ fn print_tables(cli: &Cli, runs: &[Run]) {
         let postgres = per_event(b.postgres.saturating_sub(a.postgres));
         let driver = per_event(b.driver - a.driver);
         let path = worker + daprd + redis + postgres;
-        let busy = (b.machine.0 - a.machine.0) as f64 / (b.machine.1 - a.machine.1).max(1) as f64;
+        let total = (b.machine.total - a.machine.total).max(1) as f64;
+        let busy = (b.machine.busy - a.machine.busy) as f64 / total;
+        let steal = (b.machine.steal - a.machine.steal) as f64 / total;
         println!(
-            "| {} | {} | `{}` | {} | {worker:.1} | {daprd:.1} | {redis:.1} | {postgres:.1} | {driver:.1} | {:.0} % | {:.0} % |",
+            "| {} | {} | `{}` | {} | {worker:.1} | {daprd:.1} | {redis:.1} | {postgres:.1} | {driver:.1} | {:.0} % | {:.0} % | {:.0} % |",
             cli.transport,
             cli.replicas,
             run.topic,
             run.rate,
             if path > 0.0 { worker / path * 100.0 } else { 0.0 },
             busy * 100.0,
+            steal * 100.0,
         );
     }
 }

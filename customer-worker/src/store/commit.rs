@@ -3,20 +3,21 @@
 //! events. No event is answered before the commit that holds its effect.
 //! Every write of the store goes through this one queue.
 //!
-//! A committer task waits for a free writer, then takes every write queued
-//! by then (up to [`MAX_JOBS`]) and hands it to that writer as one batch
-//! ([`super::write`]: the same few statements whatever the batch's size).
-//! While the writers are busy, new events queue up and make the next batch
-//! bigger, not later: under load the batches grow and the cost per event
-//! falls. PostgreSQL gets several writers, so one commit's round trips and
-//! fsync do not hold back the next batch; SQLite has one writer at a time
-//! anyway, so it gets one.
+//! A committer task hands every write queued (up to [`MAX_JOBS`]) to a
+//! writer as one batch ([`super::write`]: the same few statements whatever
+//! the batch's size). While a transaction is in flight, new events queue up
+//! and make the next batch bigger, not later: under load the batches grow
+//! and the cost per event falls. On PostgreSQL spare writers take the queue
+//! while a transaction is in flight once it holds [`SPARE_WRITER_BATCH`]
+//! events (a burst, a slow commit), so one commit's round trips and fsync do
+//! not hold back the next batch; SQLite has one writer at a time anyway, so
+//! it gets one.
 
 use std::sync::Arc;
 
 use eventbus::HandlerError;
 use sqlx::AnyPool;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::Applied;
 use super::Backend;
@@ -41,27 +42,65 @@ pub(super) fn writers(backend: Backend, max_connections: u32) -> usize {
     }
 }
 
+/// Events a batch needs before a second writer takes it while another
+/// transaction is in flight. Below it, the batch waits for the busy writer:
+/// a steady trickle is written by one writer in batches that grow with the
+/// load (fewer round trips per event); the extra writers take the backlog of
+/// a burst or a slow commit.
+const SPARE_WRITER_BATCH: usize = 16;
+
 /// Starts the committer with `writers` transactions at most in flight; it
 /// stops when every sender is dropped.
 pub(super) fn start(pool: AnyPool, backend: Backend, writers: usize) -> mpsc::Sender<Job> {
     let (sender, mut receiver) = mpsc::channel::<Job>(MAX_JOBS * 4);
     tokio::spawn(async move {
         let free = Arc::new(Semaphore::new(writers));
+        let finished = Arc::new(Notify::new());
         let mut jobs = Vec::with_capacity(MAX_JOBS);
-        loop {
-            let Ok(writer) = free.clone().acquire_owned().await else { break };
-            if receiver.recv_many(&mut jobs, MAX_JOBS).await == 0 {
+        let mut open = true;
+        while open || !jobs.is_empty() {
+            if jobs.is_empty() && receiver.recv_many(&mut jobs, MAX_JOBS).await == 0 {
                 break;
             }
+            let writer = loop {
+                let idle = free.available_permits() == writers;
+                let events: usize = jobs.iter().map(|job: &Job| job.items.len()).sum();
+                if (idle || events >= SPARE_WRITER_BATCH || !open)
+                    && let Ok(writer) = free.clone().try_acquire_owned()
+                {
+                    break writer;
+                }
+                tokio::select! {
+                    () = finished.notified() => {}
+                    received = receiver.recv_many(&mut jobs, MAX_JOBS), if open && jobs.len() < MAX_JOBS => {
+                        open = received > 0;
+                    }
+                }
+            };
             let batch = std::mem::take(&mut jobs);
+            let turn = Turn { writer: Some(writer), finished: finished.clone() };
             let pool = pool.clone();
             tokio::spawn(async move {
                 commit(&pool, backend, batch).await;
-                drop(writer);
+                drop(turn);
             });
         }
     });
     sender
+}
+
+/// A writer's turn: when it ends, even by a panic, the writer is free again
+/// and the committer is woken to look at the queue.
+struct Turn {
+    writer: Option<OwnedSemaphorePermit>,
+    finished: Arc<Notify>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        drop(self.writer.take());
+        self.finished.notify_one();
+    }
 }
 
 /// Every event of `jobs`, written together; each job gets its own results back.
