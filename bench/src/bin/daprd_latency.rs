@@ -17,12 +17,21 @@
 //! inside the transaction before its effects and its commit, in whole
 //! milliseconds: the figure earlier versions of this benchmark reported.
 //!
+//! **In worker** is the worker's own `eventbus_handler_duration_seconds`
+//! over the run (scraped from its `/metrics` before and after): the time
+//! from the request's arrival to its answer, the commit included, as a
+//! bucket bound for the p99 and as a mean; *events/commit* is the mean size
+//! of its group commits (`customer_worker_commit_batch_size`).
+//!
 //! **CPU per event** is user + system time from `/proc/<pid>/stat` over the
 //! run (publish and drain) divided by the events: the workers, the daprds,
 //! Redis, PostgreSQL (the postmaster and its children, reaped ones included,
 //! less the poller's own backend) and this driver (publisher and poller).
 //! *Machine busy* is the share of all cores running anything over the run,
 //! and *steal* the share the hypervisor gave other guests, from `/proc/stat`.
+//!
+//! Each topic starts with 400 events at 200/s that are not reported (the
+//! topic's stream, first connections, prepared statements).
 //!
 //! A rate is *sustained* when the publisher kept it (achieved within 5 %)
 //! and every event was visible within 2 s of the last publish; *exact* when
@@ -238,6 +247,7 @@ fn find_postmaster(backend: u32) -> Option<u32> {
 struct Replica {
     worker: tokio::process::Child,
     daprd: Daprd,
+    admin_port: u16,
 }
 
 async fn start_replica(cli: &Cli, redis: &Redis) -> anyhow::Result<Replica> {
@@ -281,7 +291,79 @@ async fn start_replica(cli: &Cli, redis: &Redis) -> anyhow::Result<Replica> {
         (worker, daprd.start().await.context("daprd")?)
     };
     daprd.wait_for_subscriptions(5).await?;
-    Ok(Replica { worker, daprd })
+    Ok(Replica { worker, daprd, admin_port })
+}
+
+/// The workers' own view of a run, from their `/metrics` before and after:
+/// how long the handler held each event of the topic (from the request's
+/// arrival to its answer, the commit included) and how many events each
+/// commit held.
+#[derive(Clone, Default)]
+struct WorkerView {
+    /// `eventbus_handler_duration_seconds` bucket counts by upper bound (s), summed over replicas.
+    buckets: BTreeMap<String, f64>,
+    handler_sum: f64,
+    handler_count: f64,
+    batch_sum: f64,
+    batch_count: f64,
+}
+
+/// `GET /metrics` of the worker's admin port (HTTP/1.0 on loopback).
+async fn scrape(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return String::new() };
+    let mut body = String::new();
+    if stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.is_ok() {
+        let _ = stream.read_to_string(&mut body).await;
+    }
+    body
+}
+
+async fn worker_view(replicas: &[Replica], topic: &str) -> WorkerView {
+    let mut view = WorkerView::default();
+    let topic_label = format!("topic=\"{topic}\"");
+    for replica in replicas {
+        for line in scrape(replica.admin_port).await.lines() {
+            let Some((name, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            if name.starts_with("customer_worker_commit_batch_size_sum") {
+                view.batch_sum += value;
+            } else if name.starts_with("customer_worker_commit_batch_size_count") {
+                view.batch_count += value;
+            } else if !name.contains(&topic_label) {
+            } else if name.starts_with("eventbus_handler_duration_seconds_bucket") {
+                if let Some(le) = name.split("le=\"").nth(1).and_then(|rest| rest.split('"').next()) {
+                    *view.buckets.entry(le.to_owned()).or_default() += value;
+                }
+            } else if name.starts_with("eventbus_handler_duration_seconds_sum") {
+                view.handler_sum += value;
+            } else if name.starts_with("eventbus_handler_duration_seconds_count") {
+                view.handler_count += value;
+            }
+        }
+    }
+    view
+}
+
+impl WorkerView {
+    /// (handler p99 upper bound in ms, handler mean in ms, events per commit) over the run.
+    fn during(before: &WorkerView, after: &WorkerView) -> (Option<f64>, f64, f64) {
+        let count = after.handler_count - before.handler_count;
+        let mut bounds: Vec<(f64, f64)> = after
+            .buckets
+            .iter()
+            .filter_map(|(le, n)| {
+                let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                Some((bound, n - before.buckets.get(le).copied().unwrap_or(0.0)))
+            })
+            .collect();
+        bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let p99 = bounds.iter().find(|(_, n)| *n >= count * 0.99).map(|(bound, _)| bound * 1000.0);
+        let mean = if count > 0.0 { (after.handler_sum - before.handler_sum) / count * 1000.0 } else { 0.0 };
+        let commits = after.batch_count - before.batch_count;
+        let batch = if commits > 0.0 { (after.batch_sum - before.batch_sum) / commits } else { 0.0 };
+        (p99, mean, batch)
+    }
 }
 
 /// Published events not seen yet: id → when its publish started (µs).
@@ -299,6 +381,7 @@ struct Run {
     drained_in: Duration,
     exact: bool,
     cpu: (CpuSample, CpuSample),
+    worker: (WorkerView, WorkerView),
 }
 
 /// Polls `database` every `period` for the committed inbox rows of the
@@ -354,16 +437,18 @@ async fn poll_until_seen(
     Ok((visible, processed, seen))
 }
 
-async fn run_once(
-    cli: &Cli,
-    replicas: &[Replica],
-    processes: &Processes,
-    database: &sqlx::AnyPool,
-    run: usize,
-    topic: &str,
-    rate: u64,
-) -> anyhow::Result<Run> {
-    let events = rate * cli.seconds;
+/// What every run uses: the options, the replicas, the processes whose CPU
+/// is counted and the poller's database connection.
+struct Setup<'a> {
+    cli: &'a Cli,
+    replicas: &'a [Replica],
+    processes: &'a Processes,
+    database: &'a sqlx::AnyPool,
+}
+
+async fn run_once(setup: &Setup<'_>, run: usize, topic: &str, rate: u64, seconds: u64) -> anyhow::Result<Run> {
+    let Setup { cli, replicas, processes, database } = *setup;
+    let events = rate * seconds;
     let pending: Pending = Arc::new(Mutex::new(BTreeMap::new()));
     let (published_all, published_all_rx) = tokio::sync::watch::channel(None);
     let mut channels = Vec::with_capacity(replicas.len());
@@ -371,6 +456,7 @@ async fn run_once(
         channels.push(tonic::transport::Channel::from_shared(replica.daprd.grpc_endpoint())?.connect().await?);
     }
     let before = processes.sample();
+    let view_before = worker_view(replicas, topic).await;
     let poller = {
         let (database, pending, period) = (database.clone(), pending.clone(), Duration::from_millis(cli.poll_ms));
         let consumer = topic.to_owned();
@@ -408,6 +494,7 @@ async fn run_once(
     let (visible, processed_at, seen) = poller.await??;
     let drained_in = last_publish.elapsed();
     let after = processes.sample();
+    let view_after = worker_view(replicas, topic).await;
     let effects: i64 = sqlx::query(&effects_sql(topic, run)).fetch_one(database).await?.try_get(0)?;
     if seen < events {
         let log = replicas[0].daprd.log();
@@ -427,20 +514,23 @@ async fn run_once(
         drained_in,
         exact: effects == effects_expected(topic, events),
         cpu: (before, after),
+        worker: (view_before, view_after),
     })
 }
 
 fn print_tables(cli: &Cli, runs: &[Run]) {
     let ms = |micros: u64| micros as f64 / 1000.0;
     println!(
-        "| transport | replicas | topic | rate (ev/s) | achieved | visible | p50 ms | p90 ms | p99 ms | max ms | processed_at p99 ms | sustained | exact |"
+        "| transport | replicas | topic | rate (ev/s) | achieved | visible | p50 ms | p90 ms | p99 ms | max ms | processed_at p99 ms | in worker: p99 ≤ ms | mean ms | events/commit | sustained | exact |"
     );
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
     for run in runs {
         let sustained =
             run.achieved >= run.rate as f64 * 0.95 && run.seen == run.events && run.drained_in < Duration::from_secs(2);
+        let (worker_p99, worker_mean, batch) = WorkerView::during(&run.worker.0, &run.worker.1);
+        let worker_p99 = worker_p99.map_or_else(|| "-".to_owned(), |ms| format!("{ms}"));
         println!(
-            "| {} | {} | `{}` | {} | {:.0} | {}/{} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | `{}` | {} | {:.0} | {}/{} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {worker_p99} | {worker_mean:.1} | {batch:.1} | {} | {} |",
             cli.transport,
             cli.replicas,
             run.topic,
@@ -513,11 +603,16 @@ async fn main() -> anyhow::Result<()> {
         redis: redis.pid().unwrap_or(0),
         postgres,
     };
+    let setup = Setup { cli: &cli, replicas: &replicas, processes: &processes, database: &database };
     let mut runs = Vec::new();
     let mut run = 0;
     for topic in &cli.topics {
+        // Warm-up, not reported: the topic's stream, daprd's and the
+        // worker's first-use costs (connections, prepared statements).
+        run_once(&setup, run, topic, 200, 2).await?;
+        run += 1;
         for &rate in &cli.rates {
-            runs.push(run_once(&cli, &replicas, &processes, &database, run, topic, rate).await?);
+            runs.push(run_once(&setup, run, topic, rate, cli.seconds).await?);
             run += 1;
         }
     }
