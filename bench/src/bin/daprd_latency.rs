@@ -326,18 +326,18 @@ async fn worker_view(replicas: &[Replica], topic: &str) -> WorkerView {
         for line in scrape(replica.admin_port).await.lines() {
             let Some((name, value)) = line.rsplit_once(' ') else { continue };
             let Ok(value) = value.parse::<f64>() else { continue };
+            let of_topic = name.contains(&topic_label);
             if name.starts_with("customer_worker_commit_batch_size_sum") {
                 view.batch_sum += value;
             } else if name.starts_with("customer_worker_commit_batch_size_count") {
                 view.batch_count += value;
-            } else if !name.contains(&topic_label) {
-            } else if name.starts_with("eventbus_handler_duration_seconds_bucket") {
+            } else if of_topic && name.starts_with("eventbus_handler_duration_seconds_bucket") {
                 if let Some(le) = name.split("le=\"").nth(1).and_then(|rest| rest.split('"').next()) {
                     *view.buckets.entry(le.to_owned()).or_default() += value;
                 }
-            } else if name.starts_with("eventbus_handler_duration_seconds_sum") {
+            } else if of_topic && name.starts_with("eventbus_handler_duration_seconds_sum") {
                 view.handler_sum += value;
-            } else if name.starts_with("eventbus_handler_duration_seconds_count") {
+            } else if of_topic && name.starts_with("eventbus_handler_duration_seconds_count") {
                 view.handler_count += value;
             }
         }
