@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::bail;
-use dapr::dapr::proto::common::v1::InvokeRequest;
-use dapr::dapr::proto::runtime::v1 as pb;
-use dapr::dapr::proto::runtime::v1::app_callback_client::AppCallbackClient;
-use dapr::dapr::proto::runtime::v1::app_callback_health_check_client::AppCallbackHealthCheckClient;
+use eventbus::grpc::proto::common::InvokeRequest;
+use eventbus::grpc::proto::runtime as pb;
+use eventbus::grpc::proto::runtime::app_callback_client::AppCallbackClient;
+use eventbus::grpc::proto::runtime::app_callback_health_check_client::AppCallbackHealthCheckClient;
 use pb::topic_event_response::TopicEventResponseStatus as Status;
 use sqlx::Row;
 use tokio::sync::Mutex;

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use dapr::dapr::proto::runtime::v1 as pb;
-use dapr::dapr::proto::runtime::v1::app_callback_client::AppCallbackClient;
+use eventbus::grpc::proto::runtime as pb;
+use eventbus::grpc::proto::runtime::app_callback_client::AppCallbackClient;
 use sqlx::Row;
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;

@@ -50,7 +50,7 @@ impl Options {
     /// without a `time` is chosen only when no time bound is given.
     pub fn chooses(&self, dead_letter: &DeadLetter, reason: &str) -> bool {
         let id = self.ids.is_empty() || self.ids.iter().any(|id| id == dead_letter.id());
-        let time = match (dead_letter.time(), self.since, self.until) {
+        let time = match (dead_letter.time().map(DateTime::<Utc>::from), self.since, self.until) {
             (_, None, None) => true,
             (None, _, _) => false,
             (Some(time), since, until) => since.is_none_or(|s| time >= s) && until.is_none_or(|u| time < u),
@@ -109,7 +109,7 @@ pub async fn run(config: &Config, store: &Store, options: &Options, out: &mut im
                 _ => ("KEPT", None),
             };
             let (id, event_type) = (dead_letter.id(), dead_letter.event_type());
-            let time = dead_letter.time().map_or_else(|| "-".to_owned(), |t| t.to_rfc3339());
+            let time = dead_letter.time().map_or_else(|| "-".to_owned(), |t| DateTime::<Utc>::from(t).to_rfc3339());
             let reason = reason_of(id);
             write!(
                 out,

@@ -32,7 +32,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::Status;
 
-pub use dapr::dapr::proto::common::v1::{InvokeRequest, InvokeResponse};
+pub use crate::grpc::proto::common::{InvokeRequest, InvokeResponse};
 
 /// A JSON body: `Json<T>` in a request decodes it, in a response encodes it
 /// (`application/json`).
@@ -59,7 +59,7 @@ impl From<InvokeRequest> for Invocation {
     fn from(request: InvokeRequest) -> Self {
         let (http_verb, querystring) = match request.http_extension {
             Some(extension) => {
-                let verb = dapr::dapr::proto::common::v1::http_extension::Verb::try_from(extension.verb)
+                let verb = crate::grpc::proto::common::http_extension::Verb::try_from(extension.verb)
                     .map(|verb| verb.as_str_name().to_owned())
                     .ok();
                 (verb, Some(extension.querystring).filter(|q| !q.is_empty()))

@@ -90,6 +90,7 @@
 //! |---|---|---|
 //! | `testing` | no | [`testing::TestSidecar`], `testing::DaprApiStub` (streaming), `testing::HttpSidecar` (with `http`) and [`testing::daprd`], for your integration tests |
 //! | `http` | no | the HTTP app channel on axum: `Server::serve_http`, `Server::http_router` |
+//! | `check-rules` | no (on with `testing`) | routing rules (CEL) are parsed when the server is built, so a typo fails at start-up |
 //! | `opentelemetry` | no | each event's span is a child of the incoming W3C trace context (with a `tracing-opentelemetry` layer installed); `DaprPublisher` sends the current context on |
 
 #![warn(missing_docs)]
@@ -99,6 +100,7 @@ mod backoff;
 pub mod consumer;
 pub mod event;
 pub mod extract;
+pub mod grpc;
 pub mod handler;
 pub mod invoke;
 mod isolate;
@@ -227,13 +229,6 @@ pub use eventbus_macros::subscribe;
 /// [`macro@subscribe`]. Takes `crate = "path"` when `eventbus` is re-exported
 /// by another crate (a renamed dependency is found in your `Cargo.toml`).
 pub use eventbus_macros::consumer;
-
-/// The Dapr protocol types (`dapr.proto.*`), from the `dapr` crate.
-pub mod proto {
-    pub use dapr::dapr::proto::common::v1 as common;
-    pub use dapr::dapr::proto::runtime::v1 as runtime;
-    pub use prost_types::Any;
-}
 
 /// The protobuf crate [`Protobuf<M>`] decodes with: derive `prost::Message`
 /// through this re-export to stay on the version eventbus uses.

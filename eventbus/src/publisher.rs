@@ -5,9 +5,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::grpc::proto::runtime::PublishEventRequest;
+use crate::grpc::proto::runtime::dapr_client::DaprClient;
 use bytes::Bytes;
-use dapr::dapr::proto::runtime::v1::PublishEventRequest;
-use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
 use tonic::transport::Channel;
 
 use crate::backoff::Backoff;

@@ -54,9 +54,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use dapr::dapr::proto::runtime::v1 as pb;
-use dapr::dapr::proto::runtime::v1::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Inbound;
+use crate::grpc::proto::runtime as pb;
+use crate::grpc::proto::runtime::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Inbound;
 
 use crate::event::Envelope;
 use crate::outcome::Outcome;
@@ -84,7 +83,7 @@ impl DeadLetter {
     }
 
     /// Its CloudEvent `time` (when it was first published), if any.
-    pub fn time(&self) -> Option<DateTime<Utc>> {
+    pub fn time(&self) -> Option<std::time::SystemTime> {
         self.envelope.time()
     }
 

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dapr::dapr::proto::runtime::v1 as pb;
+use crate::grpc::proto::runtime as pb;
 use tokio::sync::Semaphore;
 
 use crate::consumer::BoxedConsumer;

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{Order, builder, order, start};
-use eventbus::proto::runtime::topic_event_bulk_request_entry::Event as BulkEvent;
-use eventbus::proto::runtime::{TopicEventBulkRequest, TopicEventBulkRequestEntry};
+use eventbus::grpc::proto::runtime::topic_event_bulk_request_entry::Event as BulkEvent;
+use eventbus::grpc::proto::runtime::{TopicEventBulkRequest, TopicEventBulkRequestEntry};
 use eventbus::testing::{Attempt, CloudEvent, Settlement};
 use eventbus::{Event, HandlerError, Outcome, Subscription, handler};
 

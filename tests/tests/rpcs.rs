@@ -5,8 +5,8 @@ mod common;
 
 use common::{builder, start};
 use eventbus::HandlerError;
+use eventbus::grpc::proto::runtime::{BindingEventRequest, BindingEventResponse, JobEventRequest};
 use eventbus::invoke::Json;
-use eventbus::proto::runtime::{BindingEventRequest, BindingEventResponse, JobEventRequest};
 use eventbus::server::Job;
 use tonic::Code;
 

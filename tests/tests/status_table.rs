@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Order, builder, order, start};
-use eventbus::proto::runtime::TopicEventRequest;
+use eventbus::grpc::proto::runtime::TopicEventRequest;
 use eventbus::testing::{CloudEvent, Settlement};
 use eventbus::{Event, HandlerError, Outcome, Subscription, handler};
 

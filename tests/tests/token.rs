@@ -4,8 +4,8 @@
 mod common;
 
 use common::{Order, builder, order, start};
+use eventbus::grpc::proto::runtime::{BindingEventRequest, BindingEventResponse, TopicEventBulkRequest};
 use eventbus::invoke::{InvokeRequest, InvokeResponse};
-use eventbus::proto::runtime::{BindingEventRequest, BindingEventResponse, TopicEventBulkRequest};
 use eventbus::testing::{CloudEvent, Settlement};
 use eventbus::tonic::Status;
 use eventbus::{Event, Subscription, handler};

@@ -12,9 +12,11 @@ use std::net::SocketAddr;
 
 use clap::{Parser, ValueEnum};
 use dapr::appcallback::{AppCallbackService, Handler, HandlerMethod};
-use dapr::dapr::proto::common::v1::{InvokeRequest, InvokeResponse};
-use dapr::dapr::proto::runtime::v1 as pb;
-use dapr::dapr::proto::runtime::v1::app_callback_server::{AppCallback, AppCallbackServer};
+// The dapr crate's own copy of the protocol types, for its server.
+use dapr::dapr::proto::runtime::v1 as dapr_pb;
+use eventbus::grpc::proto::common::{InvokeRequest, InvokeResponse};
+use eventbus::grpc::proto::runtime as pb;
+use eventbus::grpc::proto::runtime::app_callback_server::{AppCallback, AppCallbackServer};
 use eventbus::server::{DaprEndpoint, shutdown_signal};
 use eventbus::{Event, Subscription, handler};
 use eventbus_bench::OrderCompleted;
@@ -111,11 +113,14 @@ struct DecodeOrder;
 
 #[tonic::async_trait]
 impl HandlerMethod for DecodeOrder {
-    async fn handler(&self, request: pb::TopicEventRequest) -> Result<Response<pb::TopicEventResponse>, Status> {
+    async fn handler(
+        &self,
+        request: dapr_pb::TopicEventRequest,
+    ) -> Result<Response<dapr_pb::TopicEventResponse>, Status> {
         let order: OrderCompleted =
             serde_json::from_slice(&request.data).map_err(|e| Status::invalid_argument(e.to_string()))?;
         std::hint::black_box(order);
-        Ok(Response::new(pb::TopicEventResponse { status: 0 }))
+        Ok(Response::new(dapr_pb::TopicEventResponse { status: 0 }))
     }
 }
 
@@ -148,7 +153,7 @@ async fn main() -> anyhow::Result<()> {
                 handler: Box::new(DecodeOrder),
             });
             tonic::transport::Server::builder()
-                .add_service(AppCallbackServer::new(service))
+                .add_service(dapr_pb::app_callback_server::AppCallbackServer::new(service))
                 .serve_with_shutdown(cli.addr, shutdown)
                 .await?;
         }

@@ -472,7 +472,7 @@ async fn run_once(setup: &Setup<'_>, run: usize, topic: &str, rate: u64, seconds
             "specversion": "1.0", "id": id, "source": "daprd-latency", "type": topic,
             "datacontenttype": "application/json", "data": payload(topic, run, i),
         });
-        let request = dapr::dapr::proto::runtime::v1::PublishEventRequest {
+        let request = eventbus::grpc::proto::runtime::PublishEventRequest {
             pubsub_name: "pubsub-redis".into(),
             topic: topic.to_owned(),
             data: serde_json::to_vec(&event)?,
@@ -481,7 +481,7 @@ async fn run_once(setup: &Setup<'_>, run: usize, topic: &str, rate: u64, seconds
         };
         // Publishers spread over the replicas' daprds, as an API's pods would be.
         let channel = channels[i as usize % channels.len()].clone();
-        let mut api = dapr::dapr::proto::runtime::v1::dapr_client::DaprClient::new(channel);
+        let mut api = eventbus::grpc::proto::runtime::dapr_client::DaprClient::new(channel);
         pending.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(id, now_micros());
         tasks.push(tokio::spawn(async move { api.publish_event(request).await.map(|_| ()) }));
     }

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use dapr::dapr::proto::runtime::v1 as pb;
-use dapr::dapr::proto::runtime::v1::app_callback_client::AppCallbackClient;
-use dapr::dapr::proto::runtime::v1::topic_event_bulk_request_entry::Event as BulkEvent;
+use eventbus::grpc::proto::runtime as pb;
+use eventbus::grpc::proto::runtime::app_callback_client::AppCallbackClient;
+use eventbus::grpc::proto::runtime::topic_event_bulk_request_entry::Event as BulkEvent;
 use eventbus_bench::OrderCompleted;
 use hdrhistogram::Histogram;
 use tonic::transport::Channel;

@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use prost_types::value::Kind;
 use tonic::metadata::MetadataMap;
 
@@ -12,6 +12,7 @@ use crate::outcome::HandlerError;
 
 mod data;
 mod structured;
+mod time;
 
 #[cfg(feature = "http")]
 pub(crate) use structured::take_string;
@@ -75,9 +76,8 @@ impl Envelope {
     }
 
     /// CloudEvent `time`, from the extensions, when present and RFC 3339.
-    pub fn time(&self) -> Option<DateTime<Utc>> {
-        let raw = self.extensions.get_str("time")?;
-        DateTime::parse_from_rfc3339(raw).ok().map(|t| t.with_timezone(&Utc))
+    pub fn time(&self) -> Option<SystemTime> {
+        time::parse_rfc3339(self.extensions.get_str("time")?)
     }
 
     /// The W3C `traceparent`: the gRPC header when the sidecar traced the
@@ -97,8 +97,8 @@ impl Envelope {
 
 /// The envelope of an `OnTopicEvent` call or a stream subscription's event
 /// (without gRPC metadata).
-impl From<dapr::dapr::proto::runtime::v1::TopicEventRequest> for Envelope {
-    fn from(event: dapr::dapr::proto::runtime::v1::TopicEventRequest) -> Self {
+impl From<crate::grpc::proto::runtime::TopicEventRequest> for Envelope {
+    fn from(event: crate::grpc::proto::runtime::TopicEventRequest) -> Self {
         Envelope {
             id: event.id,
             source: event.source,
@@ -209,7 +209,7 @@ impl<T> Event<T> {
         self.envelope.subject()
     }
     /// CloudEvent `time`.
-    pub fn time(&self) -> Option<DateTime<Utc>> {
+    pub fn time(&self) -> Option<SystemTime> {
         self.envelope.time()
     }
     /// The topic.
@@ -286,7 +286,8 @@ mod tests {
         env.extensions.insert("time", "2026-01-02T03:04:05Z");
         env.extensions.insert("subject", "s");
         env.extensions.insert("traceparent", "00-abc-def-01");
-        assert_eq!(env.time().unwrap().to_rfc3339(), "2026-01-02T03:04:05+00:00");
+        let time = env.time().and_then(|t| t.duration_since(std::time::SystemTime::UNIX_EPOCH).ok());
+        assert_eq!(time.map(|t| t.as_secs()), Some(1_767_323_045));
         assert_eq!(env.subject(), Some("s"));
         assert_eq!(env.traceparent(), Some("00-abc-def-01"));
     }

@@ -1,7 +1,7 @@
 //! What the app answers the sidecar for one event, and how a handler's
 //! return value and errors become that answer.
 
-use dapr::dapr::proto::runtime::v1::topic_event_response::TopicEventResponseStatus;
+use crate::grpc::proto::runtime::topic_event_response::TopicEventResponseStatus;
 
 mod dropped;
 mod error;

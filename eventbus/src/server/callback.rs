@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::grpc::proto::common::{InvokeRequest, InvokeResponse};
+use crate::grpc::proto::runtime as pb;
+use crate::grpc::proto::runtime::topic_event_bulk_request_entry::Event as BulkEvent;
 use bytes::Bytes;
-use dapr::dapr::proto::common::v1::{InvokeRequest, InvokeResponse};
-use dapr::dapr::proto::runtime::v1 as pb;
-use dapr::dapr::proto::runtime::v1::topic_event_bulk_request_entry::Event as BulkEvent;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

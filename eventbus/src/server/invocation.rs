@@ -3,9 +3,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::grpc::proto::common::{InvokeRequest, InvokeResponse};
+use crate::grpc::proto::runtime::{BindingEventRequest, BindingEventResponse};
 use bytes::Bytes;
-use dapr::dapr::proto::common::v1::{InvokeRequest, InvokeResponse};
-use dapr::dapr::proto::runtime::v1::{BindingEventRequest, BindingEventResponse};
 use futures_util::future::BoxFuture;
 use tonic::Status;
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dapr::dapr::proto::runtime::v1 as pb;
-use dapr::dapr::proto::runtime::v1::{BindingEventRequest, BindingEventResponse};
+use crate::grpc::proto::runtime as pb;
+use crate::grpc::proto::runtime::{BindingEventRequest, BindingEventResponse};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

@@ -27,10 +27,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dapr::dapr::proto::runtime::v1 as pb;
-use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
-use dapr::dapr::proto::runtime::v1::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Outbound;
-use dapr::dapr::proto::runtime::v1::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Inbound;
+use crate::grpc::proto::runtime as pb;
+use crate::grpc::proto::runtime::dapr_client::DaprClient;
+use crate::grpc::proto::runtime::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Outbound;
+use crate::grpc::proto::runtime::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Inbound;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

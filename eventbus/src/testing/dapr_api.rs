@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use dapr::dapr::proto::runtime::v1 as pb;
-use dapr::dapr::proto::runtime::v1::PublishEventRequest;
-use dapr::dapr::proto::runtime::v1::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as FromApp;
-use dapr::dapr::proto::runtime::v1::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as ToApp;
+use crate::grpc::proto::runtime as pb;
+use crate::grpc::proto::runtime::PublishEventRequest;
+use crate::grpc::proto::runtime::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as FromApp;
+use crate::grpc::proto::runtime::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as ToApp;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use tokio::sync::{Notify, mpsc, oneshot};

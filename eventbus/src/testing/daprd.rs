@@ -35,8 +35,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use dapr::dapr::proto::runtime::v1 as pb;
-use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
+use crate::grpc::proto::runtime as pb;
+use crate::grpc::proto::runtime::dapr_client::DaprClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -545,8 +545,8 @@ impl Daprd {
         method: &str,
         content_type: &str,
         data: impl Into<Vec<u8>>,
-    ) -> Result<dapr::dapr::proto::common::v1::InvokeResponse, HarnessError> {
-        use dapr::dapr::proto::common::v1 as common;
+    ) -> Result<crate::grpc::proto::common::InvokeResponse, HarnessError> {
+        use crate::grpc::proto::common;
         let mut client = self.client.clone();
         let request = pb::InvokeServiceRequest {
             id: app_id.into(),

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use dapr::dapr::proto::runtime::v1 as pb;
+use crate::grpc::proto::runtime as pb;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -31,11 +31,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dapr::dapr::proto::common::v1::{InvokeRequest, InvokeResponse};
-use dapr::dapr::proto::runtime::v1 as pb;
-use dapr::dapr::proto::runtime::v1::app_callback_alpha_client::AppCallbackAlphaClient;
-use dapr::dapr::proto::runtime::v1::app_callback_client::AppCallbackClient;
-use dapr::dapr::proto::runtime::v1::app_callback_health_check_client::AppCallbackHealthCheckClient;
+use crate::grpc::proto::common::{InvokeRequest, InvokeResponse};
+use crate::grpc::proto::runtime as pb;
+use crate::grpc::proto::runtime::app_callback_alpha_client::AppCallbackAlphaClient;
+use crate::grpc::proto::runtime::app_callback_client::AppCallbackClient;
+use crate::grpc::proto::runtime::app_callback_health_check_client::AppCallbackHealthCheckClient;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
@@ -634,7 +634,7 @@ fn trace_context_binary(traceparent: &str) -> Option<[u8; 29]> {
 /// each entry a fresh UUID, `pkg/runtime/pubsub/default_bulksub.go`), not
 /// the event id: two copies of one event in a batch are answered apart.
 fn bulk_entry(index: usize, event: &CloudEvent) -> pb::TopicEventBulkRequestEntry {
-    use dapr::dapr::proto::runtime::v1::topic_event_bulk_request_entry::Event;
+    use crate::grpc::proto::runtime::topic_event_bulk_request_entry::Event;
     pb::TopicEventBulkRequestEntry {
         entry_id: index.to_string(),
         content_type: event.content_type.clone(),

@@ -1,6 +1,5 @@
 //! Publish: the producer side of the examples. Sends one JSON event through
-//! the Dapr sidecar's publish API (`dapr::Client` under
-//! [`eventbus::publisher::DaprPublisher`]).
+//! the Dapr sidecar's publish API ([`eventbus::publisher::DaprPublisher`]).
 
 use eventbus::publisher::{Message, Publisher};
 
