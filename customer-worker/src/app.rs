@@ -146,7 +146,8 @@ pub async fn start(config: Config, mode: Mode, metrics: Option<PrometheusHandle>
             let endpoint = dapr_endpoint(&config);
             tracing::info!(endpoint = endpoint.address(), "events by streaming subscriptions");
             tasks.spawn(async move {
-                server.serve_streaming(endpoint, stopped).await.context("streaming subscriptions failed")
+                let transport = eventbus::Transport::streaming(endpoint);
+                server.serve(transport).with_graceful_shutdown(stopped).await.context("streaming subscriptions failed")
             });
         } else {
             let address = config.server.app_addr;
@@ -154,12 +155,12 @@ pub async fn start(config: Config, mode: Mode, metrics: Option<PrometheusHandle>
                 .await
                 .with_context(|| format!("server.app_addr: cannot listen on {address}"))?;
             app_addr = Some(listener.local_addr()?);
+            let transport = match transport {
+                Transport::Http => eventbus::Transport::http_listener(listener),
+                _ => eventbus::Transport::grpc_listener(listener),
+            };
             tasks.spawn(async move {
-                match transport {
-                    Transport::Http => server.serve_http_with_listener(listener, stopped).await,
-                    _ => server.serve_with_listener(listener, stopped).await,
-                }
-                .context("app channel server failed")
+                server.serve(transport).with_graceful_shutdown(stopped).await.context("app channel server failed")
             });
         }
     }
@@ -181,8 +182,8 @@ pub async fn start(config: Config, mode: Mode, metrics: Option<PrometheusHandle>
 
 /// The sidecar's gRPC API: `server.dapr_grpc_endpoint`, else where the Dapr
 /// SDKs look (`DAPR_GRPC_ENDPOINT`, `DAPR_GRPC_PORT`), with `DAPR_API_TOKEN`.
-pub fn dapr_endpoint(config: &Config) -> eventbus::server::DaprEndpoint {
-    let endpoint = eventbus::server::DaprEndpoint::from_env();
+pub fn dapr_endpoint(config: &Config) -> eventbus::sidecar::DaprEndpoint {
+    let endpoint = eventbus::sidecar::DaprEndpoint::from_env();
     match &config.server.dapr_grpc_endpoint {
         Some(address) => endpoint.with_address(address.clone()),
         None => endpoint,

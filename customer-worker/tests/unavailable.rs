@@ -17,7 +17,10 @@ async fn serve(store: &Store, config: &customer_worker::config::Config) -> (Test
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
-        let _ = server.serve_with_listener(listener, std::future::pending()).await;
+        let _ = server
+            .serve(eventbus::Transport::grpc_listener(listener))
+            .with_graceful_shutdown(std::future::pending())
+            .await;
     });
     (TestSidecar::connect(address).await.unwrap().pubsub("pubsub-redis").max_attempts(2), task)
 }

@@ -33,7 +33,7 @@
 //! failures (the database is down) whole, to be retried.
 //!
 //! ```no_run
-//! use eventbus::{Event, HandlerError, Server, State, subscribe};
+//! use eventbus::{Event, HandlerError, Server, State, Transport, subscribe};
 //!
 //! #[derive(serde::Deserialize)]
 //! struct OrderCompleted { order_id: String, customer_id: String }
@@ -54,7 +54,7 @@
 //!         .state(Greeting("order completed"))
 //!         .consumer(on_order_completed {})
 //!         .build()?
-//!         .serve("0.0.0.0:5005".parse().unwrap()) // until SIGTERM, then drains
+//!         .serve(Transport::grpc("0.0.0.0:5005".parse().unwrap())) // until SIGTERM, then drains
 //!         .await
 //! }
 //! ```
@@ -69,9 +69,10 @@
 //!   become consumers with [`subscribe`], [`fn@handler`] or [`batch`];
 //!   [`Subscription`] says what they subscribe to (routing rules, dead-letter
 //!   topic, metadata, bulk).
-//! - [`server`]: three ways in for the same consumers: the gRPC app channel
-//!   ([`Server::serve`]), the HTTP app channel (`Server::serve_http`, feature
-//!   `http`) and streaming subscriptions ([`Server::serve_streaming`]); with limits (timeout, per-topic
+//! - [`server`]: three ways in for the same consumers, chosen by value in
+//!   [`Server::serve`]: the gRPC app channel ([`Transport::grpc`]), the HTTP
+//!   app channel (`Transport::http`, feature `http`) and streaming
+//!   subscriptions ([`Transport::streaming`]); with limits (timeout, per-topic
 //!   concurrency, message size), the `APP_API_TOKEN` check, a readiness
 //!   probe, graceful shutdown, and [`Server::dispatch`] to run the pipeline
 //!   without a socket; [`invoke`] types service invocation.
@@ -89,7 +90,7 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `testing` | no | [`testing::TestSidecar`], `testing::DaprApiStub` (streaming), `testing::HttpSidecar` (with `http`) and [`testing::daprd`], for your integration tests |
-//! | `http` | no | the HTTP app channel on axum: `Server::serve_http`, `Server::http_router` |
+//! | `http` | no | the HTTP app channel on axum: `Transport::http`, and `http::router` to mount it in your own axum app |
 //! | `check-rules` | no (on with `testing`) | routing rules (CEL) are parsed when the server is built, so a typo fails at start-up |
 //! | `opentelemetry` | no | each event's span is a child of the incoming W3C trace context (with a `tracing-opentelemetry` layer installed); `DaprPublisher` sends the current context on |
 
@@ -98,30 +99,38 @@
 
 mod backoff;
 pub mod consumer;
+mod error;
 pub mod event;
 pub mod extract;
 pub mod grpc;
 pub mod handler;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 pub mod invoke;
 mod isolate;
 pub mod middleware;
 pub mod outcome;
+mod pipeline;
 pub mod publisher;
 pub mod redrive;
 mod registry;
 pub mod server;
+pub mod sidecar;
 pub mod subscription;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+mod transport;
 
 // What a handler or a `main` names; everything else is in its module.
 pub use consumer::{batch, handler};
+pub use error::Error;
 pub use event::{Envelope, Event, Protobuf, Raw};
 pub use extract::State;
 pub use isolate::isolate;
 pub use outcome::{HandlerError, Outcome, Result, ResultExt};
-pub use server::{Error, Server, ServerBuilder};
+pub use server::{Server, ServerBuilder, Transport};
 pub use subscription::Subscription;
 
 /// Turns an async handler into a consumer of a topic.

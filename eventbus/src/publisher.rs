@@ -194,7 +194,7 @@ impl DaprPublisher {
     /// Connects to the sidecar named by the environment (`DAPR_GRPC_ENDPOINT`
     /// or `DAPR_GRPC_PORT`, with `DAPR_API_TOKEN`), as the Dapr SDKs do.
     pub async fn connect() -> Result<Self, PublishError> {
-        let endpoint = crate::server::DaprEndpoint::from_env();
+        let endpoint = crate::sidecar::DaprEndpoint::from_env();
         let mut publisher = DaprPublisher::connect_to(endpoint.address()).await?;
         publisher.token = endpoint.api_token().and_then(|t| t.parse().ok());
         Ok(publisher)
@@ -210,11 +210,11 @@ impl DaprPublisher {
                 .await
         };
         let channel = connect.await.map_err(|source| PublishError::Connect { address: address.clone(), source })?;
-        Ok(DaprPublisher::on_channel(channel, &crate::server::DaprEndpoint::new(address)))
+        Ok(DaprPublisher::on_channel(channel, &crate::sidecar::DaprEndpoint::new(address)))
     }
 
     /// A publisher on a connected `channel` to the sidecar of `endpoint`, with its token.
-    pub(crate) fn on_channel(channel: Channel, endpoint: &crate::server::DaprEndpoint) -> Self {
+    pub(crate) fn on_channel(channel: Channel, endpoint: &crate::sidecar::DaprEndpoint) -> Self {
         DaprPublisher {
             client: DaprClient::new(channel),
             address: endpoint.address().to_owned(),
@@ -258,7 +258,7 @@ impl Publisher for DaprPublisher {
         loop {
             let mut call = tonic::Request::new(request.clone());
             if let Some(token) = &self.token {
-                call.metadata_mut().insert(crate::server::TOKEN_HEADER, token.clone());
+                call.metadata_mut().insert(crate::sidecar::TOKEN_HEADER, token.clone());
             }
             // daprd takes the trace context of the call as the CloudEvent's.
             #[cfg(feature = "opentelemetry")]

@@ -34,7 +34,7 @@
 //!
 //! ```no_run
 //! use eventbus::redrive::{Decision, Redrive};
-//! use eventbus::server::DaprEndpoint;
+//! use eventbus::sidecar::DaprEndpoint;
 //!
 //! # async fn run() -> Result<(), eventbus::redrive::RedriveError> {
 //! // List what is on order.completed.dlq, then re-drive one event.
@@ -60,8 +60,8 @@ use crate::grpc::proto::runtime::subscribe_topic_events_response_alpha1::Subscri
 use crate::event::Envelope;
 use crate::outcome::Outcome;
 use crate::publisher::{DaprPublisher, Message, Publisher};
-use crate::server::DaprEndpoint;
-use crate::server::streaming::{processed, subscribe};
+use crate::sidecar::DaprEndpoint;
+use crate::transport::streaming::{processed, subscribe};
 
 /// How long a run waits for the next dead letter before it ends, by default.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(5);

@@ -8,8 +8,8 @@ use crate::grpc::proto::runtime as pb;
 use tokio::sync::Semaphore;
 
 use crate::consumer::BoxedConsumer;
+use crate::error::Error;
 use crate::extract::Context;
-use crate::server::Error;
 use crate::subscription::{Bulk, Subscription};
 
 /// Where one (pubsub, topic, path) leads: the consumer and its limits.

@@ -56,7 +56,7 @@ async fn daprd_delivers_over_http_with_the_same_answers() {
         .build()
         .unwrap();
     let calls = raw_calls.clone();
-    let router = server.http_router().route("/codes404", post(|| async { StatusCode::NOT_FOUND })).route(
+    let router = eventbus::http::router(&server).route("/codes404", post(|| async { StatusCode::NOT_FOUND })).route(
         "/codes500",
         post(move || {
             calls.fetch_add(1, Ordering::SeqCst);

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use common::builder;
 use common::daprd::{RESOURCES, Seen, by_kind, dead_letter_ids, order_event, until_settled};
-use eventbus::server::DaprEndpoint;
+use eventbus::sidecar::DaprEndpoint;
 use eventbus::testing::daprd::{self, Daprd, Redis, eventually};
 use eventbus::{Event, Outcome, Subscription, handler};
 use serde_json::json;
@@ -39,7 +39,7 @@ async fn serve_streaming(
 ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), eventbus::Error>>) {
     let (stop, stopped) = oneshot::channel::<()>();
     let endpoint = DaprEndpoint::new(daprd.grpc_endpoint());
-    let app = tokio::spawn(server.serve_streaming(endpoint, async {
+    let app = tokio::spawn(server.serve(eventbus::Transport::streaming(endpoint)).with_graceful_shutdown(async {
         let _ = stopped.await;
     }));
     daprd.wait_for_subscriptions(1).await.unwrap();

@@ -96,7 +96,7 @@ async fn with_app_api_token_on_both_sides_every_delivery_passes() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let recording = seen.clone();
-    let routes = server.routes();
+    let routes = eventbus::grpc::routes(&server);
     tokio::spawn(
         eventbus::tonic::transport::Server::builder()
             .layer(tower::layer::layer_fn(move |inner| RecordToken { inner, seen: recording.clone() }))

@@ -21,9 +21,11 @@ async fn serve(builder: ServerBuilder) -> HttpApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(builder.build().unwrap().serve_http_with_listener(listener, async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(
+        builder.build().unwrap().serve(eventbus::Transport::http_listener(listener)).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        }),
+    );
     HttpApp { address, stop: Some(stop), task }
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{Order, builder, order};
-use eventbus::server::DaprEndpoint;
+use eventbus::sidecar::DaprEndpoint;
 use eventbus::testing::{CloudEvent, DaprApiStub, Settlement};
 use eventbus::{Event, Outcome, ServerBuilder, Subscription, batch, handler};
 use tokio::sync::{Barrier, Notify, oneshot};
@@ -30,7 +30,7 @@ impl StreamingApp {
         let server = builder.build().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let endpoint = DaprEndpoint::new(stub.endpoint());
-        let task = tokio::spawn(server.serve_streaming(endpoint, async {
+        let task = tokio::spawn(server.serve(eventbus::Transport::streaming(endpoint)).with_graceful_shutdown(async {
             let _ = stopped.await;
         }));
         stub.wait_for_streams(streams).await;
@@ -83,8 +83,11 @@ async fn routing_rules_are_refused_naming_the_subscription() {
         .consumer(handler(Subscription::new("prices").rule("event.type == \"v2\"", "/v2"), |_: Event<Order>| async {}))
         .build()
         .unwrap();
-    let error =
-        server.serve_streaming(DaprEndpoint::new("http://127.0.0.1:1"), std::future::pending()).await.unwrap_err();
+    let error = server
+        .serve(eventbus::Transport::streaming(DaprEndpoint::new("http://127.0.0.1:1")))
+        .with_graceful_shutdown(std::future::pending())
+        .await
+        .unwrap_err();
     assert!(matches!(error, eventbus::Error::Unsupported { transport: "streaming", .. }), "{error}");
     assert!(error.to_string().contains("pubsub/prices"), "{error}");
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Order, builder, order};
-use eventbus::server::DaprEndpoint;
+use eventbus::sidecar::DaprEndpoint;
 use eventbus::testing::{CloudEvent, DaprApiStub, Delivery, HttpSidecar, Settlement};
 use eventbus::{Event, HandlerError, Outcome, ServerBuilder, Subscription, handler};
 use tokio::sync::oneshot;
@@ -75,9 +75,11 @@ async fn http_app_channel() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(app().build().unwrap().serve_http_with_listener(listener, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(
+        app().build().unwrap().serve(eventbus::Transport::http_listener(listener)).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        }),
+    );
     let sidecar = HttpSidecar::connect(address).await.unwrap().max_attempts(ATTEMPTS);
     let mut deliveries = Vec::new();
     for (topic, event, _, _) in table() {
@@ -92,9 +94,15 @@ async fn http_app_channel() {
 async fn streaming_subscriptions() {
     let stub = DaprApiStub::start().await.unwrap().max_attempts(ATTEMPTS);
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(app().build().unwrap().serve_streaming(DaprEndpoint::new(stub.endpoint()), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(
+        app()
+            .build()
+            .unwrap()
+            .serve(eventbus::Transport::streaming(DaprEndpoint::new(stub.endpoint())))
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            }),
+    );
     stub.wait_for_streams(6).await;
     let mut deliveries = Vec::new();
     for (topic, event, _, _) in table() {

@@ -17,7 +17,8 @@ use dapr::dapr::proto::runtime::v1 as dapr_pb;
 use eventbus::grpc::proto::common::{InvokeRequest, InvokeResponse};
 use eventbus::grpc::proto::runtime as pb;
 use eventbus::grpc::proto::runtime::app_callback_server::{AppCallback, AppCallbackServer};
-use eventbus::server::{DaprEndpoint, shutdown_signal};
+use eventbus::server::Transport as Serving;
+use eventbus::sidecar::DaprEndpoint;
 use eventbus::{Event, Subscription, handler};
 use eventbus_bench::OrderCompleted;
 use tonic::{Request, Response, Status};
@@ -164,9 +165,9 @@ async fn main() -> anyhow::Result<()> {
                 .consumer(handler(Subscription::new(TOPIC), on_order).name("on_order"))
                 .build()?;
             match cli.transport {
-                Transport::Grpc => server.serve(cli.addr).await?,
-                Transport::Http => server.serve_http(cli.addr, shutdown_signal()).await?,
-                Transport::Streaming => server.serve_streaming(DaprEndpoint::new(cli.dapr), shutdown_signal()).await?,
+                Transport::Grpc => server.serve(Serving::grpc(cli.addr)).await?,
+                Transport::Http => server.serve(Serving::http(cli.addr)).await?,
+                Transport::Streaming => server.serve(Serving::streaming(DaprEndpoint::new(cli.dapr))).await?,
             }
         }
     }

@@ -2,19 +2,15 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::grpc::proto::runtime as pb;
 use crate::grpc::proto::runtime::{BindingEventRequest, BindingEventResponse};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::Status;
-use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder};
 
@@ -29,33 +25,19 @@ use crate::middleware::{
 use crate::outcome::{DropHook, Dropped, HandlerError, Outcome};
 use crate::registry::{Defaults, Registry};
 
-mod callback;
-mod error;
-#[cfg(feature = "http")]
-mod http;
-mod invocation;
-pub(crate) mod streaming;
-mod token;
+use crate::error::Error;
+use crate::pipeline::{Pipeline, invocation};
+use crate::sidecar::TOKEN_ENV;
 
-use callback::{Callback, Shared};
-pub use error::Error;
-pub use invocation::Job;
-pub use streaming::DaprEndpoint;
-pub use token::{TOKEN_ENV, TOKEN_HEADER};
+mod serve;
+
+pub use crate::pipeline::invocation::Job;
+pub use serve::{Serve, Transport};
 
 /// The default gRPC port of a Dapr app (`dapr.io/app-port`).
 pub const DEFAULT_PORT: u16 = 5005;
 /// The default largest event payload: tonic's and daprd's 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
-/// After the drain deadline, how long the events still in flight get to send
-/// their RETRY answers before the server stops.
-const ANSWER_GRACE: Duration = Duration::from_secs(1);
-/// The largest HTTP/2 header list the server accepts: 4 MiB. daprd appends a
-/// `traceparent` and a `grpc-trace-bin` header for every entry of a bulk call
-/// (about 180 bytes each), so hyper's default 16 KiB refuses bulk calls of
-/// more than about 90 entries, and daprd retries them forever. 4 MiB holds
-/// the headers of about 20,000 entries.
-pub const MAX_HEADER_LIST_SIZE: u32 = 4 * 1024 * 1024;
 
 type LayerFn = Box<dyn FnOnce(EventService) -> EventService + Send>;
 
@@ -327,7 +309,7 @@ impl ServerBuilder {
                 .layer(TimeoutLayer)
                 .service(service),
         );
-        let shared = Shared {
+        let shared = Pipeline {
             registry,
             service,
             context: Arc::new(self.context),
@@ -345,7 +327,7 @@ impl ServerBuilder {
             past_drain_deadline: CancellationToken::new(),
         };
         Ok(Server {
-            callback: Callback(Arc::new(shared)),
+            pipeline: Arc::new(shared),
             drain_timeout: self.drain_timeout,
             default_pubsub: self.defaults.pubsub,
         })
@@ -366,7 +348,7 @@ fn unique<T>(kind: &'static str, entries: Vec<(String, T)>) -> Result<HashMap<St
 /// The `AppCallback` gRPC server the Dapr sidecar delivers events to.
 ///
 /// ```no_run
-/// use eventbus::{Event, Server, Subscription, handler};
+/// use eventbus::{Event, Server, Subscription, Transport, handler};
 ///
 /// # async fn run() -> Result<(), eventbus::Error> {
 /// let server = Server::builder()
@@ -375,24 +357,24 @@ fn unique<T>(kind: &'static str, entries: Vec<(String, T)>) -> Result<HashMap<St
 ///         tracing::info!(id = event.id(), "completed");
 ///     }))
 ///     .build()?;
-/// server.serve("0.0.0.0:5005".parse().unwrap()).await // until SIGTERM or ctrl-c
+/// server.serve(Transport::grpc("0.0.0.0:5005".parse().unwrap())).await // until SIGTERM or ctrl-c
 /// # }
 /// ```
 pub struct Server {
-    callback: Callback,
+    pipeline: Arc<Pipeline>,
     drain_timeout: Duration,
     default_pubsub: String,
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("registry", &self.callback.0.registry).finish()
+        f.debug_struct("Server").field("registry", &self.pipeline.registry).finish()
     }
 }
 
 /// Reads the serving state of a running [`Server`], e.g. for an HTTP `/readyz`.
 #[derive(Clone)]
-pub struct ServerHandle(Arc<Shared>);
+pub struct ServerHandle(Arc<Pipeline>);
 
 impl std::fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -428,7 +410,7 @@ impl Server {
 
     /// The subscriptions, as `ListTopicSubscriptions` answers them.
     pub fn subscriptions(&self) -> &[pb::TopicSubscription] {
-        self.callback.0.registry.subscriptions()
+        self.pipeline.registry.subscriptions()
     }
 
     /// Runs one event through the same registry, middleware and handlers as
@@ -456,7 +438,7 @@ impl Server {
     /// ```
     pub async fn dispatch(&self, envelope: Envelope) -> Outcome {
         let envelope = self.defaulted(envelope);
-        self.callback.0.dispatch(Arc::new(envelope)).await
+        self.pipeline.dispatch(Arc::new(envelope)).await
     }
 
     /// Runs the events of one topic the way `OnBulkTopicEvent` does: one
@@ -467,7 +449,7 @@ impl Server {
         let Some(first) = envelopes.first() else { return Vec::new() };
         let first = self.defaulted(first.clone());
         let entries = envelopes.into_iter().map(|envelope| Ok(Arc::new(self.defaulted(envelope)))).collect();
-        self.callback.0.deliver(&first.pubsub, &first.topic, &first.path, entries).await
+        self.pipeline.deliver(&first.pubsub, &first.topic, &first.path, entries).await
     }
 
     fn defaulted(&self, mut envelope: Envelope) -> Envelope {
@@ -477,214 +459,43 @@ impl Server {
         envelope
     }
 
+    pub(crate) fn pipeline(&self) -> std::sync::Arc<Pipeline> {
+        self.pipeline.clone()
+    }
+
+    #[cfg(feature = "http")]
+    pub(crate) fn default_pubsub(&self) -> &str {
+        &self.default_pubsub
+    }
+
     /// A handle to watch the server while it runs.
     pub fn handle(&self) -> ServerHandle {
-        ServerHandle(self.callback.0.clone())
+        ServerHandle(self.pipeline.clone())
     }
 
-    /// The gRPC services (`AppCallback`, `AppCallbackAlpha`,
-    /// `AppCallbackHealthCheck` and `grpc.health.v1.Health`), to mount in a tonic server of your own (you
-    /// then own shutdown, which [`Server::serve_with_shutdown`] does for you,
-    /// and should raise `http2_max_header_list_size` to
-    /// [`MAX_HEADER_LIST_SIZE`] for bulk deliveries).
-    pub fn routes(&self) -> Routes {
-        let limit = self.callback.0.max_message_size.saturating_mul(4).max(DEFAULT_MAX_MESSAGE_SIZE);
-        let mut routes = Routes::default();
-        routes = routes.add_service(
-            pb::app_callback_server::AppCallbackServer::new(self.callback.clone()).max_decoding_message_size(limit),
-        );
-        routes = routes.add_service(
-            pb::app_callback_alpha_server::AppCallbackAlphaServer::new(self.callback.clone())
-                .max_decoding_message_size(limit),
-        );
-        routes = routes.add_service(pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(
-            self.callback.clone(),
-        ));
-        // grpc.health.v1, for Kubernetes gRPC probes: the same answer as HealthCheck.
-        routes.add_service(tonic_health::pb::health_server::HealthServer::new(self.callback.clone()))
-    }
-
-    /// Serves on `address` until SIGTERM or ctrl-c, then shuts down gracefully.
-    pub async fn serve(self, address: SocketAddr) -> Result<(), Error> {
-        self.serve_with_shutdown(address, shutdown_signal()).await
-    }
-
-    /// Serves on `address` until `signal` completes, then shuts down gracefully.
-    pub async fn serve_with_shutdown(
-        self,
-        address: SocketAddr,
-        signal: impl Future<Output = ()> + Send,
-    ) -> Result<(), Error> {
-        let listener = TcpListener::bind(address).await.map_err(|source| Error::Bind { address, source })?;
-        self.serve_with_listener(listener, signal).await
-    }
-
-    /// Serves on a bound listener (tests bind `127.0.0.1:0`) until `signal`.
-    ///
-    /// Shutdown: health turns not-serving and new events get `Retry` at once;
-    /// in-flight handlers get up to the drain timeout to finish; then the
-    /// gRPC server stops and this returns.
-    pub async fn serve_with_listener(
-        self,
-        listener: TcpListener,
-        signal: impl Future<Output = ()> + Send,
-    ) -> Result<(), Error> {
-        let address = listener.local_addr().ok();
-        let routes = self.routes();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tonic::transport::Server::builder()
-            .http2_max_header_list_size(MAX_HEADER_LIST_SIZE)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
-                let _ = stopped.await;
-            });
-        tracing::info!(?address, subscriptions = self.subscriptions().len(), "eventbus server listening");
-        self.until_drained("gRPC app channel", server, stop, signal, Error::from).await
-    }
-
-    /// The shutdown of an app channel: serve until `signal`, drain the events
-    /// in flight, tell the `server` to stop (`stop`), and wait for its
-    /// connections to close, at most 5 s (the sidecar may keep its own open).
-    async fn until_drained<E>(
-        &self,
-        channel: &str,
-        server: impl Future<Output = Result<(), E>>,
-        stop: tokio::sync::oneshot::Sender<()>,
-        signal: impl Future<Output = ()>,
-        error: fn(E) -> Error,
-    ) -> Result<(), Error> {
-        tokio::pin!(server);
-        tokio::select! {
-            result = &mut server => return result.map_err(error),
-            () = signal => {}
-        }
-        tokio::select! {
-            result = &mut server => return result.map_err(error),
-            () = self.drain() => {}
-        }
-        let _ = stop.send(());
-        match tokio::time::timeout(Duration::from_secs(5), server).await {
-            Ok(result) => result.map_err(error)?,
-            Err(_) => tracing::warn!(channel, "connections still open after shutdown; exiting anyway"),
-        }
-        tracing::info!(channel, "eventbus server stopped");
-        Ok(())
-    }
-}
-
-impl Server {
-    /// Subscribes through daprd's gRPC API with streaming subscriptions
-    /// (`SubscribeTopicEventsAlpha1`, one stream per subscription) instead of
-    /// serving the app channel: the app needs no port. Runs until `signal`,
-    /// then stops reading, finishes the events in flight (up to the drain
-    /// timeout; after it they are answered `RETRY`), answers them and closes
-    /// the streams.
-    ///
-    /// Fails at once on a subscription with routing rules, which daprd does
-    /// not evaluate on a stream. Bulk settings of a consumer that takes whole
-    /// batches are honoured by the app (see the [`streaming` notes](DaprEndpoint)).
-    /// Streams carry pub/sub only: invocation, bindings and jobs need the app
-    /// channel ([`Server::serve`]).
+    /// Serves `transport` until SIGTERM or ctrl-c (or the signal given to
+    /// [`Serve::with_graceful_shutdown`]), then shuts down gracefully:
+    /// readiness turns not-ready and new events get `RETRY` at once; the
+    /// events in flight get up to the drain timeout to finish (after it they
+    /// are answered `RETRY`); then the transport closes and this returns.
     ///
     /// ```no_run
-    /// use eventbus::server::{DaprEndpoint, shutdown_signal};
-    /// # async fn run(server: eventbus::Server) -> Result<(), eventbus::Error> {
-    /// server.serve_streaming(DaprEndpoint::from_env(), shutdown_signal()).await
-    /// # }
+    /// use eventbus::server::{Server, Transport};
+    /// use eventbus::sidecar::DaprEndpoint;
+    ///
+    /// # async fn run(server: Server, other: Server, listener: tokio::net::TcpListener) -> Result<(), eventbus::Error> {
+    /// // The gRPC app channel, until SIGTERM:
+    /// server.serve(Transport::grpc("0.0.0.0:5005".parse().unwrap())).await?;
+    /// // Streaming subscriptions, until a signal of your own:
+    /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// other
+    ///     .serve(Transport::streaming(DaprEndpoint::from_env()))
+    ///     .with_graceful_shutdown(async move { let _ = stopped.await; })
+    ///     .await?;
+    /// # drop(stop); Ok(()) }
     /// ```
-    pub async fn serve_streaming(
-        self,
-        endpoint: DaprEndpoint,
-        signal: impl Future<Output = ()> + Send,
-    ) -> Result<(), Error> {
-        let shared = self.callback.0.clone();
-        let streams = streaming::streams(&shared)?;
-        let stop = CancellationToken::new();
-        let mut tasks = tokio::task::JoinSet::new();
-        tracing::info!(endpoint = endpoint.address(), streams = streams.len(), "eventbus streaming subscriptions");
-        for stream in streams {
-            tasks.spawn(streaming::run(shared.clone(), endpoint.clone(), Arc::new(stream), stop.clone()));
-        }
-        signal.await;
-        tracing::info!(in_flight = shared.in_flight.len(), "shutting down: finishing the events in flight");
-        shared.draining.store(true, Ordering::Release);
-        stop.cancel();
-        let finished = async {
-            while tasks.join_next().await.is_some() {}
-            // Handlers left running by a stream that broke earlier.
-            shared.in_flight.close();
-            shared.in_flight.wait().await;
-        };
-        tokio::pin!(finished);
-        if tokio::time::timeout(self.drain_timeout, &mut finished).await.is_err() {
-            tracing::warn!(
-                in_flight = shared.in_flight.len(),
-                "drain timeout passed; answering the events in flight RETRY"
-            );
-            shared.past_drain_deadline.cancel();
-            let _ = tokio::time::timeout(ANSWER_GRACE, finished).await;
-        }
-        tracing::info!("eventbus streaming subscriptions closed");
-        Ok(())
-    }
-}
-
-impl Server {
-    /// Shutdown's first part, the same on every transport: readiness turns
-    /// not-ready and new events get `RETRY`; the events in flight get up to
-    /// the drain timeout to finish; after it they are answered `RETRY`, with
-    /// a short grace for the answers to go out.
-    async fn drain(&self) {
-        let shared = &self.callback.0;
-        shared.draining.store(true, Ordering::Release);
-        shared.in_flight.close();
-        tracing::info!(in_flight = shared.in_flight.len(), "shutting down: draining in-flight events");
-        if tokio::time::timeout(self.drain_timeout, shared.in_flight.wait()).await.is_err() {
-            // Answer the stuck events RETRY rather than cutting their
-            // connections: the sidecar gets an answer, not a transport error.
-            tracing::warn!(
-                in_flight = shared.in_flight.len(),
-                "drain timeout passed; answering the events in flight RETRY"
-            );
-            shared.past_drain_deadline.cancel();
-            let _ = tokio::time::timeout(ANSWER_GRACE, shared.in_flight.wait()).await;
-        }
-    }
-}
-
-#[cfg(feature = "http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-impl Server {
-    /// The HTTP app channel (`--app-protocol http`) as an axum router, to
-    /// mount in a server of your own; see [`Server::serve_http`].
-    pub fn http_router(&self) -> axum::Router {
-        http::router(self.callback.0.clone(), self.default_pubsub.clone())
-    }
-
-    /// Serves Dapr's HTTP app protocol on `address` until `signal`: the same
-    /// consumers and answers as the gRPC app channel (`GET /dapr/subscribe`,
-    /// the event and bulk routes, `/dapr/config`, `/healthz`), then shuts
-    /// down as [`Server::serve_with_listener`] does. Invocation and bindings
-    /// stay on the gRPC app channel.
-    pub async fn serve_http(self, address: SocketAddr, signal: impl Future<Output = ()> + Send) -> Result<(), Error> {
-        let listener = TcpListener::bind(address).await.map_err(|source| Error::Bind { address, source })?;
-        self.serve_http_with_listener(listener, signal).await
-    }
-
-    /// [`Server::serve_http`] on a bound listener (tests bind `127.0.0.1:0`).
-    pub async fn serve_http_with_listener(
-        self,
-        listener: TcpListener,
-        signal: impl Future<Output = ()> + Send,
-    ) -> Result<(), Error> {
-        let address = listener.local_addr().ok();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, self.http_router()).with_graceful_shutdown(async {
-            let _ = stopped.await;
-        });
-        tracing::info!(?address, subscriptions = self.subscriptions().len(), "eventbus HTTP app channel listening");
-        let serve_error = |source| Error::Serve { source };
-        self.until_drained("HTTP app channel", server.into_future(), stop, signal, serve_error).await
+    pub fn serve(self, transport: Transport) -> Serve {
+        Serve::new(self, transport)
     }
 }
 

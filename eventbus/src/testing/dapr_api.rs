@@ -1,7 +1,7 @@
 //! A stand-in for the sidecar's own gRPC API (`dapr.proto.runtime.v1.Dapr`),
 //! for testing code that publishes with `dapr::Client` or
 //! [`DaprPublisher`](crate::publisher::DaprPublisher), and consumers served
-//! with streaming subscriptions ([`Server::serve_streaming`](crate::Server::serve_streaming)).
+//! with streaming subscriptions ([`Transport::streaming`](crate::Transport::streaming)).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -92,7 +92,7 @@ impl DaprApiStub {
         Ok(DaprApiStub { address, published, failures, streams, max_attempts: 5, task })
     }
 
-    /// The endpoint to give [`DaprEndpoint::new`](crate::server::DaprEndpoint::new).
+    /// The endpoint to give [`DaprEndpoint::new`](crate::sidecar::DaprEndpoint::new).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.address)
     }

@@ -1,6 +1,6 @@
 //! The test sidecar of the HTTP app channel: daprd's side of
 //! `--app-protocol http`, for apps served with
-//! [`Server::serve_http`](crate::Server::serve_http).
+//! [`Transport::http`](crate::Transport::http).
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 
 use super::{CloudEvent, Delivery, Settlement, route, settle_unrouted};
 use crate::outcome::Outcome;
-use crate::server::TOKEN_HEADER;
+use crate::sidecar::TOKEN_HEADER;
 
 /// Why the HTTP test sidecar could not do its part.
 #[derive(Debug, thiserror::Error)]

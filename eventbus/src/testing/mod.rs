@@ -41,7 +41,7 @@ use tonic::{Code, Request, Status};
 
 use crate::event::Extensions;
 use crate::outcome::Outcome;
-use crate::server::TOKEN_HEADER;
+use crate::sidecar::TOKEN_HEADER;
 
 mod dapr_api;
 pub mod daprd;

@@ -10,6 +10,6 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let port: u16 =
         std::env::var("APP_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(eventbus::server::DEFAULT_PORT);
-    server(PriceBook::default())?.serve(([127, 0, 0, 1], port).into()).await?;
+    server(PriceBook::default())?.serve(eventbus::Transport::grpc(([127, 0, 0, 1], port).into())).await?;
     Ok(())
 }

@@ -10,7 +10,12 @@ async fn events_are_routed_by_type_and_the_nightly_job_reprices() {
     let book = PriceBook::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(server(book.clone()).unwrap().serve_with_listener(listener, std::future::pending()));
+    tokio::spawn(
+        server(book.clone())
+            .unwrap()
+            .serve(eventbus::Transport::grpc_listener(listener))
+            .with_graceful_shutdown(std::future::pending()),
+    );
     let sidecar = TestSidecar::connect(address).await.unwrap().max_attempts(1);
 
     let routes = sidecar.subscription("price.changed").unwrap().routes.clone().unwrap();

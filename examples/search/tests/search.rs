@@ -11,7 +11,12 @@ async fn a_bad_entry_does_not_fail_its_batch() {
     let index = SearchIndex::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(server(index.clone()).unwrap().serve_with_listener(listener, std::future::pending()));
+    tokio::spawn(
+        server(index.clone())
+            .unwrap()
+            .serve(eventbus::Transport::grpc_listener(listener))
+            .with_graceful_shutdown(std::future::pending()),
+    );
     let sidecar = TestSidecar::connect(address).await.unwrap();
     let bulk = sidecar.subscription("product.updated").unwrap().bulk_subscribe.unwrap();
     assert!(bulk.enabled && bulk.max_messages_count == 100);

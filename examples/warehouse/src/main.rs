@@ -10,6 +10,6 @@ async fn main() -> anyhow::Result<()> {
     let port: u16 =
         std::env::var("APP_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(eventbus::server::DEFAULT_PORT);
     let warehouse = Warehouse::with_stock([("sku-apple", 100), ("sku-pear", 20)]);
-    server(warehouse)?.serve(([127, 0, 0, 1], port).into()).await?;
+    server(warehouse)?.serve(eventbus::Transport::grpc(([127, 0, 0, 1], port).into())).await?;
     Ok(())
 }

@@ -9,7 +9,9 @@ async fn start(warehouse: Warehouse) -> TestSidecar {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let server = server(warehouse).unwrap();
-    tokio::spawn(server.serve_with_listener(listener, std::future::pending()));
+    tokio::spawn(
+        server.serve(eventbus::Transport::grpc_listener(listener)).with_graceful_shutdown(std::future::pending()),
+    );
     TestSidecar::connect(address).await.unwrap()
 }
 

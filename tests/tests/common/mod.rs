@@ -28,7 +28,7 @@ pub(crate) async fn start_server(server: Server) -> App {
     let address = listener.local_addr().unwrap();
     let handle = server.handle();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve_with_listener(listener, async {
+    let task = tokio::spawn(server.serve(eventbus::Transport::grpc_listener(listener)).with_graceful_shutdown(async {
         let _ = stopped.await;
     }));
     App { address, handle, stop: Some(stop), task: Some(task) }

@@ -1,5 +1,6 @@
 //! The README's "Testing your own consumers", as written there.
 
+use eventbus::Transport;
 use eventbus::testing::{CloudEvent, Settlement, TestSidecar};
 use newcomer::{Db, server};
 
@@ -9,9 +10,11 @@ async fn orders_are_recorded_and_bad_payloads_dead_lettered() -> Result<(), Box<
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server(db.clone())?.serve_with_listener(listener, async {
-        let _ = stopped.await;
-    }));
+    let serving = tokio::spawn(
+        server(db.clone())?
+            .serve(Transport::grpc_listener(listener))
+            .with_graceful_shutdown(async move { let _ = stopped.await; }),
+    );
 
     let sidecar = TestSidecar::connect(address).await?.pubsub("pubsub-redis");
     let payload = serde_json::json!({"order_id": "o-1", "customer_id": "c-1"});

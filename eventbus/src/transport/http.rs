@@ -27,26 +27,26 @@ use axum::routing::get;
 use serde_json::{Map, Value, json};
 use tonic::metadata::MetadataMap;
 
-use super::callback::{Entry, Shared, Unreadable};
 use super::token;
 use crate::event::{Envelope, take_string};
 use crate::outcome::Outcome;
+use crate::pipeline::{Entry, Pipeline, Unreadable};
 
 /// The state of the HTTP routes.
 #[derive(Clone)]
 pub(crate) struct Http {
-    shared: Arc<Shared>,
+    pipeline: Arc<Pipeline>,
     default_pubsub: String,
 }
 
 /// The axum router of the HTTP app channel.
-pub(crate) fn router(shared: Arc<Shared>, default_pubsub: String) -> Router {
+pub(crate) fn router(pipeline: Arc<Pipeline>, default_pubsub: String) -> Router {
     Router::new()
         .route("/dapr/subscribe", get(subscriptions))
         .route("/dapr/config", get(|| async { axum::Json(json!({})) }))
         .route("/healthz", get(health))
         .fallback(events)
-        .with_state(Http { shared, default_pubsub })
+        .with_state(Http { pipeline, default_pubsub })
 }
 
 /// The route daprd posts a registry path to: the path with a leading `/`.
@@ -56,7 +56,7 @@ fn http_route(path: &str) -> String {
 
 async fn subscriptions(State(http): State<Http>) -> axum::Json<Value> {
     let list: Vec<Value> = http
-        .shared
+        .pipeline
         .registry
         .subscriptions()
         .iter()
@@ -88,7 +88,7 @@ async fn subscriptions(State(http): State<Http>) -> axum::Json<Value> {
 }
 
 async fn health(State(http): State<Http>) -> Response {
-    match http.shared.ready().await {
+    match http.pipeline.ready().await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(reason) => {
             tracing::warn!(%reason, "/healthz: not ready");
@@ -109,23 +109,23 @@ async fn events(State(http): State<Http>, method: Method, uri: Uri, headers: Hea
         return status(Outcome::Drop);
     };
     let id = body.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if let Err(rejected) = token::check(http.shared.token.as_deref(), &metadata, "POST", &id) {
+    if let Err(rejected) = token::check(http.pipeline.token.as_deref(), &metadata, "POST", &id) {
         return (StatusCode::UNAUTHORIZED, rejected.message().to_owned()).into_response();
     }
     let pubsub = take_string(&mut body, "pubsubname").unwrap_or_else(|| http.default_pubsub.clone());
     let topic = take_string(&mut body, "topic").unwrap_or_default();
     match body.remove("entries") {
-        Some(Value::Array(entries)) => bulk(&http.shared, &pubsub, &topic, path, entries, &metadata).await,
+        Some(Value::Array(entries)) => bulk(&http.pipeline, &pubsub, &topic, path, entries, &metadata).await,
         _ => {
             let entries = vec![cloud_event(body, &pubsub, &topic, path, &metadata)];
-            let outcome = http.shared.deliver(&pubsub, &topic, path, entries).await.pop();
+            let outcome = http.pipeline.deliver(&pubsub, &topic, path, entries).await.pop();
             status(outcome.unwrap_or(Outcome::Retry))
         }
     }
 }
 
 async fn bulk(
-    shared: &Shared,
+    pipeline: &Pipeline,
     pubsub: &str,
     topic: &str,
     path: &str,
@@ -163,7 +163,7 @@ async fn bulk(
             None => Err(Unreadable::new(entry_id, "entry has no event")),
         });
     }
-    let outcomes = shared.deliver(pubsub, topic, path, events).await;
+    let outcomes = pipeline.deliver(pubsub, topic, path, events).await;
     let statuses: Vec<Value> = ids
         .into_iter()
         .zip(outcomes)

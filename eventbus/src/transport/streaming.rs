@@ -35,11 +35,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::callback::Shared;
-use super::error::Error;
 use crate::backoff::Backoff;
+use crate::error::Error;
 use crate::event::Envelope;
 use crate::outcome::Outcome;
+use crate::pipeline::Pipeline;
+use crate::sidecar::DaprEndpoint;
 
 /// Reconnection delays: 100 ms doubled per failed attempt, at most 10 s.
 const RECONNECT: Backoff = Backoff { first: Duration::from_millis(100), cap: Duration::from_secs(10) };
@@ -47,56 +48,6 @@ const RECONNECT: Backoff = Backoff { first: Duration::from_millis(100), cap: Dur
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Answers waiting to be written to one stream.
 const ANSWER_QUEUE: usize = 1024;
-
-/// Where daprd's gRPC API is, for streaming subscriptions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DaprEndpoint {
-    address: String,
-    token: Option<String>,
-}
-
-impl DaprEndpoint {
-    /// An endpoint such as `http://127.0.0.1:50001`, without a token.
-    pub fn new(address: impl Into<String>) -> Self {
-        DaprEndpoint { address: address.into(), token: None }
-    }
-
-    /// The endpoint the Dapr SDKs use: `DAPR_GRPC_ENDPOINT`, else
-    /// `http://127.0.0.1:$DAPR_GRPC_PORT` (default port 50001), with the
-    /// `DAPR_API_TOKEN` when it is set.
-    pub fn from_env() -> Self {
-        let address = std::env::var("DAPR_GRPC_ENDPOINT").ok().filter(|e| !e.is_empty()).unwrap_or_else(|| {
-            let port = std::env::var("DAPR_GRPC_PORT").ok().filter(|p| !p.is_empty());
-            format!("http://127.0.0.1:{}", port.as_deref().unwrap_or("50001"))
-        });
-        let address = if address.contains("://") { address } else { format!("http://{address}") };
-        DaprEndpoint { address, token: std::env::var("DAPR_API_TOKEN").ok().filter(|t| !t.is_empty()) }
-    }
-
-    /// The same token, another address.
-    #[must_use]
-    pub fn with_address(mut self, address: impl Into<String>) -> Self {
-        self.address = address.into();
-        self
-    }
-
-    /// The `dapr-api-token` to send (`None` for none).
-    #[must_use]
-    pub fn token(mut self, token: impl Into<Option<String>>) -> Self {
-        self.token = token.into().filter(|t| !t.is_empty());
-        self
-    }
-
-    /// The address.
-    pub fn address(&self) -> &str {
-        &self.address
-    }
-
-    /// The `dapr-api-token`, if any.
-    pub fn api_token(&self) -> Option<&str> {
-        self.token.as_deref()
-    }
-}
 
 /// One subscription as a stream: what to ask daprd for, and how to batch.
 #[derive(Debug, Clone)]
@@ -118,9 +69,9 @@ impl Stream {
 
 /// The streams of the registry's subscriptions, or the first subscription
 /// a stream cannot serve.
-pub(crate) fn streams(shared: &Shared) -> Result<Vec<Stream>, Error> {
+pub(crate) fn streams(pipeline: &Pipeline) -> Result<Vec<Stream>, Error> {
     let mut streams = Vec::new();
-    for subscription in shared.registry.subscriptions() {
+    for subscription in pipeline.registry.subscriptions() {
         let name = format!("{}/{}", subscription.pubsub_name, subscription.topic);
         let routes = subscription.routes.clone().unwrap_or_default();
         if !routes.rules.is_empty() {
@@ -130,7 +81,7 @@ pub(crate) fn streams(shared: &Shared) -> Result<Vec<Stream>, Error> {
                 what: "routing rules (daprd evaluates none on a stream): route on the event in one handler",
             });
         }
-        let route = shared.registry.route(&subscription.pubsub_name, &subscription.topic, "");
+        let route = pipeline.registry.route(&subscription.pubsub_name, &subscription.topic, "");
         let takes_batches = route.is_some_and(|route| route.takes_batches());
         let (batch, max_await) = match &subscription.bulk_subscribe {
             Some(bulk) if takes_batches => (
@@ -162,11 +113,11 @@ enum Ended {
 /// Keeps one subscription's stream open until `stop`: connects, handles
 /// events, reconnects with backoff. In-flight events are finished and
 /// answered before the stream is closed.
-pub(crate) async fn run(shared: Arc<Shared>, endpoint: DaprEndpoint, stream: Arc<Stream>, stop: CancellationToken) {
+pub(crate) async fn run(pipeline: Arc<Pipeline>, endpoint: DaprEndpoint, stream: Arc<Stream>, stop: CancellationToken) {
     let mut failures: u32 = 0;
     loop {
         let started = std::time::Instant::now();
-        match connect_once(&shared, &endpoint, &stream, &stop).await {
+        match connect_once(&pipeline, &endpoint, &stream, &stop).await {
             Ended::Shutdown => return,
             Ended::Broken(reason) => {
                 // A stream that lived a while starts the backoff over.
@@ -186,19 +137,19 @@ pub(crate) async fn run(shared: Arc<Shared>, endpoint: DaprEndpoint, stream: Arc
 }
 
 async fn connect_once(
-    shared: &Arc<Shared>,
+    pipeline: &Arc<Pipeline>,
     endpoint: &DaprEndpoint,
     stream: &Arc<Stream>,
     stop: &CancellationToken,
 ) -> Ended {
-    let channel = match tonic::transport::Endpoint::from_shared(endpoint.address.clone()) {
+    let channel = match tonic::transport::Endpoint::from_shared(endpoint.address().to_owned()) {
         Ok(channel) => channel,
-        Err(e) => return Ended::Broken(format!("invalid endpoint {}: {e}", endpoint.address)),
+        Err(e) => return Ended::Broken(format!("invalid endpoint {}: {e}", endpoint.address())),
     };
     let channel = tokio::select! {
         connected = channel.connect() => match connected {
             Ok(channel) => channel,
-            Err(e) => return Ended::Broken(format!("cannot connect to {}: {e}", endpoint.address)),
+            Err(e) => return Ended::Broken(format!("cannot connect to {}: {e}", endpoint.address())),
         },
         () = stop.cancelled() => return Ended::Shutdown,
     };
@@ -224,7 +175,7 @@ async fn connect_once(
             biased;
             () = stop.cancelled() => break Ended::Shutdown,
             () = &mut flush_at, if !pending.is_empty() => {
-                handle(shared, stream, std::mem::take(&mut pending), &answers, &in_flight, &handling);
+                handle(pipeline, stream, std::mem::take(&mut pending), &answers, &in_flight, &handling);
             }
             message = inbound.message() => match message {
                 Ok(Some(pb::SubscribeTopicEventsResponseAlpha1 {
@@ -245,7 +196,7 @@ async fn connect_once(
                     }
                     pending.push(Arc::new(Envelope::from(event)));
                     if pending.len() >= stream.batch {
-                        handle(shared, stream, std::mem::take(&mut pending), &answers, &in_flight, &handling);
+                        handle(pipeline, stream, std::mem::take(&mut pending), &answers, &in_flight, &handling);
                     }
                 }
                 Ok(Some(_)) => {} // the initial response
@@ -291,8 +242,8 @@ pub(crate) async fn subscribe(
     let _ = answers.try_send(first);
     let outbound = futures_util::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
     let mut request = tonic::Request::new(outbound);
-    if let Some(token) = endpoint.token.as_deref().and_then(|t| t.parse().ok()) {
-        request.metadata_mut().insert(super::TOKEN_HEADER, token);
+    if let Some(token) = endpoint.api_token().and_then(|t| t.parse().ok()) {
+        request.metadata_mut().insert(crate::sidecar::TOKEN_HEADER, token);
     }
     let inbound = DaprClient::new(channel).subscribe_topic_events_alpha1(request).await?.into_inner();
     Ok((answers, inbound))
@@ -331,17 +282,17 @@ impl InFlightIds {
 
 /// Runs events through the pipeline in the background and queues their answers.
 fn handle(
-    shared: &Arc<Shared>,
+    pipeline: &Arc<Pipeline>,
     stream: &Arc<Stream>,
     events: Vec<Arc<Envelope>>,
     answers: &mpsc::Sender<pb::SubscribeTopicEventsRequestAlpha1>,
     in_flight: &TaskTracker,
     handling: &InFlightIds,
 ) {
-    let (shared, answers, stream, handling) = (shared.clone(), answers.clone(), stream.clone(), handling.clone());
+    let (pipeline, answers, stream, handling) = (pipeline.clone(), answers.clone(), stream.clone(), handling.clone());
     in_flight.spawn(async move {
         let ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
-        let outcomes = shared.deliver(&stream.pubsub, &stream.topic, "", events.into_iter().map(Ok).collect()).await;
+        let outcomes = pipeline.deliver(&stream.pubsub, &stream.topic, "", events.into_iter().map(Ok).collect()).await;
         for (id, outcome) in ids.into_iter().zip(outcomes) {
             if answers.send(processed(id.clone(), outcome)).await.is_err() {
                 tracing::warn!(event.id = %id, %outcome, "stream closed before the answer was sent; daprd will deliver again");
@@ -358,17 +309,5 @@ pub(crate) fn processed(id: String, outcome: Outcome) -> pb::SubscribeTopicEvent
         subscribe_topic_events_request_type: Some(Outbound::EventProcessed(
             pb::SubscribeTopicEventsRequestProcessedAlpha1 { id, status },
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_endpoint_defaults_to_the_sidecar_port() {
-        let endpoint = DaprEndpoint::new("http://127.0.0.1:1234").token(String::new());
-        assert_eq!(endpoint.address(), "http://127.0.0.1:1234");
-        assert_eq!(endpoint.token, None);
     }
 }

@@ -1,196 +1,63 @@
-//! The gRPC services the sidecar calls: `AppCallback`, `AppCallbackAlpha`
-//! and `AppCallbackHealthCheck`.
+//! The gRPC app channel: `AppCallback`, `AppCallbackAlpha`,
+//! `AppCallbackHealthCheck` and `grpc.health.v1.Health`, as thin adapters
+//! from Dapr's messages to the pipeline and back.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::grpc::proto::common::{InvokeRequest, InvokeResponse};
 use crate::grpc::proto::runtime as pb;
 use crate::grpc::proto::runtime::topic_event_bulk_request_entry::Event as BulkEvent;
 use bytes::Bytes;
-use futures_util::StreamExt;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tonic::metadata::MetadataMap;
+use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
-use super::invocation::{BindingFn, InvocationFn, Job, JobFn, ReadinessFn, job_name};
 use super::token;
 use crate::event::{Envelope, Extensions};
-use crate::extract::Context;
-use crate::middleware::{self, EventRequest, EventService, Events};
-use crate::outcome::{Outcome, report_drop};
-use crate::registry::{Registry, Route};
+use crate::pipeline::invocation::{Job, job_name};
+use crate::pipeline::{Entry, Pipeline, Unreadable};
 
-/// Everything the RPCs share; built once by the server builder.
-pub(crate) struct Shared {
-    pub registry: Registry,
-    pub service: EventService,
-    pub context: Arc<Context>,
-    pub invocations: HashMap<String, InvocationFn>,
-    pub bindings: HashMap<String, BindingFn>,
-    pub jobs: HashMap<String, JobFn>,
-    pub token: Option<String>,
-    pub unknown_topic: Outcome,
-    pub missing_id: Outcome,
-    pub bulk_concurrency: usize,
-    pub max_message_size: usize,
-    pub readiness: Option<ReadinessFn>,
-    pub draining: AtomicBool,
-    pub in_flight: TaskTracker,
-    /// Cancelled when the drain deadline passes: what is still running is answered `Retry`.
-    pub past_drain_deadline: CancellationToken,
-}
+/// The largest HTTP/2 header list the server accepts: 4 MiB. daprd appends a
+/// `traceparent` and a `grpc-trace-bin` header for every entry of a bulk call
+/// (about 180 bytes each), so hyper's default 16 KiB refuses bulk calls of
+/// more than about 90 entries, and daprd retries them forever. 4 MiB holds
+/// the headers of about 20,000 entries.
+pub const MAX_HEADER_LIST_SIZE: u32 = 4 * 1024 * 1024;
 
-/// The implementation of the three gRPC services (cheap to clone).
+/// The implementation of the gRPC services (cheap to clone).
 #[derive(Clone)]
-pub(crate) struct Callback(pub Arc<Shared>);
+pub(crate) struct Callback(pub(crate) Arc<Pipeline>);
 
-/// One delivered entry: an event, or a bulk entry that holds none.
-pub(crate) type Entry = Result<Arc<Envelope>, Unreadable>;
-
-/// A bulk entry that cannot become an event.
-#[derive(Debug)]
-pub(crate) struct Unreadable {
-    id: String,
-    reason: &'static str,
+/// The gRPC services of `pipeline`, with the message size limit applied.
+pub(crate) fn routes(pipeline: Arc<Pipeline>) -> Routes {
+    let limit = pipeline.max_message_size.saturating_mul(4).max(crate::server::DEFAULT_MAX_MESSAGE_SIZE);
+    let callback = Callback(pipeline);
+    let mut routes = Routes::default();
+    routes = routes.add_service(
+        pb::app_callback_server::AppCallbackServer::new(callback.clone()).max_decoding_message_size(limit),
+    );
+    routes = routes.add_service(
+        pb::app_callback_alpha_server::AppCallbackAlphaServer::new(callback.clone()).max_decoding_message_size(limit),
+    );
+    routes =
+        routes.add_service(pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(callback.clone()));
+    // grpc.health.v1, for Kubernetes gRPC probes: the same answer as HealthCheck.
+    routes.add_service(tonic_health::pb::health_server::HealthServer::new(callback))
 }
 
-impl Unreadable {
-    pub(crate) fn new(id: String, reason: &'static str) -> Self {
-        Unreadable { id, reason }
-    }
-}
-
-impl Shared {
-    /// Runs one event through the pipeline and answers for it. Never fails.
-    pub(crate) async fn dispatch(&self, envelope: Arc<Envelope>) -> Outcome {
-        let key = envelope.clone();
-        let mut outcomes = self.deliver(&key.pubsub, &key.topic, &key.path, vec![Ok(envelope)]).await;
-        outcomes.pop().unwrap_or(Outcome::Retry)
-    }
-
-    /// The one way in for events, single or bulk: one outcome per entry, in
-    /// order. Entries that cannot be handled (unreadable, too large, without
-    /// an id, for no route) are answered here; the others go through the
-    /// middleware once each, or together for a consumer that takes batches.
-    pub(crate) async fn deliver(&self, pubsub: &str, topic: &str, path: &str, entries: Vec<Entry>) -> Vec<Outcome> {
-        // Take the in-flight token before looking at `draining`, so a drain
-        // that starts now waits for these events.
-        let _in_flight = self.in_flight.token();
-        if self.draining.load(Ordering::Acquire) {
-            tracing::info!(topic, entries = entries.len(), "draining for shutdown; retried");
-            return vec![Outcome::Retry; entries.len()];
-        }
-        // Admitted entries hold a placeholder until the handlers answer.
-        let mut outcomes = Vec::with_capacity(entries.len());
-        let mut admitted = Vec::with_capacity(entries.len());
-        for (index, entry) in entries.into_iter().enumerate() {
-            match self.admit(entry, pubsub, topic) {
-                Ok(envelope) => {
-                    admitted.push((index, envelope));
-                    outcomes.push(Outcome::Retry);
-                }
-                Err(outcome) => outcomes.push(outcome),
-            }
-        }
-        let Some((_, first)) = admitted.first() else { return outcomes };
-        let answered = match self.registry.route(pubsub, topic, path) {
-            None => {
-                tracing::warn!(
-                    event.id = %first.id, entries = admitted.len(), pubsub, topic, path,
-                    outcome = %self.unknown_topic, "no handler for this pubsub/topic/path"
-                );
-                if self.unknown_topic == Outcome::Drop {
-                    for (_, event) in &admitted {
-                        report_drop(&self.context, pubsub, topic, &event.id, format!("no handler for path {path:?}"));
-                    }
-                }
-                vec![self.unknown_topic; admitted.len()]
-            }
-            Some(route) if route.takes_batches() => {
-                let events = admitted.iter().map(|(_, event)| event.clone()).collect();
-                self.run(route, Events::Batch(events)).await
-            }
-            Some(route) => self.run_each(route, &admitted).await,
-        };
-        for ((index, _), outcome) in admitted.iter().zip(answered) {
-            outcomes[*index] = outcome;
-        }
-        outcomes
-    }
-
-    /// The entry's event, or the answer for an entry no handler may see.
-    fn admit(&self, entry: Entry, pubsub: &str, topic: &str) -> Result<Arc<Envelope>, Outcome> {
-        let envelope = entry.map_err(|Unreadable { id, reason }| {
-            tracing::error!(entry.id = %id, topic, reason, "bulk entry cannot be read; dropped");
-            report_drop(&self.context, pubsub, topic, &id, format!("bulk entry cannot be read: {reason}"));
-            Outcome::Drop
-        })?;
-        if envelope.data.len() > self.max_message_size {
-            tracing::error!(
-                event.id = %envelope.id, topic, bytes = envelope.data.len(), limit = self.max_message_size,
-                "event larger than max_message_size; dropped to the dead-letter topic"
-            );
-            let reason =
-                format!("{} bytes, more than max_message_size ({})", envelope.data.len(), self.max_message_size);
-            report_drop(&self.context, pubsub, topic, &envelope.id, reason);
-            return Err(Outcome::Drop);
-        }
-        if envelope.id.is_empty() {
-            // The id is the deduplication key: such an event cannot be applied once.
-            tracing::error!(topic, outcome = %self.missing_id, "event without a CloudEvent id; it cannot be deduplicated");
-            if self.missing_id == Outcome::Drop {
-                report_drop(&self.context, pubsub, topic, "", "no CloudEvent id");
-            }
-            return Err(self.missing_id);
-        }
-        Ok(envelope)
-    }
-
-    /// Each event through the middleware on its own: in order, at most
-    /// `bulk_concurrency` at once.
-    async fn run_each(&self, route: &Arc<Route>, admitted: &[(usize, Arc<Envelope>)]) -> Vec<Outcome> {
-        if let [(_, event)] = admitted {
-            return self.run(route, Events::One(event.clone())).await;
-        }
-        // Collected first: a stream over a borrowing closure is not `Send`-provable.
-        let calls: Vec<_> = admitted
-            .iter()
-            .map(|(_, event)| {
-                let event = Events::One(event.clone());
-                async move { self.run(route, event).await.pop().unwrap_or(Outcome::Retry) }
-            })
-            .collect();
-        futures_util::stream::iter(calls).buffered(self.bulk_concurrency).collect().await
-    }
-
-    /// One handler call through the middleware, or `Retry` for every event
-    /// once the drain deadline has passed. `biased`: the work is polled
-    /// first, so a call that completes at once never waits on the shared token.
-    async fn run(&self, route: &Arc<Route>, events: Events) -> Vec<Outcome> {
-        let request = EventRequest::new(events, route.clone(), self.context.clone());
-        let count = request.events().len();
-        tokio::select! {
-            biased;
-            outcomes = middleware::run(self.service.clone(), request) => outcomes,
-            () = self.past_drain_deadline.cancelled() => vec![Outcome::Retry; count],
-        }
-    }
-
+impl Callback {
     async fn bulk(
         &self,
         request: Request<pb::TopicEventBulkRequest>,
         rpc: &str,
     ) -> Result<pb::TopicEventBulkResponse, Status> {
         let (metadata, _, bulk) = request.into_parts();
-        token::check(self.token.as_deref(), &metadata, rpc, &bulk.id)?;
+        token::check(self.0.token.as_deref(), &metadata, rpc, &bulk.id)?;
         let metadata = Arc::new(metadata);
         let pb::TopicEventBulkRequest { entries, topic, pubsub_name, path, .. } = bulk;
         let ids: Vec<String> = entries.iter().map(|entry| entry.entry_id.clone()).collect();
         let entries = entries.into_iter().map(|entry| bulk_envelope(entry, &topic, &pubsub_name, &path, &metadata));
-        let outcomes = self.deliver(&pubsub_name, &topic, &path, entries.collect()).await;
+        let outcomes = self.0.deliver(&pubsub_name, &topic, &path, entries.collect()).await;
         let statuses = ids
             .into_iter()
             .zip(outcomes)
@@ -202,14 +69,14 @@ impl Shared {
     async fn job(&self, request: Request<pb::JobEventRequest>, rpc: &str) -> Result<pb::JobEventResponse, Status> {
         let (metadata, _, job) = request.into_parts();
         let name = job_name(&job.name, &job.method).to_owned();
-        token::check(self.token.as_deref(), &metadata, rpc, &name)?;
-        let Some(handler) = self.jobs.get(&name) else {
+        token::check(self.0.token.as_deref(), &metadata, rpc, &name)?;
+        let Some(handler) = self.0.jobs.get(&name) else {
             tracing::warn!(job = %name, "no handler for this job");
             return Err(Status::not_found(format!("no handler for job {name:?}")));
         };
         let (type_url, data) = job.data.map(|any| (any.type_url, Bytes::from(any.value))).unwrap_or_default();
         let job = Job { name: name.clone(), data, type_url, content_type: job.content_type };
-        let _in_flight = self.in_flight.token();
+        let _in_flight = self.0.in_flight.token();
         match handler(job).await {
             Ok(()) => Ok(pb::JobEventResponse {}),
             Err(error) => {
@@ -313,14 +180,14 @@ impl pb::app_callback_server::AppCallback for Callback {
         &self,
         request: Request<pb::TopicEventBulkRequest>,
     ) -> Result<Response<pb::TopicEventBulkResponse>, Status> {
-        self.0.bulk(request, "OnBulkTopicEvent").await.map(Response::new)
+        self.bulk(request, "OnBulkTopicEvent").await.map(Response::new)
     }
 
     async fn on_job_event(
         &self,
         request: Request<pb::JobEventRequest>,
     ) -> Result<Response<pb::JobEventResponse>, Status> {
-        self.0.job(request, "OnJobEvent").await.map(Response::new)
+        self.job(request, "OnJobEvent").await.map(Response::new)
     }
 }
 
@@ -330,14 +197,14 @@ impl pb::app_callback_alpha_server::AppCallbackAlpha for Callback {
         &self,
         request: Request<pb::TopicEventBulkRequest>,
     ) -> Result<Response<pb::TopicEventBulkResponse>, Status> {
-        self.0.bulk(request, "OnBulkTopicEventAlpha1").await.map(Response::new)
+        self.bulk(request, "OnBulkTopicEventAlpha1").await.map(Response::new)
     }
 
     async fn on_job_event_alpha1(
         &self,
         request: Request<pb::JobEventRequest>,
     ) -> Result<Response<pb::JobEventResponse>, Status> {
-        self.0.job(request, "OnJobEventAlpha1").await.map(Response::new)
+        self.job(request, "OnJobEventAlpha1").await.map(Response::new)
     }
 }
 
@@ -415,18 +282,5 @@ impl Callback {
             Ok(()) => ServingStatus::Serving,
             Err(_) => ServingStatus::NotServing,
         })
-    }
-}
-
-impl Shared {
-    /// Not draining and the user's probe, if any, passes.
-    pub(crate) async fn ready(&self) -> Result<(), String> {
-        if self.draining.load(Ordering::Acquire) {
-            return Err("draining for shutdown".into());
-        }
-        match &self.readiness {
-            Some(probe) => probe().await,
-            None => Ok(()),
-        }
     }
 }

@@ -3,11 +3,7 @@
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
-/// The header daprd sends the app token in.
-pub const TOKEN_HEADER: &str = "dapr-api-token";
-
-/// The environment variable daprd and the app share the token through.
-pub const TOKEN_ENV: &str = "APP_API_TOKEN";
+use crate::sidecar::TOKEN_HEADER;
 
 /// Compares in time that does not depend on where the tokens first differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -1,0 +1,188 @@
+//! The pipeline: the one front door of every transport. It takes our own
+//! requests (an event, the entries of a bulk delivery, an invocation, a
+//! binding event, a job), runs them through the registry and the middleware,
+//! and gives our own answers back; the transports (`crate::transport`) only
+//! translate Dapr's messages to and from these.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::event::Envelope;
+use crate::extract::Context;
+use crate::middleware::{self, EventRequest, EventService, Events};
+use crate::outcome::{Outcome, report_drop};
+use crate::registry::{Registry, Route};
+use invocation::{BindingFn, InvocationFn, JobFn, ReadinessFn};
+
+pub(crate) mod invocation;
+
+/// Everything the transports share; built once by the server builder.
+pub(crate) struct Pipeline {
+    pub(crate) registry: Registry,
+    pub(crate) service: EventService,
+    pub(crate) context: Arc<Context>,
+    pub(crate) invocations: HashMap<String, InvocationFn>,
+    pub(crate) bindings: HashMap<String, BindingFn>,
+    pub(crate) jobs: HashMap<String, JobFn>,
+    pub(crate) token: Option<String>,
+    pub(crate) unknown_topic: Outcome,
+    pub(crate) missing_id: Outcome,
+    pub(crate) bulk_concurrency: usize,
+    pub(crate) max_message_size: usize,
+    pub(crate) readiness: Option<ReadinessFn>,
+    pub(crate) draining: AtomicBool,
+    pub(crate) in_flight: TaskTracker,
+    /// Cancelled when the drain deadline passes: what is still running is answered `Retry`.
+    pub(crate) past_drain_deadline: CancellationToken,
+}
+
+/// One delivered entry: an event, or a bulk entry that holds none.
+pub(crate) type Entry = Result<Arc<Envelope>, Unreadable>;
+
+/// A bulk entry that cannot become an event.
+#[derive(Debug)]
+pub(crate) struct Unreadable {
+    id: String,
+    reason: &'static str,
+}
+
+impl Unreadable {
+    pub(crate) fn new(id: String, reason: &'static str) -> Self {
+        Unreadable { id, reason }
+    }
+}
+
+impl Pipeline {
+    /// Runs one event through the pipeline and answers for it. Never fails.
+    pub(crate) async fn dispatch(&self, envelope: Arc<Envelope>) -> Outcome {
+        let key = envelope.clone();
+        let mut outcomes = self.deliver(&key.pubsub, &key.topic, &key.path, vec![Ok(envelope)]).await;
+        outcomes.pop().unwrap_or(Outcome::Retry)
+    }
+
+    /// The one way in for events, single or bulk: one outcome per entry, in
+    /// order. Entries that cannot be handled (unreadable, too large, without
+    /// an id, for no route) are answered here; the others go through the
+    /// middleware once each, or together for a consumer that takes batches.
+    pub(crate) async fn deliver(&self, pubsub: &str, topic: &str, path: &str, entries: Vec<Entry>) -> Vec<Outcome> {
+        // Take the in-flight token before looking at `draining`, so a drain
+        // that starts now waits for these events.
+        let _in_flight = self.in_flight.token();
+        if self.draining.load(Ordering::Acquire) {
+            tracing::info!(topic, entries = entries.len(), "draining for shutdown; retried");
+            return vec![Outcome::Retry; entries.len()];
+        }
+        // Admitted entries hold a placeholder until the handlers answer.
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut admitted = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.into_iter().enumerate() {
+            match self.admit(entry, pubsub, topic) {
+                Ok(envelope) => {
+                    admitted.push((index, envelope));
+                    outcomes.push(Outcome::Retry);
+                }
+                Err(outcome) => outcomes.push(outcome),
+            }
+        }
+        let Some((_, first)) = admitted.first() else { return outcomes };
+        let answered = match self.registry.route(pubsub, topic, path) {
+            None => {
+                tracing::warn!(
+                    event.id = %first.id, entries = admitted.len(), pubsub, topic, path,
+                    outcome = %self.unknown_topic, "no handler for this pubsub/topic/path"
+                );
+                if self.unknown_topic == Outcome::Drop {
+                    for (_, event) in &admitted {
+                        report_drop(&self.context, pubsub, topic, &event.id, format!("no handler for path {path:?}"));
+                    }
+                }
+                vec![self.unknown_topic; admitted.len()]
+            }
+            Some(route) if route.takes_batches() => {
+                let events = admitted.iter().map(|(_, event)| event.clone()).collect();
+                self.run(route, Events::Batch(events)).await
+            }
+            Some(route) => self.run_each(route, &admitted).await,
+        };
+        for ((index, _), outcome) in admitted.iter().zip(answered) {
+            outcomes[*index] = outcome;
+        }
+        outcomes
+    }
+
+    /// The entry's event, or the answer for an entry no handler may see.
+    fn admit(&self, entry: Entry, pubsub: &str, topic: &str) -> Result<Arc<Envelope>, Outcome> {
+        let envelope = entry.map_err(|Unreadable { id, reason }| {
+            tracing::error!(entry.id = %id, topic, reason, "bulk entry cannot be read; dropped");
+            report_drop(&self.context, pubsub, topic, &id, format!("bulk entry cannot be read: {reason}"));
+            Outcome::Drop
+        })?;
+        if envelope.data.len() > self.max_message_size {
+            tracing::error!(
+                event.id = %envelope.id, topic, bytes = envelope.data.len(), limit = self.max_message_size,
+                "event larger than max_message_size; dropped to the dead-letter topic"
+            );
+            let reason =
+                format!("{} bytes, more than max_message_size ({})", envelope.data.len(), self.max_message_size);
+            report_drop(&self.context, pubsub, topic, &envelope.id, reason);
+            return Err(Outcome::Drop);
+        }
+        if envelope.id.is_empty() {
+            // The id is the deduplication key: such an event cannot be applied once.
+            tracing::error!(topic, outcome = %self.missing_id, "event without a CloudEvent id; it cannot be deduplicated");
+            if self.missing_id == Outcome::Drop {
+                report_drop(&self.context, pubsub, topic, "", "no CloudEvent id");
+            }
+            return Err(self.missing_id);
+        }
+        Ok(envelope)
+    }
+
+    /// Each event through the middleware on its own: in order, at most
+    /// `bulk_concurrency` at once.
+    async fn run_each(&self, route: &Arc<Route>, admitted: &[(usize, Arc<Envelope>)]) -> Vec<Outcome> {
+        if let [(_, event)] = admitted {
+            return self.run(route, Events::One(event.clone())).await;
+        }
+        // Collected first: a stream over a borrowing closure is not `Send`-provable.
+        let calls: Vec<_> = admitted
+            .iter()
+            .map(|(_, event)| {
+                let event = Events::One(event.clone());
+                async move { self.run(route, event).await.pop().unwrap_or(Outcome::Retry) }
+            })
+            .collect();
+        futures_util::stream::iter(calls).buffered(self.bulk_concurrency).collect().await
+    }
+
+    /// One handler call through the middleware, or `Retry` for every event
+    /// once the drain deadline has passed. `biased`: the work is polled
+    /// first, so a call that completes at once never waits on the shared token.
+    async fn run(&self, route: &Arc<Route>, events: Events) -> Vec<Outcome> {
+        let request = EventRequest::new(events, route.clone(), self.context.clone());
+        let count = request.events().len();
+        tokio::select! {
+            biased;
+            outcomes = middleware::run(self.service.clone(), request) => outcomes,
+            () = self.past_drain_deadline.cancelled() => vec![Outcome::Retry; count],
+        }
+    }
+}
+
+impl Pipeline {
+    /// Not draining and the user's probe, if any, passes.
+    pub(crate) async fn ready(&self) -> Result<(), String> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err("draining for shutdown".into());
+        }
+        match &self.readiness {
+            Some(probe) => probe().await,
+            None => Ok(()),
+        }
+    }
+}
