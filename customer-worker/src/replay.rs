@@ -34,7 +34,7 @@ pub fn envelope_from_line(line: &str) -> Result<Envelope, String> {
     let Value::Object(event) = serde_json::from_str::<Value>(line).map_err(|e| format!("invalid JSON: {e}"))? else {
         return Err("not a JSON object".into());
     };
-    let mut envelope = Envelope::from_structured(event).map_err(|e| format!("data_base64 is not base64: {e}"))?;
+    let mut envelope = Envelope::from_structured(event).map_err(|e| e.to_string())?;
     if envelope.id.is_empty() {
         return Err("the event has no id".into());
     }

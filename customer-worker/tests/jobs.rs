@@ -131,7 +131,7 @@ async fn jobs_can_be_triggered_by_the_dapr_scheduler() {
         w.sidecar.publish("order.completed", completed("o-1", "c-1", "10.00", &ago(0))).await.unwrap();
         w.sidecar.trigger_job("stats", b"").await.unwrap();
         assert_eq!(w.store.count(Table::DailyStats).await.unwrap(), 2, "{}", db.label);
-        assert_eq!(w.sidecar.trigger_job("nightly", b"").await.unwrap_err().code(), tonic::Code::NotFound);
+        assert_eq!(w.sidecar.trigger_job("nightly", b"").await.unwrap_err().code(), eventbus::status::Code::NotFound);
     }
 }
 

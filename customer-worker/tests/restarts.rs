@@ -150,6 +150,17 @@ where
 /// One worker and its daprd.
 type Replica = (WorkerProcess, Daprd);
 
+/// Writes every replica's worker and daprd log to `$RESTART_KEEP_LOGS`, when
+/// it is set: after a run, and before a failure is reported.
+fn keep_logs(scenario: &str, running: &[Replica]) {
+    let Ok(dir) = std::env::var("RESTART_KEEP_LOGS") else { return };
+    for (n, (worker, daprd)) in running.iter().enumerate() {
+        let name = scenario.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+        let _ = std::fs::write(format!("{dir}/{name}-daprd-{n}.log"), daprd.log());
+        let _ = std::fs::write(format!("{dir}/{name}-worker-{n}.log"), worker.log());
+    }
+}
+
 /// Runs the shipped deployment with `replicas` workers (each with its own
 /// daprd; one app id, one Redis consumer group, one database) under the
 /// stream of events published through the first daprd at the configured
@@ -209,6 +220,7 @@ async fn under_load(
     })
     .await;
     if !settled {
+        keep_logs(scenario, &running);
         let mut groups = Vec::new();
         for topic in TOPICS {
             groups.push((topic, redis.consumer_group(topic, "customer-worker").await.ok().flatten()));
@@ -231,13 +243,7 @@ async fn under_load(
     assert_exact(&store, &redis, events).await;
     let retries: usize =
         running.iter().map(|(_, daprd)| daprd.log().matches("encountered a retriable error").count()).sum();
-    if let Ok(dir) = std::env::var("RESTART_KEEP_LOGS") {
-        for (n, (worker, daprd)) in running.iter().enumerate() {
-            let name = scenario.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
-            std::fs::write(format!("{dir}/{name}-daprd-{n}.log"), daprd.log()).unwrap();
-            std::fs::write(format!("{dir}/{name}-worker-{n}.log"), worker.log()).unwrap();
-        }
-    }
+    keep_logs(scenario, &running);
     eprintln!(
         "{scenario}: {events} events at {rate}/s (published in {:.1} s), {replicas} replica(s); {applied_before} applied \
          before the disruption, which lasted {:.1} s; every event applied {:.1} s after it; {retries} failed \

@@ -45,7 +45,7 @@ async fn database_down_means_retry_and_recovery_is_exact() {
         assert_eq!(down.attempts, vec![Ok(Outcome::Retry), Ok(Outcome::Retry)], "{}", db.label);
         assert_eq!(
             sidecar.health().await.unwrap_err().code(),
-            tonic::Code::Unavailable,
+            eventbus::status::Code::Unavailable,
             "readiness follows the database"
         );
         task.abort();

@@ -78,7 +78,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The gRPC transport failed.
-    #[error("gRPC server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server failed: {source}")]
+    Transport {
+        /// The cause.
+        #[source]
+        source: crate::outcome::BoxError,
+    },
 }

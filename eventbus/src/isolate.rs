@@ -32,7 +32,7 @@ use crate::outcome::{ErrorKind, HandlerError};
 /// // A "database" that refuses any batch containing a negative amount.
 /// let results = isolate(vec![5, -1, 7, 9], |batch: std::sync::Arc<[i64]>| async move {
 ///     if batch.iter().any(|&n| n < 0) {
-///         return Err(HandlerError::permanent(anyhow::anyhow!("amount out of range")));
+///         return Err(HandlerError::permanent("amount out of range"));
 ///     }
 ///     Ok(batch.iter().map(|n| Ok(n * 100)).collect())
 /// })
@@ -71,7 +71,7 @@ where
             Ok(mut results) => {
                 results.truncate(len);
                 while results.len() < len {
-                    results.push(Err(HandlerError::transient(anyhow::anyhow!("no result for this entry"))));
+                    results.push(Err(HandlerError::transient("no result for this entry")));
                 }
                 results
             }
@@ -85,8 +85,8 @@ where
             }
             Err(error) if len == 1 => vec![Err(error)],
             Err(error) => {
-                let message = format!("{error:#}");
-                (0..len).map(|_| Err(HandlerError::transient(anyhow::anyhow!("{message}")))).collect()
+                let message = error.to_string();
+                (0..len).map(|_| Err(HandlerError::transient(message.clone()))).collect()
             }
         }
     })
@@ -99,10 +99,10 @@ mod tests {
     /// Fails permanently when any item is negative, transiently when any is zero.
     async fn store(batch: Arc<[i64]>) -> Result<Vec<Result<i64, HandlerError>>, HandlerError> {
         if batch.contains(&0) {
-            return Err(HandlerError::transient(anyhow::anyhow!("connection refused")));
+            return Err(HandlerError::transient("connection refused"));
         }
         if batch.iter().any(|&n| n < 0) {
-            return Err(HandlerError::permanent(anyhow::anyhow!("out of range")));
+            return Err(HandlerError::permanent("out of range"));
         }
         Ok(batch.iter().copied().map(Ok).collect())
     }

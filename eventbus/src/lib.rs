@@ -98,6 +98,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backoff;
+pub mod binding;
 pub mod consumer;
 mod error;
 pub mod event;
@@ -117,6 +118,7 @@ pub mod redrive;
 mod registry;
 pub mod server;
 pub mod sidecar;
+pub mod status;
 pub mod subscription;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -242,9 +244,6 @@ pub use eventbus_macros::consumer;
 /// The protobuf crate [`Protobuf<M>`] decodes with: derive `prost::Message`
 /// through this re-export to stay on the version eventbus uses.
 pub use prost;
-/// The gRPC crate the server is built on (for `tonic::Status` in invocation
-/// and binding handlers).
-pub use tonic;
 /// The middleware crate of [`ServerBuilder::layer`]: write your layers
 /// against this re-export to stay on the version eventbus uses.
 pub use tower;
@@ -276,7 +275,7 @@ pub mod __private {
     /// The result of a batch of one.
     pub fn only_result(mut results: Vec<HandlerResult>) -> HandlerResult {
         results.pop().unwrap_or_else(|| {
-            Err(crate::HandlerError::transient(anyhow::anyhow!("the batch handler returned no result for this event")))
+            Err(crate::HandlerError::transient("the batch handler returned no result for this event"))
         })
     }
 }

@@ -77,7 +77,7 @@ pub enum PublishError {
         address: String,
         /// Why the connection failed.
         #[source]
-        source: tonic::transport::Error,
+        source: crate::outcome::BoxError,
     },
     /// The sidecar refused the event, or the call failed after its retries.
     #[error("publish to {topic} through the Dapr sidecar at {address} failed after {attempts} attempt(s)")]
@@ -90,7 +90,7 @@ pub enum PublishError {
         attempts: u32,
         /// The sidecar's last answer.
         #[source]
-        source: tonic::Status,
+        source: crate::status::Status,
     },
 }
 
@@ -209,7 +209,9 @@ impl DaprPublisher {
                 .connect()
                 .await
         };
-        let channel = connect.await.map_err(|source| PublishError::Connect { address: address.clone(), source })?;
+        let channel = connect
+            .await
+            .map_err(|source| PublishError::Connect { address: address.clone(), source: source.into() })?;
         Ok(DaprPublisher::on_channel(channel, &crate::sidecar::DaprEndpoint::new(address)))
     }
 
@@ -274,7 +276,12 @@ impl Publisher for DaprPublisher {
             };
             if attempt >= self.attempts || !may_pass(status.code()) {
                 let (topic, address) = (request.topic, self.address.clone());
-                return Err(PublishError::Sidecar { topic, address, attempts: attempt, source: status });
+                return Err(PublishError::Sidecar {
+                    topic,
+                    address,
+                    attempts: attempt,
+                    source: crate::status::from_grpc(&status),
+                });
             }
             tracing::warn!(topic = %request.topic, attempt, code = ?status.code(), error = %status.message(), "publish failed; retrying");
             tokio::time::sleep(self.backoff.delay(attempt - 1)).await;

@@ -149,7 +149,7 @@ pub enum RedriveError {
         /// The dead-letter topic.
         topic: String,
         /// daprd's answer.
-        status: Box<tonic::Status>,
+        status: crate::status::Status,
     },
 }
 
@@ -208,7 +208,7 @@ impl Redrive {
             .map_err(|e| connect_error(e.to_string()))?;
         let stream_error = |status: tonic::Status| RedriveError::Stream {
             topic: self.dead_letter_topic.clone(),
-            status: Box::new(status),
+            status: crate::status::from_grpc(&status),
         };
         let initial = pb::SubscribeTopicEventsRequestInitialAlpha1 {
             pubsub_name: self.pubsub.clone(),

@@ -115,7 +115,6 @@ async fn a_cron_input_binding_reaches_on_binding_event() {
         let ticks = counted.clone();
         async move {
             ticks.fetch_add(1, Ordering::Relaxed);
-            Ok(Default::default())
         }
     }))
     .await;

@@ -109,3 +109,58 @@ async fn daprd_delivers_over_http_with_the_same_answers() {
     let _ = stop.send(());
     app.await.unwrap().unwrap();
 }
+
+/// Service invocation and an input binding reach an app served over HTTP:
+/// daprd calls `POST /<method>` and `OPTIONS` then `POST /tick`.
+#[tokio::test]
+async fn daprd_invokes_and_delivers_bindings_over_http() {
+    use eventbus::HandlerError;
+    use eventbus::binding::BindingEvent;
+    use eventbus::invoke::Json;
+    use eventbus::status::{Code, Status};
+    use eventbus::testing::daprd::HarnessError;
+
+    if !daprd::available() {
+        return;
+    }
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let counted = ticks.clone();
+    let server = builder()
+        .invocation("double", |Json(n): Json<u64>| async move { Json(n * 2) })
+        .invocation("missing", |_: String| async { Err::<(), _>(Status::not_found("no such sku")) })
+        .binding("tick", move |event: BindingEvent| {
+            let ticks = counted.clone();
+            async move {
+                // The cron binding's data is empty; what matters is the call.
+                let _ = event.data;
+                ticks.fetch_add(1, Ordering::Relaxed);
+                Ok::<(), Status>(())
+            }
+        })
+        .job("never", |_| async { Err::<(), HandlerError>(HandlerError::transient("not scheduled here")) })
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = tokio::spawn(server.serve(eventbus::Transport::http_listener(listener)).with_graceful_shutdown(async {
+        let _ = stopped.await;
+    }));
+    let cron = format!("{}/cron-binding.yaml", common::daprd::TEST_RESOURCES);
+    let (_redis, daprd) = common::daprd::sidecar("http-invoke", port, |b| b.app_protocol("http").resources(cron)).await;
+
+    let doubled = daprd.invoke("http-invoke", "double", "application/json", "21").await.unwrap();
+    assert_eq!(doubled.data.map(|any| any.value).unwrap_or_default(), b"42");
+    assert_eq!(doubled.content_type, "application/json");
+    match daprd.invoke("http-invoke", "missing", "text/plain", "plum").await {
+        Err(HarnessError::Api(status)) => assert_eq!(status.code(), Code::NotFound, "{status}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    eventually("two ticks of the cron binding over HTTP", || async {
+        (ticks.load(Ordering::Relaxed) >= 2).then_some(())
+    })
+    .await;
+
+    let _ = stop.send(());
+    app.await.unwrap().unwrap();
+}

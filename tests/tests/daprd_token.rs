@@ -84,7 +84,6 @@ async fn with_app_api_token_on_both_sides_every_delivery_passes() {
             let ticks = counted_ticks.clone();
             async move {
                 ticks.fetch_add(1, Ordering::Relaxed);
-                Ok(Default::default())
             }
         })
         .invocation("ping", |_: String| async {})
@@ -98,10 +97,10 @@ async fn with_app_api_token_on_both_sides_every_delivery_passes() {
     let recording = seen.clone();
     let routes = eventbus::grpc::routes(&server);
     tokio::spawn(
-        eventbus::tonic::transport::Server::builder()
+        tonic::transport::Server::builder()
             .layer(tower::layer::layer_fn(move |inner| RecordToken { inner, seen: recording.clone() }))
             .add_routes(routes)
-            .serve_with_incoming(eventbus::tonic::transport::server::TcpIncoming::from(listener)),
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
     let (redis, daprd) = sidecar("token", port, |b| {
         b.env("APP_API_TOKEN", TOKEN)

@@ -40,8 +40,8 @@ async fn the_event_span_is_a_child_of_daprds_delivery_span() {
     let seen = headers.clone();
     let app = start(builder().default_pubsub(PUBSUB).consumer(handler(
         Subscription::new("orders"),
-        move |_: Event<serde_json::Value>, Metadata(metadata): Metadata| {
-            let traceparent = metadata.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        move |_: Event<serde_json::Value>, metadata: Metadata| {
+            let traceparent = metadata.get("traceparent").map(str::to_owned);
             seen.lock().unwrap().extend(traceparent);
             async {}
         },

@@ -110,3 +110,61 @@ async fn the_token_is_required_as_a_header_and_bad_bodies_are_dropped() {
     assert_eq!((status, answer), (200, json!({"status": "DROP"})));
     app.stop().await;
 }
+
+/// Service invocation, input bindings and jobs as daprd calls them over HTTP
+/// (`pkg/channel/http/http_channel.go`, `pkg/runtime/processor/binding/send.go`).
+#[tokio::test]
+async fn invocation_bindings_and_jobs_are_served_as_daprd_calls_them() {
+    use eventbus::binding::BindingEvent;
+    use eventbus::invoke::{Invocation, Json};
+    use eventbus::server::Job;
+    use eventbus::status::Status;
+
+    let app = serve(
+        builder()
+            .api_token(Some("s3cret".into()))
+            .invocation("double", |Json(n): Json<u64>| async move {
+                n.checked_mul(2).map(Json).ok_or_else(|| Status::out_of_range("too large"))
+            })
+            .invocation("verb", |invocation: Invocation| async move {
+                format!("{} {}", invocation.http_verb.unwrap_or_default(), invocation.querystring.unwrap_or_default())
+            })
+            .binding("orders-queue", |event: BindingEvent| async move {
+                if event.data.as_ref() == b"ok" { Ok(()) } else { Err(Status::invalid_argument("not ok")) }
+            })
+            .job("nightly", |job: Job| async move {
+                if job.data.as_ref() == b"{}" { Ok(()) } else { Err(eventbus::HandlerError::transient("failed")) }
+            }),
+    )
+    .await;
+    let sidecar = HttpSidecar::connect(app.address).await.unwrap().token("s3cret");
+    assert_eq!(sidecar.invoke("POST", "double", b"21").await.unwrap(), (200, b"42".to_vec()));
+    assert_eq!(sidecar.invoke("POST", "double", b"twenty").await.unwrap().0, 400);
+    assert_eq!(sidecar.invoke("POST", "double", u64::MAX.to_string().as_bytes()).await.unwrap().0, 400);
+    assert_eq!(sidecar.invoke("GET", "verb?a=1", b"").await.unwrap(), (200, b"GET a=1".to_vec()));
+    assert_eq!(sidecar.invoke("GET", "nope", b"").await.unwrap().0, 404);
+    assert_eq!(sidecar.binding("orders-queue", b"ok").await.unwrap(), 200);
+    assert_eq!(sidecar.binding("orders-queue", b"bad").await.unwrap(), 400);
+    assert_eq!(sidecar.binding("no-such-binding", b"ok").await.unwrap(), 404, "the probe finds no endpoint");
+    assert_eq!(sidecar.trigger_job("nightly", b"{}").await.unwrap(), 200);
+    assert_eq!(sidecar.trigger_job("nightly", b"[]").await.unwrap(), 500);
+    assert_eq!(sidecar.trigger_job("unknown", b"{}").await.unwrap(), 404);
+
+    let stranger = HttpSidecar::connect(app.address).await.unwrap();
+    assert_eq!(stranger.invoke("POST", "double", b"21").await.unwrap().0, 401);
+    assert_eq!(stranger.binding("orders-queue", b"ok").await.unwrap(), 401);
+    assert_eq!(stranger.trigger_job("nightly", b"{}").await.unwrap(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_route_that_is_also_an_invocation_path_is_refused_at_start() {
+    let server = builder()
+        .consumer(handler(Subscription::new("stock"), |_: Event<Order>| async {}))
+        .invocation("stock", |_: String| async {})
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = server.serve(eventbus::Transport::http_listener(listener)).await.unwrap_err();
+    assert!(error.to_string().contains("pubsub/stock cannot be served over http"), "{error}");
+}

@@ -156,7 +156,7 @@ async fn event_attributes_extensions_and_metadata_reach_the_handler() {
             event.subject().map(str::to_owned),
             event.time().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|t| t.as_secs()),
             event.envelope().traceparent().map(str::to_owned),
-            event.metadata().get("kafka-key").and_then(|v| v.to_str().ok()).map(str::to_owned),
+            event.metadata().get("kafka-key").map(str::to_owned),
             event.pubsub().to_owned(),
         ));
         std::future::ready(())

@@ -5,20 +5,25 @@ mod common;
 
 use common::{builder, start};
 use eventbus::HandlerError;
-use eventbus::grpc::proto::runtime::{BindingEventRequest, BindingEventResponse, JobEventRequest};
+use eventbus::binding::BindingEvent;
+use eventbus::grpc::proto::runtime::JobEventRequest;
 use eventbus::invoke::Json;
 use eventbus::server::Job;
-use tonic::Code;
+use eventbus::status::{Code, Status};
 
 async fn app() -> common::App {
     start(
         builder()
             .invocation("stock", |sku: String| async move { format!("stock of {sku}") })
             .invocation("double", |Json(n): Json<u64>| async move {
-                n.checked_mul(2).map(Json).ok_or_else(|| tonic::Status::out_of_range("too large"))
+                n.checked_mul(2).map(Json).ok_or_else(|| Status::out_of_range("too large"))
             })
-            .binding("orders-queue", |request| async move {
-                Ok(BindingEventResponse { data: request.data, ..Default::default() })
+            .binding("orders-queue", |event: BindingEvent| async move {
+                if event.data.as_ref() == b"payload" {
+                    Ok(())
+                } else {
+                    Err(Status::invalid_argument("not the payload"))
+                }
             })
             .job("nightly", |job: Job| async move {
                 if job.data.as_ref() == b"fail" {
@@ -36,7 +41,7 @@ async fn invocation_registered_and_unregistered() {
     let app = app().await;
     let sidecar = app.sidecar().await;
     let response = sidecar.invoke("stock", b"sku-1").await.unwrap();
-    assert_eq!(response.data.unwrap().value, b"stock of sku-1");
+    assert_eq!(response.data, &b"stock of sku-1"[..]);
     assert_eq!(sidecar.invoke("nope", b"").await.unwrap_err().code(), Code::Unimplemented);
 }
 
@@ -46,7 +51,7 @@ async fn typed_invocations_decode_requests_and_encode_answers() {
     let sidecar = app.sidecar().await;
     let doubled = sidecar.invoke("double", b"21").await.unwrap();
     assert_eq!(doubled.content_type, "application/json");
-    assert_eq!(doubled.data.unwrap().value, b"42");
+    assert_eq!(doubled.data, &b"42"[..]);
     let bad = sidecar.invoke("double", b"twenty-one").await.unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
     assert!(bad.message().starts_with("double: the request is not the expected JSON"), "{}", bad.message());
@@ -59,10 +64,11 @@ async fn bindings_listed_and_delivered() {
     let sidecar = app.sidecar().await;
     let listed = sidecar.app().list_input_bindings(()).await.unwrap().into_inner();
     assert_eq!(listed.bindings, vec!["orders-queue".to_string()]);
-    let request = BindingEventRequest { name: "orders-queue".into(), data: b"payload".to_vec(), ..Default::default() };
-    assert_eq!(sidecar.app().on_binding_event(request).await.unwrap().into_inner().data, b"payload");
-    let unknown = BindingEventRequest { name: "other".into(), ..Default::default() };
-    assert_eq!(sidecar.app().on_binding_event(unknown).await.unwrap_err().code(), Code::NotFound);
+    sidecar.binding(BindingEvent::new("orders-queue", &b"payload"[..])).await.unwrap();
+    let refused = sidecar.binding(BindingEvent::new("orders-queue", &b"other"[..])).await.unwrap_err();
+    assert_eq!((refused.code(), refused.message()), (Code::InvalidArgument, "not the payload"));
+    let unknown = sidecar.binding(BindingEvent::new("other", &b""[..])).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
 }
 
 #[tokio::test]

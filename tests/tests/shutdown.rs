@@ -40,7 +40,7 @@ async fn in_flight_handler_finishes_and_a_late_event_gets_retry() {
 
     app.signal_shutdown();
     app.until_draining().await;
-    assert_eq!(sidecar.health().await.unwrap_err().code(), Code::Unavailable);
+    assert_eq!(sidecar.health().await.unwrap_err().code(), eventbus::status::Code::Unavailable);
     let late = sidecar.publish("orders", CloudEvent::json(&order("late"))).await.unwrap();
     assert_eq!(late.attempts, vec![Ok(Outcome::Retry)]);
 
@@ -83,7 +83,7 @@ async fn readiness_probe_decides_health() {
     let (app, ready) = start_with_readiness().await;
     let sidecar = app.sidecar().await;
     let error = sidecar.health().await.unwrap_err();
-    assert_eq!(error.code(), Code::Unavailable);
+    assert_eq!(error.code(), eventbus::status::Code::Unavailable);
     assert_eq!(error.message(), "database unreachable");
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     sidecar.health().await.unwrap();
@@ -92,18 +92,15 @@ async fn readiness_probe_decides_health() {
 
 #[tokio::test]
 async fn grpc_health_v1_follows_readiness_for_kubernetes_probes() {
-    use eventbus::tonic::Request;
     use futures_util::StreamExt;
+    use tonic::Request;
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
 
     let (app, ready) = start_with_readiness().await;
-    let channel = eventbus::tonic::transport::Channel::from_shared(format!("http://{}", app.address))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", app.address)).unwrap().connect().await.unwrap();
     let mut health = HealthClient::new(channel);
     let check = |service: &str| Request::new(HealthCheckRequest { service: service.into() });
     let status = |r: tonic_health::pb::HealthCheckResponse| ServingStatus::try_from(r.status).unwrap();

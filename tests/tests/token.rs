@@ -4,20 +4,20 @@
 mod common;
 
 use common::{Order, builder, order, start};
-use eventbus::grpc::proto::runtime::{BindingEventRequest, BindingEventResponse, TopicEventBulkRequest};
-use eventbus::invoke::{InvokeRequest, InvokeResponse};
+use eventbus::binding::BindingEvent;
+use eventbus::grpc::proto::runtime::TopicEventBulkRequest;
+use eventbus::invoke::Invocation;
+use eventbus::status::Code;
 use eventbus::testing::{CloudEvent, Settlement};
-use eventbus::tonic::Status;
 use eventbus::{Event, Subscription, handler};
-use tonic::Code;
 
 async fn app() -> common::App {
     start(
         builder()
             .api_token(Some("s3cret".to_string()))
             .consumer(handler(Subscription::new("orders"), |_: Event<Order>| async {}))
-            .invocation("stock", |_: InvokeRequest| async { Ok::<_, Status>(InvokeResponse::default()) })
-            .binding("cron-binding", |_| async { Ok(BindingEventResponse::default()) })
+            .invocation("stock", |_: Invocation| async {})
+            .binding("cron-binding", |_| async {})
             .job("nightly", |_| async { Ok(()) }),
     )
     .await
@@ -34,8 +34,7 @@ async fn right_token_is_accepted_everywhere() {
     );
     sidecar.invoke("stock", b"{}").await.unwrap();
     sidecar.trigger_job("nightly", b"{}").await.unwrap();
-    let binding = BindingEventRequest { name: "cron-binding".into(), ..Default::default() };
-    sidecar.app().on_binding_event(sidecar.request(binding)).await.unwrap();
+    sidecar.binding(BindingEvent::new("cron-binding", &b""[..])).await.unwrap();
 }
 
 #[tokio::test]
@@ -47,15 +46,12 @@ async fn absent_or_wrong_token_is_unauthenticated_on_every_data_plane_rpc() {
         let bulk = TopicEventBulkRequest { topic: "orders".into(), pubsub_name: "pubsub".into(), ..Default::default() };
         assert_eq!(
             sidecar.app().on_bulk_topic_event(sidecar.request(bulk)).await.unwrap_err().code(),
-            Code::Unauthenticated
+            tonic::Code::Unauthenticated
         );
         assert_eq!(sidecar.invoke("stock", b"{}").await.unwrap_err().code(), Code::Unauthenticated);
         assert_eq!(sidecar.trigger_job("nightly", b"{}").await.unwrap_err().code(), Code::Unauthenticated);
-        let binding = BindingEventRequest { name: "cron-binding".into(), ..Default::default() };
-        assert_eq!(
-            sidecar.app().on_binding_event(sidecar.request(binding)).await.unwrap_err().code(),
-            Code::Unauthenticated
-        );
+        let binding = sidecar.binding(BindingEvent::new("cron-binding", &b""[..])).await;
+        assert_eq!(binding.unwrap_err().code(), Code::Unauthenticated);
     }
 }
 

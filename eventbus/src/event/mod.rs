@@ -6,11 +6,11 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use prost_types::value::Kind;
-use tonic::metadata::MetadataMap;
 
 use crate::outcome::HandlerError;
 
 mod data;
+mod metadata;
 mod structured;
 mod time;
 
@@ -18,6 +18,9 @@ mod time;
 pub(crate) use structured::take_string;
 
 pub use data::{DecodeError, EventData, Protobuf, Raw};
+pub use metadata::Metadata;
+pub(crate) use metadata::from_grpc as metadata_from_grpc;
+pub use structured::NotBase64;
 
 /// One event as the sidecar delivered it: every CloudEvent attribute, the
 /// extensions, the gRPC metadata, and the undecoded data.
@@ -63,8 +66,8 @@ pub struct Envelope {
     pub path: String,
     /// Every other CloudEvent attribute (`time`, `subject`, `traceparent`, custom ones).
     pub extensions: Extensions,
-    /// The gRPC metadata of the call (broker metadata, `traceparent`, …).
-    pub metadata: Arc<MetadataMap>,
+    /// The gRPC metadata or HTTP headers of the call (broker metadata, `traceparent`, …).
+    pub metadata: Metadata,
     /// A bulk entry's own metadata (empty for single events).
     pub entry_metadata: HashMap<String, String>,
 }
@@ -83,10 +86,7 @@ impl Envelope {
     /// The W3C `traceparent`: the gRPC header when the sidecar traced the
     /// call, else the CloudEvent extension.
     pub fn traceparent(&self) -> Option<&str> {
-        self.metadata
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| self.extensions.get_str("traceparent"))
+        self.metadata.get("traceparent").or_else(|| self.extensions.get_str("traceparent"))
     }
 
     /// The W3C `tracestate` (only ever in the extensions).
@@ -110,7 +110,7 @@ impl From<crate::grpc::proto::runtime::TopicEventRequest> for Envelope {
             pubsub: event.pubsub_name,
             path: event.path,
             extensions: Extensions(event.extensions.unwrap_or_default()),
-            metadata: Arc::default(),
+            metadata: Metadata::default(),
             entry_metadata: HashMap::new(),
         }
     }
@@ -118,7 +118,7 @@ impl From<crate::grpc::proto::runtime::TopicEventRequest> for Envelope {
 
 /// CloudEvent extension attributes (`google.protobuf.Struct` on the wire).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Extensions(pub prost_types::Struct);
+pub struct Extensions(pub(crate) prost_types::Struct);
 
 impl Extensions {
     /// A string attribute.
@@ -228,8 +228,8 @@ impl<T> Event<T> {
     pub fn extensions(&self) -> &Extensions {
         &self.envelope.extensions
     }
-    /// gRPC metadata of the call.
-    pub fn metadata(&self) -> &MetadataMap {
+    /// The gRPC metadata or HTTP headers of the call.
+    pub fn metadata(&self) -> &Metadata {
         &self.envelope.metadata
     }
     /// The whole envelope, including the undecoded data.

@@ -12,6 +12,13 @@ const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::n
         .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
 );
 
+/// A structured CloudEvent whose `data_base64` is not base64.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("data_base64 is not base64: {reason}")]
+pub struct NotBase64 {
+    reason: String,
+}
+
 impl Envelope {
     /// The envelope of a structured-mode CloudEvent (its JSON object):
     /// `data` (JSON, or text when the content type is not JSON) or
@@ -34,11 +41,13 @@ impl Envelope {
     /// ```
     ///
     /// Fails only on a `data_base64` that is not base64.
-    pub fn from_structured(mut event: Map<String, Value>) -> Result<Envelope, base64::DecodeError> {
+    pub fn from_structured(mut event: Map<String, Value>) -> Result<Envelope, NotBase64> {
         use base64::Engine;
         let data_content_type = take_string(&mut event, "datacontenttype").unwrap_or_default();
         let data = match (event.remove("data_base64"), event.remove("data")) {
-            (Some(Value::String(encoded)), _) => BASE64.decode(encoded.trim())?,
+            (Some(Value::String(encoded)), _) => {
+                BASE64.decode(encoded.trim()).map_err(|e| NotBase64 { reason: e.to_string() })?
+            }
             // Text that is not JSON arrives as a string: its bytes are the payload.
             (_, Some(Value::String(text))) if !data_content_type.contains("json") => text.into_bytes(),
             (_, Some(Value::Null) | None) => Vec::new(),

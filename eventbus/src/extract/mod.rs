@@ -17,7 +17,7 @@
 //!     fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
 //!         match envelope.extensions.get_str("tenant") {
 //!             Some(tenant) => Ok(Tenant(tenant.to_owned())),
-//!             None => Err(HandlerError::permanent(anyhow::anyhow!("no tenant extension"))),
+//!             None => Err(HandlerError::permanent("no tenant extension")),
 //!         }
 //!     }
 //! }
@@ -35,8 +35,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tonic::metadata::MetadataMap;
-
+pub use crate::event::Metadata;
 use crate::event::{Envelope, Event, EventData, Extensions};
 use crate::outcome::HandlerError;
 
@@ -203,13 +202,11 @@ impl FromEvent for EventId {
     }
 }
 
-/// The gRPC metadata of the delivery (broker metadata, trace headers, …).
-#[derive(Debug, Clone)]
-pub struct Metadata(pub Arc<MetadataMap>);
-
+/// The gRPC metadata or HTTP headers of the delivery (broker metadata,
+/// trace headers, …).
 impl FromEvent for Metadata {
     fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
-        Ok(Metadata(envelope.metadata.clone()))
+        Ok(envelope.metadata.clone())
     }
 }
 

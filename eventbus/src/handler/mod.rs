@@ -121,9 +121,7 @@ impl<'a> Batch<'a> {
             .map(|slot| {
                 slot.unwrap_or_else(|| match results.next() {
                     Some(result) => result.into_outcome(),
-                    None => Err(HandlerError::transient(anyhow::anyhow!(
-                        "the batch handler returned no result for this event"
-                    ))),
+                    None => Err(HandlerError::transient("the batch handler returned no result for this event")),
                 })
             })
             .collect()
@@ -132,8 +130,8 @@ impl<'a> Batch<'a> {
     /// Every entry fails with a copy of `error`, of the same kind (a
     /// permanent error stays permanent: it must not turn into a retry loop).
     pub fn fail(self, error: HandlerError) -> Vec<HandlerResult> {
-        let (kind, message) = (error.kind(), format!("{error:#}"));
-        (0..self.envelopes.len()).map(|_| Err(HandlerError::new(kind, anyhow::anyhow!("{message}")))).collect()
+        let (kind, message) = (error.kind(), error.to_string());
+        (0..self.envelopes.len()).map(|_| Err(HandlerError::new(kind, message.clone()))).collect()
     }
 }
 
@@ -228,9 +226,9 @@ mod tests {
     #[test]
     fn a_failed_batch_keeps_the_error_kind() {
         let envelopes = [envelope("1"), envelope("2"), envelope("3")];
-        let permanent = Batch::new(&envelopes).fail(HandlerError::permanent(anyhow::anyhow!("bad")));
+        let permanent = Batch::new(&envelopes).fail(HandlerError::permanent("bad"));
         assert!(permanent.iter().all(|r| r.as_ref().is_err_and(|e| e.is_permanent() && e.to_string() == "bad")));
-        let transient = Batch::new(&envelopes).fail(HandlerError::transient(anyhow::anyhow!("later")));
+        let transient = Batch::new(&envelopes).fail(HandlerError::transient("later"));
         assert!(transient.iter().all(|r| r.as_ref().is_err_and(|e| !e.is_permanent())));
     }
 

@@ -35,9 +35,9 @@ impl Service<EventRequest> for HandlerService {
                 .events()
                 .iter()
                 .map(|envelope| {
-                    let result = results.next().unwrap_or_else(|| {
-                        Err(crate::HandlerError::transient(anyhow::anyhow!("the consumer returned no result")))
-                    });
+                    let result = results
+                        .next()
+                        .unwrap_or_else(|| Err(crate::HandlerError::transient("the consumer returned no result")));
                     let outcome = outcome_of(result, &envelope.id, request.handler());
                     if let (Outcome::Drop, Some(reason)) = &outcome {
                         report_drop(context, &envelope.pubsub, &envelope.topic, &envelope.id, reason);

@@ -17,8 +17,8 @@ pub enum ErrorKind {
 
 /// The error a handler returns.
 ///
-/// `?` converts any `std::error::Error` and any `anyhow::Error` into a
-/// *transient* error (the event is retried). Mark an error permanent with
+/// `?` converts any `std::error::Error` (and `anyhow::Error`, or a message)
+/// into a *transient* error (the event is retried). Mark an error permanent with
 /// [`HandlerError::permanent`] or [`ResultExt::permanent`] to drop it to the
 /// dead-letter topic instead.
 ///
@@ -39,23 +39,26 @@ pub enum ErrorKind {
 /// ```
 pub struct HandlerError {
     kind: ErrorKind,
-    error: anyhow::Error,
+    error: BoxError,
 }
 
+/// Any error, boxed: what [`HandlerError`] holds.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 impl HandlerError {
-    /// An error of the given kind.
-    pub fn new(kind: ErrorKind, error: impl Into<anyhow::Error>) -> Self {
+    /// An error of the given kind: any error, or a message.
+    pub fn new(kind: ErrorKind, error: impl Into<BoxError>) -> Self {
         HandlerError { kind, error: error.into() }
     }
 
     /// An error worth retrying.
-    pub fn transient(error: impl Into<anyhow::Error>) -> Self {
-        HandlerError { kind: ErrorKind::Transient, error: error.into() }
+    pub fn transient(error: impl Into<BoxError>) -> Self {
+        HandlerError::new(ErrorKind::Transient, error)
     }
 
     /// An error that retrying cannot fix: the event goes to the dead-letter topic.
-    pub fn permanent(error: impl Into<anyhow::Error>) -> Self {
-        HandlerError { kind: ErrorKind::Permanent, error: error.into() }
+    pub fn permanent(error: impl Into<BoxError>) -> Self {
+        HandlerError::new(ErrorKind::Permanent, error)
     }
 
     /// Transient or permanent.
@@ -77,14 +80,14 @@ impl HandlerError {
     }
 
     /// The underlying error.
-    pub fn source_error(&self) -> &anyhow::Error {
-        &self.error
+    pub fn source_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.error
     }
 }
 
 // Like anyhow, `HandlerError` is not itself a `std::error::Error`; that is what
 // lets `?` convert every error type into it.
-impl<E: Into<anyhow::Error>> From<E> for HandlerError {
+impl<E: Into<BoxError>> From<E> for HandlerError {
     fn from(error: E) -> Self {
         HandlerError::transient(error)
     }
@@ -98,8 +101,14 @@ impl fmt::Debug for HandlerError {
 
 impl fmt::Display for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `{:#}` prints the whole context chain on one line.
-        write!(f, "{:#}", self.error)
+        // The whole chain on one line, as anyhow's `{:#}` prints it.
+        write!(f, "{}", self.error)?;
+        let mut source = self.error.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
     }
 }
 
@@ -117,7 +126,7 @@ pub trait ResultExt<T> {
     fn transient(self) -> Result<T, HandlerError>;
 }
 
-impl<T, E: Into<anyhow::Error>> ResultExt<T> for Result<T, E> {
+impl<T, E: Into<BoxError>> ResultExt<T> for Result<T, E> {
     fn permanent(self) -> Result<T, HandlerError> {
         self.map_err(HandlerError::permanent)
     }

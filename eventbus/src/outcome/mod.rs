@@ -8,7 +8,7 @@ mod error;
 
 pub use dropped::Dropped;
 pub(crate) use dropped::{DropHook, report as report_drop};
-pub use error::{ErrorKind, HandlerError, Result, ResultExt};
+pub use error::{BoxError, ErrorKind, HandlerError, Result, ResultExt};
 
 /// The answer for one event, as the sidecar understands it. These are the
 /// three statuses of Dapr's protocol, so a `match` on them may be exhaustive.
@@ -87,7 +87,7 @@ pub type HandlerResult = Result<Outcome, HandlerError>;
 /// assert_eq!(().into_outcome().unwrap(), Outcome::Success);
 /// let failed: Result<(), std::io::Error> = Err(std::io::Error::other("db down"));
 /// assert_eq!(failed.into_outcome().unwrap_err().outcome(), Outcome::Retry);
-/// let poison: Result<(), HandlerError> = Err(HandlerError::permanent(anyhow::anyhow!("bad")));
+/// let poison: Result<(), HandlerError> = Err(HandlerError::permanent("bad"));
 /// assert_eq!(poison.into_outcome().unwrap_err().outcome(), Outcome::Drop);
 /// ```
 #[diagnostic::on_unimplemented(

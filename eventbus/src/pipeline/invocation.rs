@@ -3,21 +3,18 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::grpc::proto::common::{InvokeRequest, InvokeResponse};
-use crate::grpc::proto::runtime::{BindingEventRequest, BindingEventResponse};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use tonic::Status;
 
-use crate::invoke::{FromInvocation, IntoInvokeResponse};
+use crate::binding::{BindingEvent, IntoBindingAnswer};
+use crate::invoke::{FromInvocation, IntoReply, Invocation, Reply};
 use crate::outcome::HandlerError;
+use crate::status::Status;
 
 /// A boxed invocation handler.
-pub(crate) type InvocationFn =
-    Arc<dyn Fn(InvokeRequest) -> BoxFuture<'static, Result<InvokeResponse, Status>> + Send + Sync>;
+pub(crate) type InvocationFn = Arc<dyn Fn(Invocation) -> BoxFuture<'static, Result<Reply, Status>> + Send + Sync>;
 /// A boxed binding handler.
-pub(crate) type BindingFn =
-    Arc<dyn Fn(BindingEventRequest) -> BoxFuture<'static, Result<BindingEventResponse, Status>> + Send + Sync>;
+pub(crate) type BindingFn = Arc<dyn Fn(BindingEvent) -> BoxFuture<'static, Result<(), Status>> + Send + Sync>;
 /// A boxed job handler.
 pub(crate) type JobFn = Arc<dyn Fn(Job) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
 /// A boxed readiness probe.
@@ -28,21 +25,26 @@ where
     F: Fn(Req) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Resp> + Send + 'static,
     Req: FromInvocation,
-    Resp: IntoInvokeResponse,
+    Resp: IntoReply,
 {
     let f = Arc::new(f);
-    Arc::new(move |request| {
+    Arc::new(move |invocation| {
         let f = f.clone();
-        Box::pin(async move { f(Req::from_invocation(request)?).await.into_invoke_response() })
+        Box::pin(async move { f(Req::from_invocation(invocation)?).await.into_reply() })
     })
 }
 
 pub(crate) fn box_binding<F, Fut>(f: F) -> BindingFn
 where
-    F: Fn(BindingEventRequest) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<BindingEventResponse, Status>> + Send + 'static,
+    F: Fn(BindingEvent) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: IntoBindingAnswer,
 {
-    Arc::new(move |request| Box::pin(f(request)))
+    let f = Arc::new(f);
+    Arc::new(move |event| {
+        let f = f.clone();
+        Box::pin(async move { f(event).await.into_binding_answer() })
+    })
 }
 
 pub(crate) fn box_job<F, Fut>(f: F) -> JobFn

@@ -12,12 +12,15 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::binding::BindingEvent;
 use crate::event::Envelope;
 use crate::extract::Context;
+use crate::invoke::{Invocation, Reply};
 use crate::middleware::{self, EventRequest, EventService, Events};
 use crate::outcome::{Outcome, report_drop};
 use crate::registry::{Registry, Route};
-use invocation::{BindingFn, InvocationFn, JobFn, ReadinessFn};
+use crate::status::Status;
+use invocation::{BindingFn, InvocationFn, Job, JobFn, ReadinessFn};
 
 pub(crate) mod invocation;
 
@@ -175,6 +178,54 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// Runs service invocation of `invocation.method`; `Unimplemented` when
+    /// no handler has it.
+    pub(crate) async fn invoke(&self, invocation: Invocation) -> Result<Reply, Status> {
+        let Some(handler) = self.invocations.get(&invocation.method) else {
+            tracing::warn!(method = %invocation.method, "no handler for this invocation");
+            return Err(Status::unimplemented(format!("no handler for method {:?}", invocation.method)));
+        };
+        let _in_flight = self.in_flight.token();
+        handler(invocation).await
+    }
+
+    /// `true` when `method` has an invocation handler.
+    #[cfg(feature = "http")]
+    pub(crate) fn invokes(&self, method: &str) -> bool {
+        self.invocations.contains_key(method)
+    }
+
+    /// Delivers an input binding's event; `NotFound` when no handler has it.
+    pub(crate) async fn binding(&self, event: BindingEvent) -> Result<(), Status> {
+        let Some(handler) = self.bindings.get(&event.name) else {
+            tracing::warn!(binding = %event.name, "no handler for this binding");
+            return Err(Status::not_found(format!("no handler for binding {:?}", event.name)));
+        };
+        let _in_flight = self.in_flight.token();
+        handler(event).await
+    }
+
+    /// `true` when `name` has a binding handler.
+    #[cfg(feature = "http")]
+    pub(crate) fn binds(&self, name: &str) -> bool {
+        self.bindings.contains_key(name)
+    }
+
+    /// Runs a job; `NotFound` when no handler has it, `Internal` when it
+    /// fails (so the scheduler applies the job's failure policy).
+    pub(crate) async fn job(&self, job: Job) -> Result<(), Status> {
+        let name = job.name.clone();
+        let Some(handler) = self.jobs.get(&name) else {
+            tracing::warn!(job = %name, "no handler for this job");
+            return Err(Status::not_found(format!("no handler for job {name:?}")));
+        };
+        let _in_flight = self.in_flight.token();
+        handler(job).await.map_err(|error| {
+            tracing::warn!(job = %name, error = %error, "job failed");
+            Status::internal(format!("job {name:?} failed: {error}"))
+        })
+    }
+
     /// Not draining and the user's probe, if any, passes.
     pub(crate) async fn ready(&self) -> Result<(), String> {
         if self.draining.load(Ordering::Acquire) {

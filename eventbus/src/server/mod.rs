@@ -7,17 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::grpc::proto::runtime as pb;
-use crate::grpc::proto::runtime::{BindingEventRequest, BindingEventResponse};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::Status;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder};
 
+use crate::binding::{BindingEvent, IntoBindingAnswer};
 use crate::consumer::{BoxedConsumer, Consumer, IntoConsumers};
 use crate::event::Envelope;
 use crate::extract::Context;
-use crate::invoke::{FromInvocation, IntoInvokeResponse};
+use crate::invoke::{FromInvocation, IntoReply};
 use crate::middleware::{
     CatchPanicLayer, ConcurrencyLimitLayer, EventRequest, EventService, HandlerService, MetricsLayer, TimeoutLayer,
     TraceLayer,
@@ -250,27 +249,28 @@ impl ServerBuilder {
 
     /// Handles service invocation of `method` (`OnInvoke`) with a typed
     /// handler (see [`invoke`](crate::invoke)): it takes `Json<T>`,
-    /// `String`, `Bytes`, `Invocation` or `InvokeRequest`, and answers
-    /// `Result<R, Status>` (or `R`) where `R` is `Json<T>`, `String`, `Bytes`,
-    /// `Vec<u8>`, `()` or `InvokeResponse`. Unregistered methods get
-    /// `Unimplemented`.
+    /// `String`, `Bytes` or `Invocation`, and answers `Result<R, Status>`
+    /// (or `R`) where `R` is `Json<T>`, `String`, `Bytes`, `Vec<u8>`, `()`
+    /// or `Reply`. Unregistered methods get `Unimplemented`.
     pub fn invocation<F, Fut, Req, Resp>(mut self, method: impl Into<String>, handler: F) -> Self
     where
         F: Fn(Req) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Resp> + Send + 'static,
         Req: FromInvocation,
-        Resp: IntoInvokeResponse,
+        Resp: IntoReply,
     {
         self.invocations.push((method.into(), invocation::box_invocation(handler)));
         self
     }
 
-    /// Handles the input binding `name` (`OnBindingEvent`); it is listed in
-    /// `ListInputBindings`.
+    /// Handles the input binding `name` (`OnBindingEvent`; see
+    /// [`binding`](crate::binding)); it is listed in `ListInputBindings`.
+    /// The handler answers `()` or `Result<(), Status>`.
     pub fn binding<F, Fut>(mut self, name: impl Into<String>, handler: F) -> Self
     where
-        F: Fn(BindingEventRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<BindingEventResponse, Status>> + Send + 'static,
+        F: Fn(BindingEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoBindingAnswer,
     {
         self.bindings.push((name.into(), invocation::box_binding(handler)));
         self

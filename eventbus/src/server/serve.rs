@@ -1,7 +1,7 @@
 //! Serving: one [`Server::serve`] for every transport, chosen by value, and
 //! the graceful shutdown they share.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -169,11 +169,13 @@ impl Server {
                 let _ = stopped.await;
             });
         tracing::info!(?address, subscriptions = self.subscriptions().len(), "eventbus server listening");
-        self.until_drained("gRPC app channel", server, stop, signal, Error::from).await
+        let transport_error = |source: tonic::transport::Error| Error::Transport { source: source.into() };
+        self.until_drained("gRPC app channel", server, stop, signal, transport_error).await
     }
 
     #[cfg(feature = "http")]
     async fn serve_http(self, listener: TcpListener, signal: BoxFuture<'static, ()>) -> Result<(), Error> {
+        crate::transport::http::check_paths(&self.pipeline)?;
         let address = listener.local_addr().ok();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let router = crate::transport::http::router(self.pipeline.clone(), self.default_pubsub.clone());
@@ -182,7 +184,8 @@ impl Server {
         });
         tracing::info!(?address, subscriptions = self.subscriptions().len(), "eventbus HTTP app channel listening");
         let serve_error = |source| Error::Serve { source };
-        self.until_drained("HTTP app channel", server.into_future(), stop, signal, serve_error).await
+        let server = std::future::IntoFuture::into_future(server);
+        self.until_drained("HTTP app channel", server, stop, signal, serve_error).await
     }
 
     /// Streams until `signal`, then stops reading, finishes the events in

@@ -17,7 +17,9 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tonic::server::{Grpc, NamedService, StreamingService, UnaryService};
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::status::Code;
 
 use super::{Attempt, CloudEvent, Delivery, Settlement, exhausted, settle};
 use crate::outcome::Outcome;
@@ -366,7 +368,8 @@ impl UnaryService<PublishEventRequest> for Publish {
             if failures.remaining > 0 {
                 failures.remaining -= 1;
                 failures.calls += 1;
-                let status = Status::new(failures.code, "failed on purpose by the test stub");
+                let code = tonic::Code::from_i32(failures.code as i32);
+                let status = Status::new(code, "failed on purpose by the test stub");
                 return Box::pin(std::future::ready(Err(status)));
             }
         }

@@ -72,7 +72,7 @@ pub enum HarnessError {
     },
     /// A call to daprd's API failed.
     #[error("daprd API: {0}")]
-    Api(#[from] tonic::Status),
+    Api(#[from] crate::status::Status),
     /// A payload could not be serialized.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -438,7 +438,7 @@ impl Daprd {
     /// daprd's metadata (`GetMetadata`): its subscriptions, components, app connection.
     pub async fn metadata(&self) -> Result<pb::GetMetadataResponse, HarnessError> {
         let mut client = self.client.clone();
-        Ok(client.get_metadata(self.request(pb::GetMetadataRequest::default())).await?.into_inner())
+        Ok(client.get_metadata(self.request(pb::GetMetadataRequest::default())).await.map_err(api_error)?.into_inner())
     }
 
     /// Waits until daprd has subscribed at least `count` topics (it reads the
@@ -471,7 +471,7 @@ impl Daprd {
             data_content_type: content_type.into(),
             metadata,
         };
-        client.publish_event(self.request(request)).await?;
+        client.publish_event(self.request(request)).await.map_err(api_error)?;
         Ok(())
     }
 
@@ -525,10 +525,11 @@ impl Daprd {
             entries,
             metadata: HashMap::new(),
         };
-        let failed = client.bulk_publish_event(self.request(request)).await?.into_inner().failed_entries;
+        let failed =
+            client.bulk_publish_event(self.request(request)).await.map_err(api_error)?.into_inner().failed_entries;
         match failed.first() {
             None => Ok(()),
-            Some(entry) => Err(HarnessError::Api(tonic::Status::internal(format!(
+            Some(entry) => Err(HarnessError::Api(crate::status::Status::internal(format!(
                 "{} of {} entries not published, e.g. entry {}: {}",
                 failed.len(),
                 cloud_events.len(),
@@ -560,7 +561,7 @@ impl Daprd {
                 }),
             }),
         };
-        Ok(client.invoke_service(self.request(request)).await?.into_inner())
+        Ok(client.invoke_service(self.request(request)).await.map_err(api_error)?.into_inner())
     }
 }
 
@@ -848,4 +849,9 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A failed call to daprd's API, as our own status.
+fn api_error(status: tonic::Status) -> HarnessError {
+    HarnessError::Api(crate::status::from_grpc(&status))
 }

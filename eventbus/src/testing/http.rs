@@ -152,13 +152,41 @@ impl HttpSidecar {
     /// status and the answer, for requests `publish` does not model, such as
     /// a bulk request.
     pub async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value), HttpSidecarError> {
+        let (status, answer) = self.send("POST", path, &serde_json::to_vec(body).unwrap_or_default()).await?;
+        Ok((status, serde_json::from_slice(&answer).unwrap_or(Value::Null)))
+    }
+
+    /// Invokes `method` as daprd's HTTP app channel does (`<verb> /<method>`
+    /// with the body): the status code and the body of the answer.
+    pub async fn invoke(&self, verb: &str, method: &str, body: &[u8]) -> Result<(u16, Vec<u8>), HttpSidecarError> {
+        Ok(self.send(verb, &format!("/{method}"), body).await?)
+    }
+
+    /// Delivers an input binding's event as daprd does: `OPTIONS /<name>`
+    /// first (daprd delivers only when it is `2xx` or `405`), then `POST
+    /// /<name>` with the data. The status code of the `POST` (daprd counts
+    /// only `200` as handled), or of the probe when it refused.
+    pub async fn binding(&self, name: &str, data: &[u8]) -> Result<u16, HttpSidecarError> {
+        let (probe, _) = self.send("OPTIONS", &format!("/{name}"), b"").await?;
+        if !(200..300).contains(&probe) && probe != 405 {
+            return Ok(probe);
+        }
+        Ok(self.send("POST", &format!("/{name}"), data).await?.0)
+    }
+
+    /// Triggers a job as daprd does (`POST /job/<name>` with its data): the
+    /// status code.
+    pub async fn trigger_job(&self, name: &str, data: &[u8]) -> Result<u16, HttpSidecarError> {
+        Ok(self.send("POST", &format!("/job/{name}"), data).await?.0)
+    }
+
+    /// One request with the token and a JSON content type.
+    async fn send(&self, verb: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
         let mut headers = vec![("content-type", "application/json".to_owned())];
         if let Some(token) = &self.token {
             headers.push((TOKEN_HEADER, token.clone()));
         }
-        let (status, answer) =
-            exchange(self.address, "POST", path, &headers, &serde_json::to_vec(body).unwrap_or_default()).await?;
-        Ok((status, serde_json::from_slice(&answer).unwrap_or(Value::Null)))
+        exchange(self.address, verb, path, &headers, body).await
     }
 
     fn find(&self, pubsub: &str, topic: &str) -> Option<&pb::TopicSubscription> {

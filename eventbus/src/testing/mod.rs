@@ -31,17 +31,20 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::grpc::proto::common::{InvokeRequest, InvokeResponse};
+use crate::grpc::proto::common::InvokeRequest;
 use crate::grpc::proto::runtime as pb;
 use crate::grpc::proto::runtime::app_callback_alpha_client::AppCallbackAlphaClient;
 use crate::grpc::proto::runtime::app_callback_client::AppCallbackClient;
 use crate::grpc::proto::runtime::app_callback_health_check_client::AppCallbackHealthCheckClient;
+use tonic::Request;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
 
+use crate::binding::BindingEvent;
 use crate::event::Extensions;
+use crate::invoke::Reply;
 use crate::outcome::Outcome;
 use crate::sidecar::TOKEN_HEADER;
+use crate::status::{Code, Status, from_grpc};
 
 mod dapr_api;
 pub mod daprd;
@@ -261,7 +264,7 @@ impl Delivery {
 pub enum SidecarError {
     /// Could not connect.
     #[error("cannot connect to the app: {0}")]
-    Connect(#[from] tonic::transport::Error),
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// `ListTopicSubscriptions` failed.
     #[error("ListTopicSubscriptions failed: {0}")]
     Subscriptions(Status),
@@ -298,7 +301,8 @@ impl TestSidecar {
         let channel = Channel::from_shared(format!("http://{address}"))
             .map_err(|e| SidecarError::Subscriptions(Status::invalid_argument(e.to_string())))?
             .connect()
-            .await?;
+            .await
+            .map_err(|e| SidecarError::Connect(e.into()))?;
         let mut sidecar = TestSidecar {
             channel,
             subscriptions: Vec::new(),
@@ -316,8 +320,11 @@ impl TestSidecar {
 
     /// Reads the subscriptions again.
     pub async fn reload(&mut self) -> Result<(), SidecarError> {
-        let response =
-            self.app().list_topic_subscriptions(Request::new(())).await.map_err(SidecarError::Subscriptions)?;
+        let response = self
+            .app()
+            .list_topic_subscriptions(Request::new(()))
+            .await
+            .map_err(|status| SidecarError::Subscriptions(from_grpc(&status)))?;
         self.subscriptions = response.into_inner().subscriptions;
         Ok(())
     }
@@ -375,10 +382,12 @@ impl TestSidecar {
 
     /// Calls `HealthCheck`, as daprd's app health probe does (without token).
     pub async fn health(&self) -> Result<(), Status> {
-        AppCallbackHealthCheckClient::new(self.channel.clone()).health_check(Request::new(())).await.map(|_| ())
+        let health = AppCallbackHealthCheckClient::new(self.channel.clone()).health_check(Request::new(())).await;
+        health.map(|_| ()).map_err(|status| from_grpc(&status))
     }
 
-    /// Wraps a message with the token, as daprd does on data-plane calls.
+    /// Wraps a message with the token, as daprd does on data-plane calls
+    /// (for raw calls through [`app`](TestSidecar::app)).
     pub fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         if let Some(token) = self.token.as_deref().and_then(|t| t.parse().ok()) {
@@ -387,15 +396,23 @@ impl TestSidecar {
         request
     }
 
-    /// Invokes a method (`OnInvoke`).
-    pub async fn invoke(&self, method: &str, data: &[u8]) -> Result<InvokeResponse, Status> {
+    /// Invokes a method (`OnInvoke`) with a JSON body.
+    pub async fn invoke(&self, method: &str, data: &[u8]) -> Result<Reply, Status> {
         let request = InvokeRequest {
             method: method.to_owned(),
             data: Some(prost_types::Any { type_url: String::new(), value: data.to_vec() }),
             content_type: "application/json".into(),
             http_extension: None,
         };
-        self.app().on_invoke(self.request(request)).await.map(|r| r.into_inner())
+        let response = self.app().on_invoke(self.request(request)).await.map_err(|status| from_grpc(&status))?;
+        let response = response.into_inner();
+        Ok(Reply::new(response.content_type, response.data.map(|any| any.value).unwrap_or_default()))
+    }
+
+    /// Delivers an input binding's event (`OnBindingEvent`).
+    pub async fn binding(&self, event: BindingEvent) -> Result<(), Status> {
+        let request = pb::BindingEventRequest { name: event.name, data: event.data.to_vec(), metadata: event.metadata };
+        self.app().on_binding_event(self.request(request)).await.map(|_| ()).map_err(|status| from_grpc(&status))
     }
 
     /// Triggers a job (`OnJobEvent`).
@@ -407,7 +424,7 @@ impl TestSidecar {
             content_type: "application/json".into(),
             http_extension: None,
         };
-        self.app().on_job_event(self.request(request)).await.map(|_| ())
+        self.app().on_job_event(self.request(request)).await.map(|_| ()).map_err(|status| from_grpc(&status))
     }
 
     /// Publishes one event on the sidecar's pub/sub and delivers it until it settles.
@@ -447,7 +464,7 @@ impl TestSidecar {
                 }
                 match self.app().on_topic_event(call).await {
                     Ok(response) => Ok(Outcome::from_status(response.into_inner().status)),
-                    Err(status) => Err(status.code()),
+                    Err(status) => Err(from_grpc(&status).code()),
                 }
             })
             .await;
@@ -500,17 +517,17 @@ impl TestSidecar {
                 Ok(response) => {
                     Ok(response.into_inner().statuses.into_iter().map(|s| (s.entry_id, s.status)).collect())
                 }
-                Err(status) if status.code() == Code::Unimplemented => {
+                Err(status) if status.code() == tonic::Code::Unimplemented => {
                     #[allow(deprecated)] // daprd still falls back to it
                     let alpha = self.app_alpha().on_bulk_topic_event_alpha1(call()).await;
                     match alpha {
                         Ok(response) => {
                             Ok(response.into_inner().statuses.into_iter().map(|s| (s.entry_id, s.status)).collect())
                         }
-                        Err(status) => Err(status.code()),
+                        Err(status) => Err(from_grpc(&status).code()),
                     }
                 }
-                Err(status) => Err(status.code()),
+                Err(status) => Err(from_grpc(&status).code()),
             };
             let mut still_pending = Vec::new();
             for i in pending {

@@ -8,14 +8,16 @@ use crate::grpc::proto::common::{InvokeRequest, InvokeResponse};
 use crate::grpc::proto::runtime as pb;
 use crate::grpc::proto::runtime::topic_event_bulk_request_entry::Event as BulkEvent;
 use bytes::Bytes;
-use tonic::metadata::MetadataMap;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
 use super::token;
-use crate::event::{Envelope, Extensions};
+use crate::binding::BindingEvent;
+use crate::event::{Envelope, Extensions, Metadata, metadata_from_grpc};
+use crate::invoke::Invocation;
 use crate::pipeline::invocation::{Job, job_name};
 use crate::pipeline::{Entry, Pipeline, Unreadable};
+use crate::status::to_grpc;
 
 /// The largest HTTP/2 header list the server accepts: 4 MiB. daprd appends a
 /// `traceparent` and a `grpc-trace-bin` header for every entry of a bulk call
@@ -53,7 +55,7 @@ impl Callback {
     ) -> Result<pb::TopicEventBulkResponse, Status> {
         let (metadata, _, bulk) = request.into_parts();
         token::check(self.0.token.as_deref(), &metadata, rpc, &bulk.id)?;
-        let metadata = Arc::new(metadata);
+        let metadata = metadata_from_grpc(&metadata);
         let pb::TopicEventBulkRequest { entries, topic, pubsub_name, path, .. } = bulk;
         let ids: Vec<String> = entries.iter().map(|entry| entry.entry_id.clone()).collect();
         let entries = entries.into_iter().map(|entry| bulk_envelope(entry, &topic, &pubsub_name, &path, &metadata));
@@ -70,21 +72,28 @@ impl Callback {
         let (metadata, _, job) = request.into_parts();
         let name = job_name(&job.name, &job.method).to_owned();
         token::check(self.0.token.as_deref(), &metadata, rpc, &name)?;
-        let Some(handler) = self.0.jobs.get(&name) else {
-            tracing::warn!(job = %name, "no handler for this job");
-            return Err(Status::not_found(format!("no handler for job {name:?}")));
-        };
         let (type_url, data) = job.data.map(|any| (any.type_url, Bytes::from(any.value))).unwrap_or_default();
-        let job = Job { name: name.clone(), data, type_url, content_type: job.content_type };
-        let _in_flight = self.0.in_flight.token();
-        match handler(job).await {
-            Ok(()) => Ok(pb::JobEventResponse {}),
-            Err(error) => {
-                tracing::warn!(job = %name, error = %error, "job failed");
-                Err(Status::internal(format!("job {name:?} failed: {error}")))
-            }
-        }
+        let job = Job { name, data, type_url, content_type: job.content_type };
+        self.0.job(job).await.map(|()| pb::JobEventResponse {}).map_err(to_grpc)
     }
+}
+
+/// Our invocation of Dapr's request.
+fn invocation_of(request: InvokeRequest) -> Invocation {
+    let (http_verb, querystring) = match request.http_extension {
+        Some(extension) => {
+            let verb = crate::grpc::proto::common::http_extension::Verb::try_from(extension.verb)
+                .map(|verb| verb.as_str_name().to_owned())
+                .ok();
+            (verb, Some(extension.querystring).filter(|q| !q.is_empty()))
+        }
+        None => (None, None),
+    };
+    let mut invocation =
+        Invocation::new(request.method, request.content_type, request.data.map(|any| any.value).unwrap_or_default());
+    invocation.http_verb = http_verb;
+    invocation.querystring = querystring;
+    invocation
 }
 
 /// The envelope of one bulk entry: its own CloudEvent, or raw bytes
@@ -94,7 +103,7 @@ fn bulk_envelope(
     topic: &str,
     pubsub: &str,
     path: &str,
-    metadata: &Arc<MetadataMap>,
+    metadata: &Metadata,
 ) -> Entry {
     let mut envelope = match entry.event {
         Some(BulkEvent::CloudEvent(ce)) => Envelope {
@@ -126,14 +135,14 @@ fn bulk_envelope(
 #[tonic::async_trait]
 impl pb::app_callback_server::AppCallback for Callback {
     async fn on_invoke(&self, request: Request<InvokeRequest>) -> Result<Response<InvokeResponse>, Status> {
-        let method = request.get_ref().method.clone();
-        token::check(self.0.token.as_deref(), request.metadata(), "OnInvoke", &method)?;
-        let Some(handler) = self.0.invocations.get(&method) else {
-            tracing::warn!(method, "no handler for this invocation");
-            return Err(Status::unimplemented(format!("no handler for method {method:?}")));
-        };
-        let _in_flight = self.0.in_flight.token();
-        handler(request.into_inner()).await.map(Response::new)
+        token::check(self.0.token.as_deref(), request.metadata(), "OnInvoke", &request.get_ref().method)?;
+        match self.0.invoke(invocation_of(request.into_inner())).await {
+            Ok(reply) => Ok(Response::new(InvokeResponse {
+                data: Some(prost_types::Any { type_url: String::new(), value: reply.data.to_vec() }),
+                content_type: reply.content_type,
+            })),
+            Err(status) => Err(to_grpc(status)),
+        }
     }
 
     async fn list_topic_subscriptions(
@@ -151,7 +160,7 @@ impl pb::app_callback_server::AppCallback for Callback {
         let (metadata, _, event) = request.into_parts();
         let mut envelope = Envelope::from(event);
         token::check(self.0.token.as_deref(), &metadata, "OnTopicEvent", &envelope.id)?;
-        envelope.metadata = Arc::new(metadata);
+        envelope.metadata = metadata_from_grpc(&metadata);
         let outcome = self.0.dispatch(Arc::new(envelope)).await;
         Ok(Response::new(pb::TopicEventResponse { status: outcome.to_status() as i32 }))
     }
@@ -166,14 +175,10 @@ impl pb::app_callback_server::AppCallback for Callback {
         &self,
         request: Request<pb::BindingEventRequest>,
     ) -> Result<Response<pb::BindingEventResponse>, Status> {
-        let name = request.get_ref().name.clone();
-        token::check(self.0.token.as_deref(), request.metadata(), "OnBindingEvent", &name)?;
-        let Some(handler) = self.0.bindings.get(&name) else {
-            tracing::warn!(binding = %name, "no handler for this binding");
-            return Err(Status::not_found(format!("no handler for binding {name:?}")));
-        };
-        let _in_flight = self.0.in_flight.token();
-        handler(request.into_inner()).await.map(Response::new)
+        token::check(self.0.token.as_deref(), request.metadata(), "OnBindingEvent", &request.get_ref().name)?;
+        let pb::BindingEventRequest { name, data, metadata } = request.into_inner();
+        let event = BindingEvent { name, data: data.into(), metadata };
+        self.0.binding(event).await.map(|()| Response::new(pb::BindingEventResponse::default())).map_err(to_grpc)
     }
 
     async fn on_bulk_topic_event(

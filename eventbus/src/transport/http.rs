@@ -6,6 +6,10 @@
 //! | `GET /dapr/subscribe` | the subscriptions: routes and rules, dead-letter topic, metadata, bulk |
 //! | `POST <route>` with a CloudEvent | `200 {"status": "SUCCESS" \| "RETRY" \| "DROP"}` |
 //! | `POST <route>` with a bulk request (`entries`) | `200 {"statuses": [{"entryId", "status"}]}`, one per entry |
+//! | `<verb> /<method>` (service invocation) | the handler's reply: `200` with its body and content type, or its status's HTTP code |
+//! | `OPTIONS /<binding>` (daprd's probe at start) | `200` |
+//! | `POST /<binding>` (an input binding's event) | `200`, or the handler's status's HTTP code (daprd counts only `200` as handled) |
+//! | `POST /job/<name>` (a Dapr job) | `200`, `404` for an unknown job, `500` when it fails |
 //! | `GET /dapr/config` | `{}` (no actors) |
 //! | `GET /healthz` | `200`, or `503` with the reason while not ready |
 //!
@@ -13,8 +17,9 @@
 //! reading of status codes (404 drops, other errors retry) never decides an
 //! event's fate by accident; a body that is not an event is answered
 //! `{"status": "DROP"}`, and a wrong or missing `dapr-api-token` `401`
-//! (daprd retries it). Invocation and input bindings are served on the gRPC
-//! app channel only.
+//! (daprd retries it). A path is a job, then a binding, then an invocation
+//! method, then an event route; serving fails at start when one path is two
+//! of them.
 
 use std::sync::Arc;
 
@@ -28,9 +33,13 @@ use serde_json::{Map, Value, json};
 use tonic::metadata::MetadataMap;
 
 use super::token;
-use crate::event::{Envelope, take_string};
+use crate::binding::BindingEvent;
+use crate::event::{Envelope, Metadata, metadata_from_grpc, take_string};
+use crate::invoke::Invocation;
 use crate::outcome::Outcome;
+use crate::pipeline::invocation::Job;
 use crate::pipeline::{Entry, Pipeline, Unreadable};
+use crate::status::Status;
 
 /// The state of the HTTP routes.
 #[derive(Clone)]
@@ -45,8 +54,27 @@ pub(crate) fn router(pipeline: Arc<Pipeline>, default_pubsub: String) -> Router 
         .route("/dapr/subscribe", get(subscriptions))
         .route("/dapr/config", get(|| async { axum::Json(json!({})) }))
         .route("/healthz", get(health))
-        .fallback(events)
+        .fallback(app)
         .with_state(Http { pipeline, default_pubsub })
+}
+
+/// Fails on an event route that is also a job, binding or invocation path:
+/// over HTTP, daprd could not tell them apart.
+pub(crate) fn check_paths(pipeline: &Pipeline) -> Result<(), crate::error::Error> {
+    for subscription in pipeline.registry.subscriptions() {
+        let routes = subscription.routes.clone().unwrap_or_default();
+        let paths = routes.rules.iter().map(|rule| rule.path.as_str()).chain([routes.default.as_str()]);
+        for path in paths.map(|path| path.trim_start_matches('/')) {
+            if path.starts_with("job/") || pipeline.binds(path) || pipeline.invokes(path) {
+                return Err(crate::error::Error::Unsupported {
+                    subscription: format!("{}/{}", subscription.pubsub_name, subscription.topic),
+                    transport: "http",
+                    what: "its route is also a job, binding or invocation path: give it another `path`",
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The route daprd posts a registry path to: the path with a leading `/`.
@@ -97,19 +125,70 @@ async fn health(State(http): State<Http>) -> Response {
     }
 }
 
-/// Any other request: a POSTed event or bulk request on a route.
-async fn events(State(http): State<Http>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+/// Any other request: a job, a binding's event (or daprd's probe for it),
+/// a service invocation, or an event or bulk request on a route.
+async fn app(State(http): State<Http>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let grpc_metadata = MetadataMap::from_headers(headers);
+    let name = uri.path().trim_start_matches('/');
+    let unauthorized =
+        |rejected: tonic::Status| (StatusCode::UNAUTHORIZED, rejected.message().to_owned()).into_response();
+    let content_type = grpc_metadata.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    if let Some(job) = name.strip_prefix("job/").filter(|_| method == Method::POST) {
+        if let Err(rejected) = token::check(http.pipeline.token.as_deref(), &grpc_metadata, "POST /job", job) {
+            return unauthorized(rejected);
+        }
+        let job = Job { name: job.to_owned(), data: body, type_url: String::new(), content_type };
+        return answer(http.pipeline.job(job).await.map(|()| StatusCode::OK.into_response()));
+    }
+    if http.pipeline.binds(name) && (method == Method::OPTIONS || method == Method::POST) {
+        if method == Method::OPTIONS {
+            return StatusCode::OK.into_response();
+        }
+        if let Err(rejected) = token::check(http.pipeline.token.as_deref(), &grpc_metadata, "POST binding", name) {
+            return unauthorized(rejected);
+        }
+        let metadata = metadata_from_grpc(&grpc_metadata).iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let event = BindingEvent { name: name.to_owned(), data: body, metadata };
+        return answer(http.pipeline.binding(event).await.map(|()| StatusCode::OK.into_response()));
+    }
+    if http.pipeline.invokes(name) {
+        if let Err(rejected) = token::check(http.pipeline.token.as_deref(), &grpc_metadata, "invoke", name) {
+            return unauthorized(rejected);
+        }
+        let mut invocation = Invocation::new(name, content_type, body);
+        invocation.http_verb = Some(method.as_str().to_owned());
+        invocation.querystring = uri.query().map(str::to_owned);
+        return answer(http.pipeline.invoke(invocation).await.map(|reply| {
+            let content_type = [(axum::http::header::CONTENT_TYPE, reply.content_type)];
+            (content_type, reply.data).into_response()
+        }));
+    }
     if method != Method::POST {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let metadata = Arc::new(MetadataMap::from_headers(headers));
-    let path = uri.path();
+    events(http, &grpc_metadata, uri.path(), body).await
+}
+
+/// The HTTP answer of a call: its response, or its status's code and message.
+fn answer(result: Result<Response, Status>) -> Response {
+    match result {
+        Ok(response) => response,
+        Err(status) => {
+            let code = StatusCode::from_u16(status.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (code, status.message().to_owned()).into_response()
+        }
+    }
+}
+
+/// A POSTed event or bulk request on a route.
+async fn events(http: Http, grpc_metadata: &MetadataMap, path: &str, body: Bytes) -> Response {
+    let metadata = metadata_from_grpc(grpc_metadata);
     let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&body) else {
         tracing::error!(path, bytes = body.len(), "request body is not a CloudEvent or bulk request; dropped");
         return status(Outcome::Drop);
     };
     let id = body.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if let Err(rejected) = token::check(http.pipeline.token.as_deref(), &metadata, "POST", &id) {
+    if let Err(rejected) = token::check(http.pipeline.token.as_deref(), grpc_metadata, "POST", &id) {
         return (StatusCode::UNAUTHORIZED, rejected.message().to_owned()).into_response();
     }
     let pubsub = take_string(&mut body, "pubsubname").unwrap_or_else(|| http.default_pubsub.clone());
@@ -130,7 +209,7 @@ async fn bulk(
     topic: &str,
     path: &str,
     entries: Vec<Value>,
-    metadata: &Arc<MetadataMap>,
+    metadata: &Metadata,
 ) -> Response {
     let mut ids = Vec::with_capacity(entries.len());
     let mut events: Vec<Entry> = Vec::with_capacity(entries.len());
@@ -173,7 +252,7 @@ async fn bulk(
 }
 
 /// A structured CloudEvent as daprd posts it, on this delivery's route.
-fn cloud_event(event: Map<String, Value>, pubsub: &str, topic: &str, path: &str, metadata: &Arc<MetadataMap>) -> Entry {
+fn cloud_event(event: Map<String, Value>, pubsub: &str, topic: &str, path: &str, metadata: &Metadata) -> Entry {
     let id = event.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
     let mut envelope =
         Envelope::from_structured(event).map_err(|_| Unreadable::new(id, "data_base64 is not base64"))?;

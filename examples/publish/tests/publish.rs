@@ -50,18 +50,18 @@ async fn a_failure_that_may_pass_is_retried_and_a_refusal_is_not() {
     let message = || Message::json("pubsub", "order.created", &serde_json::json!({"order_id": "o-1"})).unwrap();
 
     // The sidecar restarting: two failures, then the third call lands.
-    stub.fail_publishes(2, eventbus::tonic::Code::Unavailable);
+    stub.fail_publishes(2, eventbus::status::Code::Unavailable);
     publisher.publish(message()).await.unwrap();
     assert_eq!((stub.failed_publishes(), stub.published().len()), (2, 1));
 
     // Still down after every attempt: the error says where and how often.
-    stub.fail_publishes(5, eventbus::tonic::Code::Unavailable);
+    stub.fail_publishes(5, eventbus::status::Code::Unavailable);
     let error = publisher.publish(message()).await.unwrap_err();
     assert!(matches!(error, PublishError::Sidecar { attempts: 3, .. }), "{error:?}");
     assert!(error.to_string().contains(&stub.address().to_string()), "{error}");
 
     // A refusal does not pass by retrying: one call.
-    stub.fail_publishes(5, eventbus::tonic::Code::NotFound);
+    stub.fail_publishes(5, eventbus::status::Code::NotFound);
     let error = publisher.publish(message()).await.unwrap_err();
     assert!(matches!(error, PublishError::Sidecar { attempts: 1, .. }), "{error:?}");
     assert_eq!(stub.failed_publishes(), 1);

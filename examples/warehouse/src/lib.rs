@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use eventbus::invoke::Json;
-use eventbus::tonic::Status;
+use eventbus::status::Status;
 use eventbus::{Event, HandlerError, ResultExt, Server, subscribe};
 use serde::{Deserialize, Serialize};
 

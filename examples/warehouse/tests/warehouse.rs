@@ -1,6 +1,7 @@
 //! The warehouse through the test sidecar over gRPC.
 #![allow(clippy::unwrap_used)]
 
+use eventbus::status::Code;
 use eventbus::testing::{CloudEvent, Settlement, TestSidecar};
 use example_warehouse::{Level, Warehouse, server};
 use serde_json::json;
@@ -27,9 +28,9 @@ async fn reserve_release_query_and_dead_letter() {
     assert_eq!(warehouse.level("apple"), Some(Level { available: 7, reserved: 3 }));
 
     let answer = sidecar.invoke("stock", b"pear").await.unwrap();
-    let level: Level = serde_json::from_slice(&answer.data.unwrap().value).unwrap();
+    let level: Level = serde_json::from_slice(&answer.data).unwrap();
     assert_eq!(level, Level { available: 0, reserved: 2 });
-    assert_eq!(sidecar.invoke("stock", b"plum").await.unwrap_err().code(), tonic_code_not_found());
+    assert_eq!(sidecar.invoke("stock", b"plum").await.unwrap_err().code(), Code::NotFound);
 
     // Not enough pears left: poison, to the dead letter; nothing changes.
     let greedy = json!({"order_id": "o-2", "items": [{"sku": "apple", "quantity": 1}, {"sku": "pear", "quantity": 1}]});
@@ -40,8 +41,4 @@ async fn reserve_release_query_and_dead_letter() {
     sidecar.publish("order.cancelled", CloudEvent::json(&json!({"order_id": "o-1"}))).await.unwrap();
     assert_eq!(warehouse.level("apple"), Some(Level { available: 10, reserved: 0 }));
     assert_eq!(warehouse.level("pear"), Some(Level { available: 2, reserved: 0 }));
-}
-
-fn tonic_code_not_found() -> eventbus::tonic::Code {
-    eventbus::tonic::Code::NotFound
 }
