@@ -79,9 +79,8 @@ pub async fn run(config: &Config, store: &Store, options: &Options, out: &mut im
     let subscriptions: Vec<(String, String, String)> = server
         .subscriptions()
         .iter()
-        .filter(|s| !s.dead_letter_topic.is_empty())
         .filter(|s| options.topics.is_empty() || options.topics.contains(&s.topic))
-        .map(|s| (s.pubsub_name.clone(), s.topic.clone(), s.dead_letter_topic.clone()))
+        .filter_map(|s| Some((s.pubsub.clone(), s.topic.clone(), s.dead_letter.clone()?)))
         .collect();
     if let Some(unknown) = options.topics.iter().find(|t| !subscriptions.iter().any(|(_, topic, _)| topic == *t)) {
         anyhow::bail!("--topic {unknown}: the worker does not subscribe to it with a dead-letter topic");

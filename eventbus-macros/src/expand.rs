@@ -219,6 +219,7 @@ pub(crate) fn consumer_impl(krate: Option<syn::Path>, mut item: ItemImpl) -> syn
             #(#[allow(unused_imports)] use #attribute_paths as _;)*
         };
         #(#generated)*
+        impl #krate::__private::SealedGroup for #self_ty {}
         impl #krate::__private::ConsumerGroup for #self_ty {
             fn consumers(self: ::std::sync::Arc<Self>) -> ::std::vec::Vec<#krate::__private::BoxedConsumer> {
                 ::std::vec![#(#constructors),*]

@@ -7,14 +7,16 @@ use syn::spanned::Spanned;
 use syn::{Ident, LitInt, LitStr, Token};
 
 /// The options every `#[subscribe]` accepts, for "expected one of" errors.
-const VALID: &str =
-    "`pubsub`, `rule`, `path`, `dead_letter`, `metadata`, `raw_payload`, `bulk`, `timeout`, `concurrency`, `crate`";
+const VALID: &str = "`topic`, `pubsub`, `rule`, `path`, `dead_letter`, `metadata`, `raw_payload`, `bulk`, `timeout`, `concurrency`, `crate`";
 
 /// A parsed `#[subscribe(...)]`.
 pub(crate) struct Options {
-    pub topic: LitStr,
-    pub pubsub: Option<LitStr>,
-    pub rules: Vec<(LitStr, LitStr)>,
+    /// A string literal, or any expression (`topic = ORDERS`), evaluated
+    /// when the server is built.
+    pub topic: syn::Expr,
+    pub pubsub: Option<syn::Expr>,
+    /// `(match, path, priority)`.
+    pub rules: Vec<(LitStr, LitStr, Option<i32>)>,
     pub path: Option<LitStr>,
     pub dead_letter: Option<LitStr>,
     pub metadata: Vec<(LitStr, LitStr)>,
@@ -33,8 +35,11 @@ impl Options {
         if let Some(pubsub) = &self.pubsub {
             expr = quote!(#expr.pubsub(#pubsub));
         }
-        for (matches, path) in &self.rules {
-            expr = quote!(#expr.rule(#matches, #path));
+        for (matches, path, priority) in &self.rules {
+            expr = match priority {
+                Some(priority) => quote!(#expr.prioritized_rule(#priority, #matches, #path)),
+                None => quote!(#expr.rule(#matches, #path)),
+            };
         }
         if let Some(path) = &self.path {
             expr = quote!(#expr.path(#path));
@@ -59,6 +64,16 @@ impl Options {
         }
         expr
     }
+}
+
+/// A name given as an expression: checked when it is a string literal (an
+/// empty constant is refused when the server is built).
+fn name_expr(input: ParseStream<'_>, what: &str) -> syn::Result<syn::Expr> {
+    let expr: syn::Expr = input.parse()?;
+    if let syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(lit), .. }) = &expr {
+        check_name(lit, what)?;
+    }
+    Ok(expr)
 }
 
 /// A non-empty name without whitespace (topics, pubsubs, dead-letter topics).
@@ -128,13 +143,22 @@ fn parenthesized<T>(
 
 impl Parse for Options {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        const EXPECTED: &str = "expected the topic: #[subscribe(\"order.completed\")] or #[subscribe(topic = ORDERS)]";
         if input.is_empty() {
-            return Err(syn::Error::new(Span::call_site(), "expected a topic: #[subscribe(\"order.completed\")]"));
+            return Err(syn::Error::new(Span::call_site(), EXPECTED));
         }
-        let topic: LitStr = input.parse().map_err(|e| {
-            syn::Error::new(e.span(), "expected the topic as a string literal: #[subscribe(\"order.completed\")]")
-        })?;
-        check_name(&topic, "the topic")?;
+        let topic = if input.peek(syn::Ident) && input.peek2(Token![=]) {
+            let key: Ident = input.parse()?;
+            if key != "topic" {
+                return Err(syn::Error::new(key.span(), EXPECTED));
+            }
+            input.parse::<Token![=]>()?;
+            name_expr(input, "the topic")?
+        } else {
+            let topic: LitStr = input.parse().map_err(|e| syn::Error::new(e.span(), EXPECTED))?;
+            check_name(&topic, "the topic")?;
+            syn::Expr::Lit(syn::ExprLit { attrs: Vec::new(), lit: syn::Lit::Str(topic) })
+        };
         let mut options = Options {
             topic,
             pubsub: None,
@@ -157,9 +181,12 @@ impl Parse for Options {
             let key: Ident = input.call(syn::ext::IdentExt::parse_any)?;
             match key.to_string().as_str() {
                 "pubsub" => {
-                    let lit: LitStr = key_value(input, &key)?;
-                    check_name(&lit, "the pubsub")?;
-                    once(&mut options.pubsub, &key, lit)?;
+                    input.parse::<Token![=]>().map_err(|e| syn::Error::new(e.span(), "expected `pubsub = …`"))?;
+                    let pubsub = name_expr(input, "the pubsub")?;
+                    once(&mut options.pubsub, &key, pubsub)?;
+                }
+                "topic" => {
+                    return Err(syn::Error::new(key.span(), "the topic comes first: #[subscribe(topic = ORDERS, …)]"));
                 }
                 "path" => {
                     let lit: LitStr = key_value(input, &key)?;
@@ -177,10 +204,22 @@ impl Parse for Options {
                     let span = key.span();
                     let mut matches = None;
                     let mut path = None;
+                    let mut priority = None;
                     parenthesized(input, |k, content| match k.to_string().as_str() {
                         "match" => once(&mut matches, k, key_value::<LitStr>(content, k)?),
                         "path" => once(&mut path, k, key_value::<LitStr>(content, k)?),
-                        _ => Err(syn::Error::new(k.span(), "unknown rule option; expected `match` or `path`")),
+                        "priority" => {
+                            content
+                                .parse::<Token![=]>()
+                                .map_err(|e| syn::Error::new(e.span(), "expected `priority = …`"))?;
+                            let negative = content.parse::<Option<Token![-]>>()?.is_some();
+                            let value: i32 = content.parse::<LitInt>()?.base10_parse()?;
+                            once(&mut priority, k, if negative { -value } else { value })
+                        }
+                        _ => Err(syn::Error::new(
+                            k.span(),
+                            "unknown rule option; expected `match`, `path` or `priority`",
+                        )),
                     })?;
                     let matches = matches.ok_or_else(|| syn::Error::new(span, "a rule needs `match = \"<CEL>\"`"))?;
                     let path = path.ok_or_else(|| syn::Error::new(span, "a rule needs `path = \"/…\"`"))?;
@@ -189,7 +228,7 @@ impl Parse for Options {
                             return Err(syn::Error::new(lit.span(), "must not be empty"));
                         }
                     }
-                    options.rules.push((matches, path));
+                    options.rules.push((matches, path, priority));
                 }
                 "metadata" => {
                     if seen_metadata {

@@ -46,17 +46,19 @@ impl BindingEvent {
     message = "`{Self}` cannot be a binding handler's answer",
     label = "answer `()` or `Result<(), Status>`"
 )]
-pub trait IntoBindingAnswer {
+pub trait IntoBindingAnswer: crate::sealed::IntoBindingAnswer {
     /// `Ok` when the event was handled.
     fn into_binding_answer(self) -> Result<(), Status>;
 }
 
+impl crate::sealed::IntoBindingAnswer for () {}
 impl IntoBindingAnswer for () {
     fn into_binding_answer(self) -> Result<(), Status> {
         Ok(())
     }
 }
 
+impl crate::sealed::IntoBindingAnswer for Result<(), Status> {}
 impl IntoBindingAnswer for Result<(), Status> {
     fn into_binding_answer(self) -> Result<(), Status> {
         self

@@ -116,6 +116,7 @@ mod pipeline;
 pub mod publisher;
 pub mod redrive;
 mod registry;
+mod sealed;
 pub mod server;
 pub mod sidecar;
 pub mod status;
@@ -183,8 +184,16 @@ pub use subscription::Subscription;
 /// #[subscribe("order.completed", raw_payload, path = "/orders")]
 /// async fn on_order(_event: Event<serde_json::Value>) {}
 ///
-/// let server = Server::builder().state(Catalog).consumer(on_price {}).consumer(on_order {}).build().unwrap();
-/// assert_eq!(server.subscriptions().len(), 2);
+/// // The topic and the pubsub may be constants, or any expression (read
+/// // when the server is built, so chosen at run time); rules may carry a
+/// // priority (lower first, across every consumer of the topic).
+/// const RETURNS: &str = "order.returned";
+/// #[subscribe(topic = RETURNS, pubsub = std::env::var("RETURNS_PUBSUB").unwrap_or("pubsub".into()),
+///             rule(match = "event.type == \"v2\"", path = "/returns/v2", priority = -1))]
+/// async fn on_return(_event: Event<serde_json::Value>) {}
+///
+/// let server = Server::builder().state(Catalog).consumer(on_price {}).consumer(on_order {}).consumer(on_return {}).build().unwrap();
+/// assert_eq!(server.subscriptions().len(), 3);
 /// ```
 ///
 /// On the methods of an impl block marked [`#[consumer]`](macro@consumer), each
@@ -257,6 +266,10 @@ pub mod __private {
     pub use crate::handler::{Batch, FromBatch};
     pub use crate::outcome::{HandlerResult, IntoOutcome, Outcome};
     pub use crate::subscription::Subscription;
+
+    /// What `#[consumer]` implements beside `ConsumerGroup`, which users do
+    /// not implement by hand.
+    pub trait SealedGroup {}
 
     /// `Event<T>` of an envelope (an error names `T` when it cannot decode).
     pub fn decode<T: crate::event::EventData>(

@@ -4,13 +4,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::grpc::proto::runtime as pb;
 use tokio::sync::Semaphore;
 
 use crate::consumer::BoxedConsumer;
 use crate::error::Error;
 use crate::extract::Context;
-use crate::subscription::{Bulk, Subscription};
+use crate::subscription::{Bulk, Subscription, TopicSubscription};
 
 /// Where one (pubsub, topic, path) leads: the consumer and its limits.
 pub(crate) struct Route {
@@ -165,7 +164,7 @@ pub(crate) struct Defaults {
 /// the route of an event in three hash lookups, without allocating.
 pub(crate) struct Registry {
     topics: HashMap<String, HashMap<String, TopicRoutes>>,
-    subscriptions: Vec<pb::TopicSubscription>,
+    subscriptions: Vec<TopicSubscription>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -176,7 +175,7 @@ impl std::fmt::Debug for Registry {
 
 /// The topic-wide part of a subscription while consumers are merged.
 struct TopicEntry {
-    subscription: pb::TopicSubscription,
+    subscription: TopicSubscription,
     settings: Option<TopicSettings>,
     settings_owner: String,
     /// The server's default concurrency limit, shared by the topic's routes.
@@ -200,11 +199,10 @@ impl Registry {
             let topic = subscription.topic.clone();
             let entry_index = *entry_of.entry((pubsub.clone(), topic.clone())).or_insert_with(|| {
                 entries.push(TopicEntry {
-                    subscription: pb::TopicSubscription {
-                        pubsub_name: pubsub.clone(),
+                    subscription: TopicSubscription {
+                        pubsub: pubsub.clone(),
                         topic: topic.clone(),
-                        routes: Some(pb::TopicRoutes::default()),
-                        ..Default::default()
+                        ..TopicSubscription::default()
                     },
                     settings: None,
                     settings_owner: name.clone(),
@@ -243,20 +241,26 @@ impl Registry {
                 routes.by_path.insert(path.to_owned(), route.clone());
                 Ok(())
             };
-            let topic_routes = entry.subscription.routes.get_or_insert_with(Default::default);
             if subscription.rules.is_empty() {
                 claim(subscription.default_path())?;
                 routes.default = Some(route.clone());
-                topic_routes.default = subscription.default_path().to_owned();
+                entry.subscription.default_path = Some(subscription.default_path().to_owned());
             } else {
                 for rule in &subscription.rules {
                     claim(&rule.path)?;
-                    topic_routes.rules.push(pb::TopicRule { r#match: rule.matches.clone(), path: rule.path.clone() });
+                    entry.subscription.rules.push(rule.clone());
                 }
             }
         }
 
-        let subscriptions = entries.into_iter().map(|e| e.subscription).collect();
+        let subscriptions = entries
+            .into_iter()
+            .map(|mut entry| {
+                // Stable: rules of one priority keep their registration order.
+                entry.subscription.rules.sort_by_key(|rule| rule.priority);
+                entry.subscription
+            })
+            .collect();
         Ok(Registry { topics, subscriptions })
     }
 
@@ -270,8 +274,8 @@ impl Registry {
         }
     }
 
-    /// The subscriptions as `ListTopicSubscriptions` returns them.
-    pub(crate) fn subscriptions(&self) -> &[pb::TopicSubscription] {
+    /// The subscriptions, one per topic, as the sidecar is told them.
+    pub(crate) fn subscriptions(&self) -> &[TopicSubscription] {
         &self.subscriptions
     }
 }
@@ -313,20 +317,16 @@ fn merge_topic_settings(entry: &mut TopicEntry, subscription: &Subscription, nam
             return Ok(());
         };
         return Err(Error::ConflictingSubscription {
-            topic: format!("{}/{}", entry.subscription.pubsub_name, entry.subscription.topic),
+            topic: format!("{}/{}", entry.subscription.pubsub, entry.subscription.topic),
             setting,
             first: entry.settings_owner.clone(),
             second: name.to_owned(),
         });
     }
     let sub = &mut entry.subscription;
-    sub.dead_letter_topic = mine.dead_letter.clone().unwrap_or_default();
-    sub.metadata = mine.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    sub.bulk_subscribe = mine.bulk.map(|b| pb::BulkSubscribeConfig {
-        enabled: true,
-        max_messages_count: i32::try_from(b.max_messages).unwrap_or(i32::MAX),
-        max_await_duration_ms: i32::try_from(b.max_await_ms).unwrap_or(i32::MAX),
-    });
+    sub.dead_letter = mine.dead_letter.clone();
+    sub.metadata = mine.metadata.clone();
+    sub.bulk = mine.bulk;
     entry.settings = Some(mine);
     entry.settings_owner = name.to_owned();
     Ok(())

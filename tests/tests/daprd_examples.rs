@@ -122,3 +122,39 @@ async fn a_cron_input_binding_reaches_on_binding_event() {
         sidecar("cron", app.address.port(), |b| b.resources(format!("{TEST_RESOURCES}/cron-binding.yaml"))).await;
     eventually("two ticks of the cron binding", || async { (ticks.load(Ordering::Relaxed) >= 2).then_some(()) }).await;
 }
+
+/// Rules of one topic from two consumers, registered in the reverse of
+/// their priority: daprd is given them by priority, and routes by it.
+#[tokio::test]
+async fn rule_priority_reaches_daprd() {
+    if !daprd::available() {
+        return;
+    }
+    let (specific, catch_all) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (counted_specific, counted_catch_all) = (specific.clone(), catch_all.clone());
+    let app = start(
+        builder()
+            .default_pubsub(PUBSUB)
+            .consumer(handler(
+                Subscription::new("prices").prioritized_rule(10, "true", "/any"),
+                move |_: Event<Raw>| {
+                    counted_catch_all.fetch_add(1, Ordering::Relaxed);
+                    async {}
+                },
+            ))
+            .consumer(handler(
+                Subscription::new("prices").prioritized_rule(0, r#"event.type == "v2""#, "/v2"),
+                move |_: Event<Raw>| {
+                    counted_specific.fetch_add(1, Ordering::Relaxed);
+                    async {}
+                },
+            )),
+    )
+    .await;
+    let (redis, daprd) = sidecar("priority", app.address.port(), |b| b).await;
+    daprd.wait_for_subscriptions(1).await.unwrap();
+    daprd.publish_cloud_event(PUBSUB, "prices", &cloud_event("r-1", "v2", json!({}))).await.unwrap();
+    daprd.publish_cloud_event(PUBSUB, "prices", &cloud_event("r-2", "v1", json!({}))).await.unwrap();
+    until_settled(&redis, "prices", "priority").await;
+    assert_eq!((specific.load(Ordering::Relaxed), catch_all.load(Ordering::Relaxed)), (1, 1));
+}

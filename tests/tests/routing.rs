@@ -198,3 +198,45 @@ async fn raw_payload_subscriptions_decode_the_publishers_bytes() {
     assert_eq!(delivery.settlement, Settlement::Acked);
     assert_eq!(*seen.lock().unwrap(), vec!["raw:raw:r-1".to_string()]);
 }
+
+#[tokio::test]
+async fn rule_priority_decides_the_order_the_sidecar_tries_rules() {
+    let seen = Seen::default();
+    // Registered catch-all first; its priority puts it after the specific rule.
+    let app = start(
+        builder()
+            .consumer(handler(Subscription::new("prices").prioritized_rule(10, "true", "/any"), recorder(&seen, "any")))
+            .consumer(handler(
+                Subscription::new("prices").prioritized_rule(-1, r#"event.type == "v2""#, "/v2"),
+                recorder(&seen, "v2"),
+            )),
+    )
+    .await;
+    let sidecar = app.sidecar().await;
+    let rules = sidecar.subscriptions()[0].routes.clone().unwrap().rules;
+    assert_eq!(rules.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), ["/v2", "/any"]);
+    sidecar.publish("prices", CloudEvent::json(&order("o-1")).event_type("v2")).await.unwrap();
+    sidecar.publish("prices", CloudEvent::json(&order("o-2")).event_type("v1")).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["v2:/v2:o-1", "any:/any:o-2"]);
+}
+
+/// The topic a `#[subscribe]` handler is registered under is an expression,
+/// evaluated when the server is built: here, one chosen at run time.
+static RUNTIME_TOPIC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+#[eventbus::subscribe(topic = RUNTIME_TOPIC.get().cloned().unwrap_or_default())]
+async fn on_runtime_topic(event: Event<Order>, eventbus::State(seen): eventbus::State<Seen>) {
+    seen.lock().unwrap().push(format!("{}:{}", event.topic(), event.data.order_id));
+}
+
+#[tokio::test]
+async fn a_handler_registered_under_a_topic_chosen_at_run_time() {
+    let topic = RUNTIME_TOPIC.get_or_init(|| format!("orders-{}", std::process::id()));
+    let seen = Seen::default();
+    let app = start(builder().state(seen.clone()).consumer(on_runtime_topic {})).await;
+    let sidecar = app.sidecar().await;
+    assert_eq!(sidecar.subscriptions()[0].topic, *topic);
+    let delivery = sidecar.publish(topic, CloudEvent::json(&order("o-1"))).await.unwrap();
+    assert_eq!(delivery.settlement, Settlement::Acked);
+    assert_eq!(*seen.lock().unwrap(), [format!("{topic}:o-1")]);
+}

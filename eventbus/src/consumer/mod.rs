@@ -319,23 +319,25 @@ where
 
 /// A group of consumers registered together, such as the methods of a type
 /// marked `#[eventbus::consumer]`.
-pub trait ConsumerGroup: Send + Sync + 'static {
+pub trait ConsumerGroup: crate::__private::SealedGroup + Send + Sync + 'static {
     /// The group's consumers, sharing `self`.
     fn consumers(self: Arc<Self>) -> Vec<BoxedConsumer>;
 }
 
 /// Anything [`ServerBuilder::consumers`](crate::ServerBuilder::consumers) takes.
-pub trait IntoConsumers {
+pub trait IntoConsumers: crate::sealed::IntoConsumers {
     /// The consumers.
     fn into_consumers(self) -> Vec<BoxedConsumer>;
 }
 
+impl<G: ConsumerGroup> crate::sealed::IntoConsumers for Arc<G> {}
 impl<G: ConsumerGroup> IntoConsumers for Arc<G> {
     fn into_consumers(self) -> Vec<BoxedConsumer> {
         self.consumers()
     }
 }
 
+impl crate::sealed::IntoConsumers for Vec<BoxedConsumer> {}
 impl IntoConsumers for Vec<BoxedConsumer> {
     fn into_consumers(self) -> Vec<BoxedConsumer> {
         self

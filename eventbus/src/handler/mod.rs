@@ -20,7 +20,7 @@ use crate::outcome::{HandlerError, HandlerResult, IntoOutcome};
     label = "a handler is an `async fn` (or closure) of up to 8 arguments that implement `FromEvent`, returning `()`, `Outcome` or `Result<_, E>`",
     note = "a handler of whole bulk batches takes `Vec<Event<T>>`: register it with `eventbus::batch`"
 )]
-pub trait Handler<Args>: Clone + Send + Sync + 'static {
+pub trait Handler<Args>: crate::sealed::Handler<Args> + Clone + Send + Sync + 'static {
     /// Extracts the arguments and calls the function.
     fn call(&self, envelope: Arc<Envelope>, ctx: &Context) -> impl Future<Output = HandlerResult> + Send;
 
@@ -51,6 +51,15 @@ macro_rules! all_the_tuples {
 
 macro_rules! impl_handler {
     ($($arg:ident),*) => {
+        impl<F, Fut, R, $($arg,)*> crate::sealed::Handler<($($arg,)*)> for F
+        where
+            F: Fn($($arg),*) -> Fut + Clone + Send + Sync + 'static,
+            Fut: Future<Output = R> + Send + 'static,
+            R: IntoOutcome,
+            $($arg: FromEvent,)*
+        {
+        }
+
         #[diagnostic::do_not_recommend]
         #[allow(non_snake_case, unused_variables)]
         impl<F, Fut, R, $($arg,)*> Handler<($($arg,)*)> for F
@@ -141,7 +150,7 @@ impl<'a> Batch<'a> {
     message = "`{Self}` cannot be an argument of a batch handler",
     label = "batch handlers take `Vec<Event<T>>` and values that implement `FromContext`, such as `State<S>`"
 )]
-pub trait FromBatch: Sized + Send + 'static {
+pub trait FromBatch: crate::sealed::FromBatch + Sized + Send + 'static {
     /// Takes the value for one batch.
     fn from_batch(batch: &mut Batch<'_>, ctx: &Context) -> Result<Self, HandlerError>;
 
@@ -151,6 +160,7 @@ pub trait FromBatch: Sized + Send + 'static {
     }
 }
 
+impl<T: FromContext> crate::sealed::FromBatch for T {}
 impl<T: FromContext> FromBatch for T {
     fn from_batch(_: &mut Batch<'_>, ctx: &Context) -> Result<Self, HandlerError> {
         T::from_context(ctx)
@@ -162,6 +172,7 @@ impl<T: FromContext> FromBatch for T {
 }
 
 /// The entries that decode; the others are dropped before the call.
+impl<T: EventData> crate::sealed::FromBatch for Vec<Event<T>> {}
 impl<T: EventData> FromBatch for Vec<Event<T>> {
     fn from_batch(batch: &mut Batch<'_>, _: &Context) -> Result<Self, HandlerError> {
         Ok(batch.decode())
@@ -174,7 +185,7 @@ impl<T: EventData> FromBatch for Vec<Event<T>> {
     message = "`{Self}` is not a batch handler",
     label = "a batch handler is an `async fn` taking `Vec<Event<T>>` (and up to 7 `FromContext` values) and returning one result per event"
 )]
-pub trait BatchHandler<Args>: Clone + Send + Sync + 'static {
+pub trait BatchHandler<Args>: crate::sealed::BatchHandler<Args> + Clone + Send + Sync + 'static {
     /// Extracts the arguments, calls the function, and answers every entry.
     fn call(&self, envelopes: &[Arc<Envelope>], ctx: &Context) -> impl Future<Output = Vec<HandlerResult>> + Send;
 
@@ -184,6 +195,15 @@ pub trait BatchHandler<Args>: Clone + Send + Sync + 'static {
 
 macro_rules! impl_batch_handler {
     ($($arg:ident),*) => {
+        impl<F, Fut, R, $($arg,)*> crate::sealed::BatchHandler<($($arg,)*)> for F
+        where
+            F: Fn($($arg),*) -> Fut + Clone + Send + Sync + 'static,
+            Fut: Future<Output = Vec<R>> + Send + 'static,
+            R: IntoOutcome + Send,
+            $($arg: FromBatch,)*
+        {
+        }
+
         #[diagnostic::do_not_recommend]
         #[allow(non_snake_case, unused_variables, unused_mut)]
         impl<F, Fut, R, $($arg,)*> BatchHandler<($($arg,)*)> for F

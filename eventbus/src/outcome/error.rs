@@ -119,13 +119,14 @@ impl fmt::Display for HandlerError {
 /// let r: Result<u32, _> = "12".parse::<u32>().permanent();
 /// assert_eq!(r.unwrap(), 12);
 /// ```
-pub trait ResultExt<T> {
+pub trait ResultExt<T>: crate::sealed::ResultExt {
     /// On error, a permanent [`HandlerError`] (the event is dropped).
     fn permanent(self) -> Result<T, HandlerError>;
     /// On error, a transient [`HandlerError`] (the event is retried).
     fn transient(self) -> Result<T, HandlerError>;
 }
 
+impl<T, E: Into<BoxError>> crate::sealed::ResultExt for Result<T, E> {}
 impl<T, E: Into<BoxError>> ResultExt<T> for Result<T, E> {
     fn permanent(self) -> Result<T, HandlerError> {
         self.map_err(HandlerError::permanent)

@@ -90,27 +90,42 @@ pub type HandlerResult = Result<Outcome, HandlerError>;
 /// let poison: Result<(), HandlerError> = Err(HandlerError::permanent("bad"));
 /// assert_eq!(poison.into_outcome().unwrap_err().outcome(), Outcome::Drop);
 /// ```
+///
+/// The trait is sealed: an event's answer is one of Dapr's three, so these
+/// are all the return types there are (it can grow without breaking you).
+///
+/// ```compile_fail
+/// struct Maybe;
+/// impl eventbus::outcome::IntoOutcome for Maybe {
+///     fn into_outcome(self) -> eventbus::outcome::HandlerResult {
+///         Ok(eventbus::Outcome::Success)
+///     }
+/// }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a handler return type",
     label = "return `()`, `Outcome`, or `Result<(), E>` where `E: Into<HandlerError>`"
 )]
-pub trait IntoOutcome {
+pub trait IntoOutcome: crate::sealed::IntoOutcome {
     /// Converts the handler's return value.
     fn into_outcome(self) -> HandlerResult;
 }
 
+impl crate::sealed::IntoOutcome for () {}
 impl IntoOutcome for () {
     fn into_outcome(self) -> HandlerResult {
         Ok(Outcome::Success)
     }
 }
 
+impl crate::sealed::IntoOutcome for Outcome {}
 impl IntoOutcome for Outcome {
     fn into_outcome(self) -> HandlerResult {
         Ok(self)
     }
 }
 
+impl<T: IntoOutcome, E: Into<HandlerError>> crate::sealed::IntoOutcome for Result<T, E> {}
 impl<T: IntoOutcome, E: Into<HandlerError>> IntoOutcome for Result<T, E> {
     fn into_outcome(self) -> HandlerResult {
         match self {

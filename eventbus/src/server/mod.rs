@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::grpc::proto::runtime as pb;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::util::BoxCloneSyncService;
@@ -408,8 +407,8 @@ impl Server {
         ServerBuilder::default()
     }
 
-    /// The subscriptions, as `ListTopicSubscriptions` answers them.
-    pub fn subscriptions(&self) -> &[pb::TopicSubscription] {
+    /// The subscriptions, one per topic, as the sidecar is told them.
+    pub fn subscriptions(&self) -> &[crate::subscription::TopicSubscription] {
         self.pipeline.registry.subscriptions()
     }
 

@@ -25,6 +25,30 @@ impl Default for Bulk {
     }
 }
 
+/// One topic as the sidecar is told it (`ListTopicSubscriptions`, `GET
+/// /dapr/subscribe`, one stream): the subscriptions of every consumer of the
+/// topic together; see [`Server::subscriptions`](crate::Server::subscriptions).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TopicSubscription {
+    /// The pub/sub component.
+    pub pubsub: String,
+    /// The topic.
+    pub topic: String,
+    /// The rules of every consumer of the topic, in the order daprd tries
+    /// them (by priority, then registration).
+    pub rules: Vec<Rule>,
+    /// The path of the default route, when a consumer takes the events no
+    /// rule matches.
+    pub default_path: Option<String>,
+    /// The dead-letter topic.
+    pub dead_letter: Option<String>,
+    /// Subscription metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Bulk delivery, when on.
+    pub bulk: Option<Bulk>,
+}
+
 /// One handler's subscription.
 ///
 /// A subscription without rules is the topic's *default* route; with rules it
@@ -83,11 +107,39 @@ impl Subscription {
         self
     }
 
-    /// Adds a routing rule (after the ones already added): `matches` is CEL
-    /// over `event`, checked when the server is built (see [`Rule`]).
+    /// Adds a routing rule of priority 0: `matches` is CEL over `event`
+    /// (see [`Rule`]).
     #[must_use]
     pub fn rule(mut self, matches: impl Into<String>, path: impl Into<String>) -> Self {
         self.rules.push(Rule::new(matches, path));
+        self
+    }
+
+    /// Adds a routing rule with a priority. daprd tries a topic's rules in
+    /// the order it is given them; eventbus gives them sorted by priority,
+    /// lowest first (as the Dapr Go SDK's `Priority`), and rules of equal
+    /// priority in the order they were registered, across every consumer of
+    /// the topic.
+    ///
+    /// ```
+    /// use eventbus::{Event, Server, Subscription, handler};
+    ///
+    /// let server = Server::builder()
+    ///     .consumer(handler(Subscription::new("prices").rule("true", "/any"), |_: Event<serde_json::Value>| async {}))
+    ///     .consumer(handler(
+    ///         Subscription::new("prices").prioritized_rule(-1, "event.type == \"v2\"", "/v2"),
+    ///         |_: Event<serde_json::Value>| async {},
+    ///     ))
+    ///     .build()
+    ///     .unwrap();
+    /// let rules = &server.subscriptions()[0].rules;
+    /// assert_eq!(rules.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), ["/v2", "/any"]);
+    /// ```
+    #[must_use]
+    pub fn prioritized_rule(mut self, priority: i32, matches: impl Into<String>, path: impl Into<String>) -> Self {
+        let mut rule = Rule::new(matches, path);
+        rule.priority = priority;
+        self.rules.push(rule);
         self
     }
 

@@ -25,6 +25,8 @@ pub struct Rule {
     pub matches: String,
     /// The path the sidecar sends matching events on.
     pub path: String,
+    /// Lower first, when daprd is given the topic's rules (default 0).
+    pub priority: i32,
 }
 
 /// Identifiers CEL resolves itself: type names, for `type(x) == string`.
@@ -35,7 +37,7 @@ const CEL_TYPE_NAMES: [&str; 10] =
 impl Rule {
     /// A rule.
     pub fn new(matches: impl Into<String>, path: impl Into<String>) -> Self {
-        Rule { matches: matches.into(), path: path.into() }
+        Rule { matches: matches.into(), path: path.into(), priority: 0 }
     }
 
     /// Checks that neither part is empty and, with the `check-rules`

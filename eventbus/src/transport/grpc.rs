@@ -18,6 +18,7 @@ use crate::invoke::Invocation;
 use crate::pipeline::invocation::{Job, job_name};
 use crate::pipeline::{Entry, Pipeline, Unreadable};
 use crate::status::to_grpc;
+use crate::subscription::TopicSubscription;
 
 /// The largest HTTP/2 header list the server accepts: 4 MiB. daprd appends a
 /// `traceparent` and a `grpc-trace-bin` header for every entry of a bulk call
@@ -75,6 +76,27 @@ impl Callback {
         let (type_url, data) = job.data.map(|any| (any.type_url, Bytes::from(any.value))).unwrap_or_default();
         let job = Job { name, data, type_url, content_type: job.content_type };
         self.0.job(job).await.map(|()| pb::JobEventResponse {}).map_err(to_grpc)
+    }
+}
+
+/// Dapr's message of a topic's subscription.
+fn to_grpc_subscription(subscription: &TopicSubscription) -> pb::TopicSubscription {
+    let rules =
+        subscription.rules.iter().map(|rule| pb::TopicRule { r#match: rule.matches.clone(), path: rule.path.clone() });
+    pb::TopicSubscription {
+        pubsub_name: subscription.pubsub.clone(),
+        topic: subscription.topic.clone(),
+        routes: Some(pb::TopicRoutes {
+            rules: rules.collect(),
+            default: subscription.default_path.clone().unwrap_or_default(),
+        }),
+        dead_letter_topic: subscription.dead_letter.clone().unwrap_or_default(),
+        metadata: subscription.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        bulk_subscribe: subscription.bulk.map(|bulk| pb::BulkSubscribeConfig {
+            enabled: true,
+            max_messages_count: i32::try_from(bulk.max_messages).unwrap_or(i32::MAX),
+            max_await_duration_ms: i32::try_from(bulk.max_await_ms).unwrap_or(i32::MAX),
+        }),
     }
 }
 
@@ -149,7 +171,7 @@ impl pb::app_callback_server::AppCallback for Callback {
         &self,
         _: Request<()>,
     ) -> Result<Response<pb::ListTopicSubscriptionsResponse>, Status> {
-        let subscriptions = self.0.registry.subscriptions().to_vec();
+        let subscriptions = self.0.registry.subscriptions().iter().map(to_grpc_subscription).collect();
         Ok(Response::new(pb::ListTopicSubscriptionsResponse { subscriptions }))
     }
 

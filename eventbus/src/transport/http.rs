@@ -62,12 +62,11 @@ pub(crate) fn router(pipeline: Arc<Pipeline>, default_pubsub: String) -> Router 
 /// over HTTP, daprd could not tell them apart.
 pub(crate) fn check_paths(pipeline: &Pipeline) -> Result<(), crate::error::Error> {
     for subscription in pipeline.registry.subscriptions() {
-        let routes = subscription.routes.clone().unwrap_or_default();
-        let paths = routes.rules.iter().map(|rule| rule.path.as_str()).chain([routes.default.as_str()]);
-        for path in paths.map(|path| path.trim_start_matches('/')) {
+        let rules = subscription.rules.iter().map(|rule| rule.path.as_str());
+        for path in rules.chain(subscription.default_path.as_deref()).map(|path| path.trim_start_matches('/')) {
             if path.starts_with("job/") || pipeline.binds(path) || pipeline.invokes(path) {
                 return Err(crate::error::Error::Unsupported {
-                    subscription: format!("{}/{}", subscription.pubsub_name, subscription.topic),
+                    subscription: format!("{}/{}", subscription.pubsub, subscription.topic),
                     transport: "http",
                     what: "its route is also a job, binding or invocation path: give it another `path`",
                 });
@@ -89,24 +88,23 @@ async fn subscriptions(State(http): State<Http>) -> axum::Json<Value> {
         .subscriptions()
         .iter()
         .map(|s| {
-            let routes = s.routes.clone().unwrap_or_default();
             let mut entry = json!({
-                "pubsubname": s.pubsub_name,
+                "pubsubname": s.pubsub,
                 "topic": s.topic,
                 "routes": {
-                    "rules": routes.rules.iter().map(|r| json!({"match": r.r#match, "path": http_route(&r.path)})).collect::<Vec<_>>(),
-                    "default": if routes.default.is_empty() { String::new() } else { http_route(&routes.default) },
+                    "rules": s.rules.iter().map(|r| json!({"match": r.matches, "path": http_route(&r.path)})).collect::<Vec<_>>(),
+                    "default": s.default_path.as_deref().map(http_route).unwrap_or_default(),
                 },
                 "metadata": s.metadata,
             });
-            if !s.dead_letter_topic.is_empty() {
-                entry["deadLetterTopic"] = json!(s.dead_letter_topic);
+            if let Some(dead_letter) = &s.dead_letter {
+                entry["deadLetterTopic"] = json!(dead_letter);
             }
-            if let Some(bulk) = &s.bulk_subscribe {
+            if let Some(bulk) = &s.bulk {
                 entry["bulkSubscribe"] = json!({
-                    "enabled": bulk.enabled,
-                    "maxMessagesCount": bulk.max_messages_count,
-                    "maxAwaitDurationMs": bulk.max_await_duration_ms,
+                    "enabled": true,
+                    "maxMessagesCount": bulk.max_messages,
+                    "maxAwaitDurationMs": bulk.max_await_ms,
                 });
             }
             entry

@@ -72,29 +72,28 @@ impl Stream {
 pub(crate) fn streams(pipeline: &Pipeline) -> Result<Vec<Stream>, Error> {
     let mut streams = Vec::new();
     for subscription in pipeline.registry.subscriptions() {
-        let name = format!("{}/{}", subscription.pubsub_name, subscription.topic);
-        let routes = subscription.routes.clone().unwrap_or_default();
-        if !routes.rules.is_empty() {
+        let name = format!("{}/{}", subscription.pubsub, subscription.topic);
+        if !subscription.rules.is_empty() {
             return Err(Error::Unsupported {
                 subscription: name,
                 transport: "streaming",
                 what: "routing rules (daprd evaluates none on a stream): route on the event in one handler",
             });
         }
-        let route = pipeline.registry.route(&subscription.pubsub_name, &subscription.topic, "");
+        let route = pipeline.registry.route(&subscription.pubsub, &subscription.topic, "");
         let takes_batches = route.is_some_and(|route| route.takes_batches());
-        let (batch, max_await) = match &subscription.bulk_subscribe {
+        let (batch, max_await) = match &subscription.bulk {
             Some(bulk) if takes_batches => (
-                usize::try_from(bulk.max_messages_count).unwrap_or(1).max(1),
-                Duration::from_millis(u64::try_from(bulk.max_await_duration_ms).unwrap_or(0)),
+                usize::try_from(bulk.max_messages).unwrap_or(1).max(1),
+                Duration::from_millis(u64::from(bulk.max_await_ms)),
             ),
             _ => (1, Duration::ZERO),
         };
         streams.push(Stream {
-            pubsub: subscription.pubsub_name.clone(),
+            pubsub: subscription.pubsub.clone(),
             topic: subscription.topic.clone(),
-            dead_letter: Some(subscription.dead_letter_topic.clone()).filter(|d| !d.is_empty()),
-            metadata: subscription.metadata.clone(),
+            dead_letter: subscription.dead_letter.clone(),
+            metadata: subscription.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             batch,
             max_await,
         });
