@@ -32,12 +32,15 @@ pub struct BindingEvent {
     pub data: Bytes,
     /// The binding's metadata for this event.
     pub metadata: HashMap<String, String>,
+    /// What the layers put in the request (see
+    /// [`Extensions`](crate::middleware::Extensions)).
+    pub extensions: crate::middleware::Extensions,
 }
 
 impl BindingEvent {
     /// An event of binding `name` (for tests and replays).
     pub fn new(name: impl Into<String>, data: impl Into<Bytes>) -> Self {
-        BindingEvent { name: name.into(), data: data.into(), metadata: HashMap::new() }
+        BindingEvent { name: name.into(), data: data.into(), ..BindingEvent::default() }
     }
 }
 

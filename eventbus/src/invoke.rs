@@ -52,6 +52,9 @@ pub struct Invocation {
     pub http_verb: Option<String>,
     /// The HTTP query string, when there was one.
     pub querystring: Option<String>,
+    /// What the layers put in the request (see
+    /// [`Extensions`](crate::middleware::Extensions)).
+    pub extensions: crate::middleware::Extensions,
 }
 
 impl Invocation {

@@ -76,8 +76,10 @@
 //!   concurrency, message size), the `APP_API_TOKEN` check, a readiness
 //!   probe, graceful shutdown, and [`Server::dispatch`] to run the pipeline
 //!   without a socket; [`invoke`] types service invocation.
-//! - [`middleware`]: the tower layers every event runs through once, single
-//!   or in a batch; add your own with [`ServerBuilder::layer`].
+//! - [`middleware`]: the tower layers every callback runs through once
+//!   (events single or in a batch, invocations, binding events, jobs); add
+//!   your own with [`ServerBuilder::layer`], and hand handlers values
+//!   through the request's extensions ([`extract::Extension`]).
 //! - [`publisher`]: publish events through the sidecar, or in memory in tests.
 //! - [`redrive`]: dead letters back to their topic, chosen by id, time or
 //!   anything else of the event, with a dry run that lists them first.

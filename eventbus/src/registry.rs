@@ -9,11 +9,16 @@ use tokio::sync::Semaphore;
 use crate::consumer::BoxedConsumer;
 use crate::error::Error;
 use crate::extract::Context;
+use crate::middleware::{Kind, Response};
+use crate::pipeline::invocation::{BindingFn, InvocationFn, JobFn};
 use crate::subscription::{Bulk, Subscription, TopicSubscription};
 
-/// Where one (pubsub, topic, path) leads: the consumer and its limits.
+/// Where a call leads: for events, one (pubsub, topic, path); for the
+/// others, one method, binding or job. The handler and its limits.
 pub(crate) struct Route {
-    consumer: BoxedConsumer,
+    target: Target,
+    /// The handler's name (logs, metrics, errors).
+    name: String,
     takes_batches: bool,
     pubsub: String,
     topic: String,
@@ -22,11 +27,32 @@ pub(crate) struct Route {
     metrics: RouteMetrics,
 }
 
+/// What a route calls.
+pub(crate) enum Target {
+    Consumer(BoxedConsumer),
+    Invocation(InvocationFn),
+    Binding(BindingFn),
+    Job(JobFn),
+}
+
+impl Target {
+    fn kind(&self) -> Kind {
+        match self {
+            Target::Consumer(_) => Kind::Event,
+            Target::Invocation(_) => Kind::Invocation,
+            Target::Binding(_) => Kind::Binding,
+            Target::Job(_) => Kind::Job,
+        }
+    }
+}
+
 /// The route's metric handles, registered once when the server is built (so
 /// install your `metrics` recorder before building it), not per event.
 #[derive(Clone)]
 pub(crate) struct RouteMetrics {
-    /// `eventbus_events_total{pubsub, topic, outcome}`, by outcome.
+    /// By outcome: `eventbus_events_total{pubsub, topic, outcome}` (success,
+    /// retry, drop), or `eventbus_calls_total{kind, name, outcome}` (success,
+    /// error, error).
     success: metrics::Counter,
     retry: metrics::Counter,
     drop: metrics::Counter,
@@ -64,6 +90,26 @@ pub(crate) fn describe_metrics() {
         Unit::Count,
         "Events a streaming subscription delivered again while the same id was in flight (handled and answered once)."
     );
+    metrics::describe_counter!(
+        "eventbus_calls_total",
+        Unit::Count,
+        "Service invocations, binding events and jobs answered, by kind, name and outcome (success, error)."
+    );
+    metrics::describe_histogram!(
+        "eventbus_call_duration_seconds",
+        Unit::Seconds,
+        "Time in the handler of a service invocation, binding event or job."
+    );
+    metrics::describe_gauge!(
+        "eventbus_calls_in_flight",
+        Unit::Count,
+        "Service invocations, binding events and jobs being handled now."
+    );
+    metrics::describe_counter!(
+        "eventbus_call_panics_total",
+        Unit::Count,
+        "Invocation, binding and job handler calls that panicked (answered Internal)."
+    );
     metrics::describe_gauge!("eventbus_build_info", "The eventbus library version, as a label; always 1.");
     metrics::gauge!("eventbus_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
@@ -91,32 +137,80 @@ impl RouteMetrics {
         }
     }
 
-    /// The counter of `outcome`.
-    pub(crate) fn total(&self, outcome: crate::Outcome) -> &metrics::Counter {
-        match outcome {
-            crate::Outcome::Success => &self.success,
-            crate::Outcome::Retry => &self.retry,
-            crate::Outcome::Drop => &self.drop,
+    fn for_call(kind: Kind, name: &str) -> Self {
+        let labels = [("kind", kind.as_str().to_owned()), ("name", name.to_owned())];
+        let total = |outcome: &'static str| {
+            let [kind, name] = labels.clone();
+            metrics::counter!("eventbus_calls_total", &[kind, name, ("outcome", outcome.to_owned())])
+        };
+        let error = total("error");
+        RouteMetrics {
+            success: total("success"),
+            retry: error.clone(),
+            drop: error,
+            duration: metrics::histogram!("eventbus_call_duration_seconds", &labels),
+            in_flight: metrics::gauge!("eventbus_calls_in_flight", &labels),
+            panics: metrics::counter!("eventbus_call_panics_total", &labels),
+        }
+    }
+
+    /// Counts a call's answer: each event's outcome, or the call's success.
+    pub(crate) fn record(&self, response: &Response) {
+        match response.outcomes() {
+            Some(outcomes) => {
+                for outcome in outcomes {
+                    match outcome {
+                        crate::Outcome::Success => self.success.increment(1),
+                        crate::Outcome::Retry => self.retry.increment(1),
+                        crate::Outcome::Drop => self.drop.increment(1),
+                    }
+                }
+            }
+            None if response.is_success() => self.success.increment(1),
+            None => self.retry.increment(1),
         }
     }
 }
 
 impl Route {
-    /// The consumer.
-    pub(crate) fn consumer(&self) -> &BoxedConsumer {
-        &self.consumer
+    /// The route of a method, binding or job.
+    fn call(target: Target, name: &str, defaults: &Defaults) -> Route {
+        let kind = target.kind();
+        Route {
+            target,
+            name: name.to_owned(),
+            takes_batches: false,
+            pubsub: String::new(),
+            topic: name.to_owned(),
+            timeout: defaults.timeout,
+            limiter: defaults.concurrency.map(|n| Arc::new(Semaphore::new(n))),
+            metrics: RouteMetrics::for_call(kind, name),
+        }
     }
-    /// The consumer's name.
+
+    /// What it calls.
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+    /// Which kind of call it takes.
+    pub(crate) fn kind(&self) -> Kind {
+        self.target.kind()
+    }
+    /// The handler's name.
     pub(crate) fn name(&self) -> &str {
-        self.consumer.name()
+        &self.name
+    }
+    /// The topic, method, binding or job it serves.
+    pub(crate) fn target_name(&self) -> &str {
+        &self.topic
     }
     /// The pub/sub component.
     pub(crate) fn pubsub(&self) -> &str {
         &self.pubsub
     }
-    /// The topic.
+    /// The topic (empty for a call that is not an event).
     pub(crate) fn topic(&self) -> &str {
-        &self.topic
+        if self.kind() == Kind::Event { &self.topic } else { "" }
     }
     /// The handler timeout, if any.
     pub(crate) fn timeout(&self) -> Option<Duration> {
@@ -139,7 +233,8 @@ impl Route {
 impl std::fmt::Debug for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Route")
-            .field("consumer", &self.consumer.name())
+            .field("kind", &self.kind())
+            .field("name", &self.name)
             .field("pubsub", &self.pubsub)
             .field("topic", &self.topic)
             .finish()
@@ -165,6 +260,16 @@ pub(crate) struct Defaults {
 pub(crate) struct Registry {
     topics: HashMap<String, HashMap<String, TopicRoutes>>,
     subscriptions: Vec<TopicSubscription>,
+    /// Methods, bindings and jobs, by kind and name.
+    calls: HashMap<(Kind, String), Arc<Route>>,
+}
+
+/// The handlers of service invocation, bindings and jobs a server is built with.
+#[derive(Default)]
+pub(crate) struct Calls {
+    pub(crate) invocations: Vec<(String, InvocationFn)>,
+    pub(crate) bindings: Vec<(String, BindingFn)>,
+    pub(crate) jobs: Vec<(String, JobFn)>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -183,7 +288,24 @@ struct TopicEntry {
 }
 
 impl Registry {
-    pub(crate) fn build(consumers: &[BoxedConsumer], defaults: &Defaults, ctx: &Context) -> Result<Registry, Error> {
+    pub(crate) fn build(
+        consumers: &[BoxedConsumer],
+        calls: Calls,
+        defaults: &Defaults,
+        ctx: &Context,
+    ) -> Result<Registry, Error> {
+        let mut routes_of_calls = HashMap::new();
+        let targets = (calls.invocations.into_iter().map(|(name, f)| ("invocation", name, Target::Invocation(f))))
+            .chain(calls.bindings.into_iter().map(|(name, f)| ("binding", name, Target::Binding(f))))
+            .chain(calls.jobs.into_iter().map(|(name, f)| ("job", name, Target::Job(f))));
+        for (kind, name, target) in targets {
+            let key = (target.kind(), name.clone());
+            if routes_of_calls.contains_key(&key) {
+                return Err(Error::DuplicateHandler { kind, name });
+            }
+            routes_of_calls.insert(key, Arc::new(Route::call(target, &name, defaults)));
+        }
+
         let mut topics: HashMap<String, HashMap<String, TopicRoutes>> = HashMap::new();
         // One entry per (pubsub, topic), in first-registration order.
         let mut entries: Vec<TopicEntry> = Vec::new();
@@ -217,7 +339,8 @@ impl Registry {
                 None => entry.limiter.clone(),
             };
             let route = Arc::new(Route {
-                consumer: consumer.clone(),
+                target: Target::Consumer(consumer.clone()),
+                name: name.clone(),
                 takes_batches: consumer.takes_batches(),
                 pubsub: pubsub.clone(),
                 topic: topic.clone(),
@@ -261,7 +384,7 @@ impl Registry {
                 entry.subscription
             })
             .collect();
-        Ok(Registry { topics, subscriptions })
+        Ok(Registry { topics, subscriptions, calls: routes_of_calls })
     }
 
     /// The route of an event. An empty or `/` path (older sidecars, streaming)
@@ -272,6 +395,20 @@ impl Registry {
             "" => routes.default.as_ref(),
             key => routes.by_path.get(key),
         }
+    }
+
+    /// The route of a method, binding or job.
+    pub(crate) fn call(&self, kind: Kind, name: &str) -> Option<&Arc<Route>> {
+        // Keyed by owned names: one allocation per call, not per event.
+        self.calls.get(&(kind, name.to_owned()))
+    }
+
+    /// The names of the input bindings, sorted (`ListInputBindings`).
+    pub(crate) fn bindings(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.calls.keys().filter(|(kind, _)| *kind == Kind::Binding).map(|(_, name)| name.clone()).collect();
+        names.sort();
+        names
     }
 
     /// The subscriptions, one per topic, as the sidecar is told them.

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use eventbus::middleware::{EventRequest, EventService};
+use eventbus::middleware::{BoxService, Request};
 use eventbus::tower::{self, ServiceExt};
 use eventbus::{Envelope, Event, HandlerError, Outcome, Server, Subscription, batch, handler};
 
@@ -22,9 +22,9 @@ fn counting_server(seen: &Seen, batch_calls: &Arc<AtomicUsize>) -> Server {
     let calls = batch_calls.clone();
     Server::builder()
         .api_token(None)
-        .layer(tower::layer::layer_fn(move |inner: EventService| {
+        .layer(tower::layer::layer_fn(move |inner: BoxService| {
             let seen = recorder.clone();
-            tower::service_fn(move |request: EventRequest| {
+            tower::service_fn(move |request: Request| {
                 seen.requests.lock().unwrap().push(request.events().len());
                 seen.ids.lock().unwrap().extend(request.events().iter().map(|e| e.id.clone()));
                 inner.clone().oneshot(request)

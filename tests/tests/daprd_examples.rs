@@ -158,3 +158,58 @@ async fn rule_priority_reaches_daprd() {
     until_settled(&redis, "prices", "priority").await;
     assert_eq!((specific.load(Ordering::Relaxed), catch_all.load(Ordering::Relaxed)), (1, 1));
 }
+
+/// A layer of the user's hands a value to the handlers of an event, an
+/// invocation and a binding event, all delivered by daprd.
+#[tokio::test]
+async fn a_layers_extension_reaches_events_invocations_and_bindings_under_daprd() {
+    use eventbus::binding::BindingEvent;
+    use eventbus::extract::Extension;
+    use eventbus::invoke::Invocation;
+    use eventbus::middleware::{BoxService, Request};
+    use eventbus::tower::{self, ServiceExt};
+
+    #[derive(Clone)]
+    struct Tenant(&'static str);
+
+    if !daprd::available() {
+        return;
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (by_event, by_binding) = (seen.clone(), seen.clone());
+    let app = start(
+        builder()
+            .default_pubsub(PUBSUB)
+            .layer(tower::layer::layer_fn(|inner: BoxService| {
+                tower::service_fn(move |mut request: Request| {
+                    request.extensions_mut().insert(Tenant("eu"));
+                    inner.clone().oneshot(request)
+                })
+            }))
+            .consumer(handler(Subscription::new("orders"), move |_: Event<Raw>, Extension(t): Extension<Tenant>| {
+                by_event.lock().unwrap().push(format!("event {}", t.0));
+                async {}
+            }))
+            .invocation("tenant", |invocation: Invocation| async move {
+                invocation.extensions.get::<Tenant>().map(|t| t.0.to_owned()).unwrap_or_default()
+            })
+            .binding("tick", move |event: BindingEvent| {
+                let tenant = event.extensions.get::<Tenant>().map(|t| t.0).unwrap_or_default();
+                by_binding.lock().unwrap().push(format!("binding {tenant}"));
+                async {}
+            }),
+    )
+    .await;
+    let (redis, daprd) =
+        sidecar("layers", app.address.port(), |b| b.resources(format!("{TEST_RESOURCES}/cron-binding.yaml"))).await;
+    daprd.wait_for_subscriptions(1).await.unwrap();
+    daprd.publish_cloud_event(PUBSUB, "orders", &cloud_event("l-1", "order", json!({}))).await.unwrap();
+    until_settled(&redis, "orders", "layers").await;
+    let reply = daprd.invoke("layers", "tenant", "application/json", "{}").await.unwrap();
+    assert_eq!(reply.data.map(|any| any.value).unwrap_or_default(), b"eu");
+    eventually("a binding event with the tenant", || async {
+        seen.lock().unwrap().iter().any(|s| s == "binding eu").then_some(())
+    })
+    .await;
+    assert!(seen.lock().unwrap().contains(&"event eu".to_owned()));
+}

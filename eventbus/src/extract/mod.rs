@@ -39,8 +39,11 @@ pub use crate::event::Metadata;
 use crate::event::{Envelope, Event, EventData, Extensions};
 use crate::outcome::HandlerError;
 
-/// Shared values handlers ask for with [`State<S>`], one per type; filled by
-/// [`ServerBuilder::state`](crate::ServerBuilder::state).
+/// What a handler's arguments are taken from besides the event: the shared
+/// values handlers ask for with [`State<S>`], one per type, filled by
+/// [`ServerBuilder::state`](crate::ServerBuilder::state); and, for one call,
+/// the [`Extensions`](crate::middleware::Extensions) layers put in the
+/// request, taken with [`Extension<T>`].
 ///
 /// ```
 /// use eventbus::extract::Context;
@@ -48,15 +51,16 @@ use crate::outcome::HandlerError;
 /// ctx.insert(42u32);
 /// assert_eq!(ctx.get::<u32>(), Some(42));
 /// ```
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Context {
-    values: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    values: Arc<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    extensions: crate::middleware::Extensions,
 }
 
 impl Context {
     /// Stores a value, replacing one of the same type.
     pub fn insert<S: Clone + Send + Sync + 'static>(&mut self, value: S) {
-        self.values.insert(TypeId::of::<S>(), Box::new(value));
+        Arc::make_mut(&mut self.values).insert(TypeId::of::<S>(), Arc::new(value));
     }
 
     /// A clone of the stored value of type `S`.
@@ -73,11 +77,25 @@ impl Context {
     pub fn contains<S: Send + Sync + 'static>(&self) -> bool {
         self.values.contains_key(&TypeId::of::<S>())
     }
+
+    /// What the layers put in this call's request.
+    pub fn extensions(&self) -> &crate::middleware::Extensions {
+        &self.extensions
+    }
+
+    /// The shared values with one call's extensions (reference counts).
+    pub(crate) fn with_extensions(&self, extensions: crate::middleware::Extensions) -> Context {
+        Context { values: self.values.clone(), extensions }
+    }
+
+    pub(crate) fn into_extensions(self) -> crate::middleware::Extensions {
+        self.extensions
+    }
 }
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("values", &self.values.len()).finish()
+        f.debug_struct("Context").field("values", &self.values.len()).field("extensions", &self.extensions).finish()
     }
 }
 
@@ -189,6 +207,39 @@ impl<S: Clone + Send + Sync + 'static> FromContext for State<S> {
 
     fn check(ctx: &Context) -> Result<(), MissingState> {
         if ctx.contains::<S>() { Ok(()) } else { Err(MissingState::state::<S>()) }
+    }
+}
+
+/// A value a layer put in the call's
+/// [`Extensions`](crate::middleware::Extensions) (a tenant, an auth
+/// principal, a transaction), as axum's `Extension`. When no layer put one
+/// there, the event is retried (a missing layer is a deployment mistake,
+/// not the event's) and the error names the type.
+///
+/// ```
+/// use eventbus::extract::Extension;
+/// use eventbus::{Event, Subscription, handler};
+///
+/// #[derive(Clone)]
+/// struct Tenant(String);
+///
+/// async fn on_order(Extension(tenant): Extension<Tenant>, event: Event<serde_json::Value>) {
+///     tracing::info!(tenant = %tenant.0, id = event.id(), "order");
+/// }
+/// # let _ = handler(Subscription::new("orders"), on_order);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extension<T>(pub T);
+
+impl<T: Clone + Send + Sync + 'static> FromContext for Extension<T> {
+    fn from_context(ctx: &Context) -> Result<Self, HandlerError> {
+        match ctx.extensions().get::<T>() {
+            Some(value) => Ok(Extension(value.clone())),
+            None => Err(HandlerError::transient(format!(
+                "no `{}` in the request's extensions: is the layer that adds it installed?",
+                std::any::type_name::<T>()
+            ))),
+        }
     }
 }
 

@@ -1,10 +1,12 @@
-use crate::outcome::Outcome;
+use crate::status::Code;
 
-event_layer! {
-    /// Caps the handler calls in flight per topic (or per handler, when its
-    /// subscription sets `concurrency`); a batch takes one permit. The sidecar does not throttle gRPC pub/sub, so this is
-    /// the app's protection: an event over the limit is answered `Retry` at once
-    /// rather than queued, and the sidecar's retry policy backs off.
+call_layer! {
+    /// Caps the handler calls in flight per route: per topic (or per handler,
+    /// when its subscription sets `concurrency`), per method, binding or job;
+    /// a batch takes one permit. The sidecar does not throttle gRPC pub/sub,
+    /// so this is the app's protection: a call over the limit is answered at
+    /// once rather than queued (`Retry`, or `ResourceExhausted`), and the
+    /// sidecar's retry policy backs off.
     ConcurrencyLimitLayer wraps in ConcurrencyLimit;
 
     fn call(inner, request) {
@@ -12,8 +14,9 @@ event_layer! {
             return Box::pin(inner.call(request));
         };
         let Ok(permit) = limiter.try_acquire_owned() else {
-            tracing::warn!(event.id = %request.ids(), topic = request.topic(), "concurrency limit reached; retried");
-            return Box::pin(std::future::ready(Ok(request.every(Outcome::Retry))));
+            tracing::warn!(event.id = %request.ids(), name = request.name(), "concurrency limit reached; retried");
+            let refused = request.refuse(Code::ResourceExhausted, format!("{} is at its concurrency limit", request.name()));
+            return Box::pin(std::future::ready(Ok(refused)));
         };
         let future = inner.call(request);
         Box::pin(async move {

@@ -1,53 +1,87 @@
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use tower::Service;
 
-use super::{EventFuture, EventRequest};
+use super::{Answer, Call, CallFuture, Events, Request, Response};
+use crate::extract::Context;
 use crate::outcome::{HandlerResult, Outcome, report_drop};
+use crate::registry::{Route, Target};
+use crate::status::Status;
 
-/// The innermost service: calls the route's consumer (once per event, or
-/// once with the whole batch for a consumer that takes batches) and turns
-/// each result into an outcome, logging errors with the event id.
+/// The innermost service: calls the route's handler (for events, once per
+/// event, or once with the whole batch for a consumer that takes batches)
+/// and turns its result into the answer, logging errors with the event id.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct HandlerService;
 
-impl Service<EventRequest> for HandlerService {
-    type Response = Vec<Outcome>;
+impl Service<Request> for HandlerService {
+    type Response = Response;
     type Error = Infallible;
-    type Future = EventFuture;
+    type Future = CallFuture;
 
     fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: EventRequest) -> Self::Future {
+    fn call(&mut self, request: Request) -> Self::Future {
         Box::pin(async move {
-            let (consumer, context) = (request.route.consumer(), &request.context);
-            let results = match request.events() {
-                [envelope] if !request.route.takes_batches() => {
-                    vec![consumer.handle(envelope.clone(), context).await]
+            let (call, route, context) = request.into_parts();
+            let answer = match (call, route.target()) {
+                (Call::Events(events), Target::Consumer(_)) => {
+                    Answer::Events(handle_events(&route, events, &context).await)
                 }
-                events => consumer.handle_batch(events, context).await,
+                (Call::Invocation(mut invocation), Target::Invocation(handler)) => {
+                    invocation.extensions = context.into_extensions();
+                    Answer::Reply(handler(invocation).await)
+                }
+                (Call::Binding(mut event), Target::Binding(handler)) => {
+                    event.extensions = context.into_extensions();
+                    Answer::Done(handler(event).await)
+                }
+                (Call::Job(mut job), Target::Job(handler)) => {
+                    job.extensions = context.into_extensions();
+                    let name = job.name.clone();
+                    Answer::Done(handler(job).await.map_err(|error| {
+                        tracing::warn!(job = %name, error = %error, "job failed");
+                        Status::internal(format!("job {name:?} failed: {error}"))
+                    }))
+                }
+                // The registry builds every route with its own kind of call.
+                (_, _) => Answer::Done(Err(Status::internal("the call does not match its route"))),
             };
-            let mut results = results.into_iter();
-            let outcomes = request
-                .events()
-                .iter()
-                .map(|envelope| {
-                    let result = results
-                        .next()
-                        .unwrap_or_else(|| Err(crate::HandlerError::transient("the consumer returned no result")));
-                    let outcome = outcome_of(result, &envelope.id, request.handler());
-                    if let (Outcome::Drop, Some(reason)) = &outcome {
-                        report_drop(context, &envelope.pubsub, &envelope.topic, &envelope.id, reason);
-                    }
-                    outcome.0
-                })
-                .collect();
-            Ok(outcomes)
+            Ok(Response(answer))
         })
     }
+}
+
+/// The consumer's outcome for each event, in order.
+async fn handle_events(route: &Arc<Route>, events: Events, context: &Context) -> Vec<Outcome> {
+    let Target::Consumer(consumer) = route.target() else { return Vec::new() };
+    let (results, envelopes) = match events {
+        Events::One(envelope) if !route.takes_batches() => {
+            (vec![consumer.handle(envelope.clone(), context).await], vec![envelope])
+        }
+        Events::One(envelope) => {
+            (consumer.handle_batch(std::slice::from_ref(&envelope), context).await, vec![envelope])
+        }
+        Events::Batch(envelopes) => (consumer.handle_batch(&envelopes, context).await, envelopes.to_vec()),
+    };
+    let mut results = results.into_iter();
+    envelopes
+        .iter()
+        .map(|envelope| {
+            let result = results
+                .next()
+                .unwrap_or_else(|| Err(crate::HandlerError::transient("the consumer returned no result")));
+            let outcome = outcome_of(result, &envelope.id, route.name());
+            if let (Outcome::Drop, Some(reason)) = &outcome {
+                report_drop(context, &envelope.pubsub, &envelope.topic, &envelope.id, reason);
+            }
+            outcome.0
+        })
+        .collect()
 }
 
 /// The outcome of a handler's result and, for a drop, why; errors are

@@ -1,6 +1,6 @@
 use std::time::Instant;
 
-event_layer! {
+call_layer! {
     /// Records, through the `metrics` facade (install any recorder, e.g.
     /// `metrics-exporter-prometheus`, before building the server: the handles
     /// are registered once per route):
@@ -10,27 +10,30 @@ event_layer! {
     ///   observation per handler call: per event, or per batch)
     /// - `eventbus_events_in_flight{pubsub, topic}` (gauge)
     /// - `eventbus_handler_panics_total{pubsub, topic}` (counter, from [`CatchPanicLayer`](super::CatchPanicLayer))
+    /// - for service invocation, bindings and jobs:
+    ///   `eventbus_calls_total{kind, name, outcome}` (`success`, `error`),
+    ///   `eventbus_call_duration_seconds{kind, name}`,
+    ///   `eventbus_calls_in_flight{kind, name}` and
+    ///   `eventbus_call_panics_total{kind, name}`
     /// - `eventbus_build_info{version}` (gauge, 1)
     ///
     /// Each has HELP text (`describe_*`), registered when the server is built.
     MetricsLayer wraps in Metrics;
 
     fn call(inner, request) {
-        // Handles registered with the route: no label allocation per event.
+        // Handles registered with the route: no label allocation per call.
         let route = request.route.clone();
-        let events = request.events().len() as f64;
-        route.metrics().in_flight.increment(events);
+        let calls = request.events().len().max(1) as f64;
+        route.metrics().in_flight.increment(calls);
         let started = Instant::now();
         let future = inner.call(request);
         Box::pin(async move {
             let result = future.await;
             let metrics = route.metrics();
-            metrics.in_flight.decrement(events);
+            metrics.in_flight.decrement(calls);
             metrics.duration.record(started.elapsed().as_secs_f64());
-            if let Ok(outcomes) = &result {
-                for outcome in outcomes {
-                    metrics.total(*outcome).increment(1);
-                }
+            if let Ok(response) = &result {
+                metrics.record(response);
             }
             result
         })

@@ -1,8 +1,9 @@
-use crate::outcome::Outcome;
+use crate::status::Code;
 
-event_layer! {
-    /// Answers `Retry` when the layers below take longer than the route's timeout
-    /// (the subscription's own, else the server's). The handler's future is
+call_layer! {
+    /// Answers when the layers below take longer than the route's timeout
+    /// (the registration's own, else the server's): `Retry` for events,
+    /// `DeadlineExceeded` for the other calls. The handler's future is
     /// dropped, cancelling it at its next await point.
     TimeoutLayer wraps in Timeout;
 
@@ -10,15 +11,16 @@ event_layer! {
         let Some(limit) = request.route.timeout() else {
             return Box::pin(inner.call(request));
         };
-        let kept = request.clone();
+        let refusal = request.refusal();
         let future = inner.call(request);
         Box::pin(async move {
             match tokio::time::timeout(limit, future).await {
                 Ok(result) => result,
                 Err(_) => {
                     let timeout_ms = limit.as_millis() as u64;
-                    tracing::warn!(event.id = %kept.ids(), handler = kept.handler(), timeout_ms, "handler timed out; retried");
-                    Ok(kept.every(Outcome::Retry))
+                    let handler = refusal.handler();
+                    tracing::warn!(event.id = %refusal.ids(), handler, timeout_ms, "handler timed out; retried");
+                    Ok(refusal.refuse(Code::DeadlineExceeded, format!("{handler} timed out after {timeout_ms} ms")))
                 }
             }
         })

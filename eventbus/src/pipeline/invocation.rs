@@ -75,6 +75,9 @@ pub struct Job {
     pub type_url: String,
     /// The content type.
     pub content_type: String,
+    /// What the layers put in the request (see
+    /// [`Extensions`](crate::middleware::Extensions)).
+    pub extensions: crate::middleware::Extensions,
 }
 
 /// The job name of a `JobEventRequest`: `name`, else `method` without its `job/` prefix.

@@ -4,7 +4,6 @@
 //! and gives our own answers back; the transports (`crate::transport`) only
 //! translate Dapr's messages to and from these.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -16,22 +15,28 @@ use crate::binding::BindingEvent;
 use crate::event::Envelope;
 use crate::extract::Context;
 use crate::invoke::{Invocation, Reply};
-use crate::middleware::{self, EventRequest, EventService, Events};
+use crate::middleware::{self, Answer, BoxService, Call, Events, Kind, Request, Response};
 use crate::outcome::{Outcome, report_drop};
 use crate::registry::{Registry, Route};
+use crate::status::Code;
 use crate::status::Status;
-use invocation::{BindingFn, InvocationFn, Job, JobFn, ReadinessFn};
+use invocation::{Job, ReadinessFn};
 
 pub(crate) mod invocation;
+
+/// The answer of a binding event or a job.
+fn done(response: Response) -> Result<(), Status> {
+    match response.0 {
+        Answer::Done(result) => result,
+        _ => Err(Status::internal("a binding event or job was answered as another call")),
+    }
+}
 
 /// Everything the transports share; built once by the server builder.
 pub(crate) struct Pipeline {
     pub(crate) registry: Registry,
-    pub(crate) service: EventService,
+    pub(crate) service: BoxService,
     pub(crate) context: Arc<Context>,
-    pub(crate) invocations: HashMap<String, InvocationFn>,
-    pub(crate) bindings: HashMap<String, BindingFn>,
-    pub(crate) jobs: HashMap<String, JobFn>,
     pub(crate) token: Option<String>,
     pub(crate) unknown_topic: Outcome,
     pub(crate) missing_id: Outcome,
@@ -167,63 +172,78 @@ impl Pipeline {
     /// once the drain deadline has passed. `biased`: the work is polled
     /// first, so a call that completes at once never waits on the shared token.
     async fn run(&self, route: &Arc<Route>, events: Events) -> Vec<Outcome> {
-        let request = EventRequest::new(events, route.clone(), self.context.clone());
+        let request = Request::new(Call::Events(events), route.clone(), self.context.clone());
         let count = request.events().len();
-        tokio::select! {
+        let response = tokio::select! {
             biased;
-            outcomes = middleware::run(self.service.clone(), request) => outcomes,
-            () = self.past_drain_deadline.cancelled() => vec![Outcome::Retry; count],
+            response = middleware::run(self.service.clone(), request) => response,
+            () = self.past_drain_deadline.cancelled() => return vec![Outcome::Retry; count],
+        };
+        match response.0 {
+            Answer::Events(outcomes) => outcomes,
+            _ => vec![Outcome::Retry; count],
         }
     }
 }
 
 impl Pipeline {
-    /// Runs service invocation of `invocation.method`; `Unimplemented` when
-    /// no handler has it.
+    /// Runs service invocation of `invocation.method` through the
+    /// middleware; `Unimplemented` when no handler has it.
     pub(crate) async fn invoke(&self, invocation: Invocation) -> Result<Reply, Status> {
-        let Some(handler) = self.invocations.get(&invocation.method) else {
+        let Some(route) = self.registry.call(Kind::Invocation, &invocation.method) else {
             tracing::warn!(method = %invocation.method, "no handler for this invocation");
             return Err(Status::unimplemented(format!("no handler for method {:?}", invocation.method)));
         };
-        let _in_flight = self.in_flight.token();
-        handler(invocation).await
+        match self.call(route, Call::Invocation(invocation)).await.0 {
+            Answer::Reply(reply) => reply,
+            _ => Err(Status::internal("an invocation was answered as another call")),
+        }
     }
 
     /// `true` when `method` has an invocation handler.
     #[cfg(feature = "http")]
     pub(crate) fn invokes(&self, method: &str) -> bool {
-        self.invocations.contains_key(method)
+        self.registry.call(Kind::Invocation, method).is_some()
     }
 
-    /// Delivers an input binding's event; `NotFound` when no handler has it.
+    /// Delivers an input binding's event through the middleware; `NotFound`
+    /// when no handler has it.
     pub(crate) async fn binding(&self, event: BindingEvent) -> Result<(), Status> {
-        let Some(handler) = self.bindings.get(&event.name) else {
+        let Some(route) = self.registry.call(Kind::Binding, &event.name) else {
             tracing::warn!(binding = %event.name, "no handler for this binding");
             return Err(Status::not_found(format!("no handler for binding {:?}", event.name)));
         };
-        let _in_flight = self.in_flight.token();
-        handler(event).await
+        done(self.call(route, Call::Binding(event)).await)
     }
 
     /// `true` when `name` has a binding handler.
     #[cfg(feature = "http")]
     pub(crate) fn binds(&self, name: &str) -> bool {
-        self.bindings.contains_key(name)
+        self.registry.call(Kind::Binding, name).is_some()
     }
 
-    /// Runs a job; `NotFound` when no handler has it, `Internal` when it
-    /// fails (so the scheduler applies the job's failure policy).
+    /// Runs a job through the middleware; `NotFound` when no handler has it,
+    /// `Internal` when it fails (so the scheduler applies the job's failure
+    /// policy).
     pub(crate) async fn job(&self, job: Job) -> Result<(), Status> {
-        let name = job.name.clone();
-        let Some(handler) = self.jobs.get(&name) else {
-            tracing::warn!(job = %name, "no handler for this job");
-            return Err(Status::not_found(format!("no handler for job {name:?}")));
+        let Some(route) = self.registry.call(Kind::Job, &job.name) else {
+            tracing::warn!(job = %job.name, "no handler for this job");
+            return Err(Status::not_found(format!("no handler for job {:?}", job.name)));
         };
+        done(self.call(route, Call::Job(job)).await)
+    }
+
+    /// One call other than events through the middleware, counted in flight
+    /// for shutdown; `Unavailable` once the drain deadline has passed.
+    async fn call(&self, route: &Arc<Route>, call: Call) -> Response {
         let _in_flight = self.in_flight.token();
-        handler(job).await.map_err(|error| {
-            tracing::warn!(job = %name, error = %error, "job failed");
-            Status::internal(format!("job {name:?} failed: {error}"))
-        })
+        let request = Request::new(call, route.clone(), self.context.clone());
+        let refusal = request.refusal();
+        tokio::select! {
+            biased;
+            response = middleware::run(self.service.clone(), request) => response,
+            () = self.past_drain_deadline.cancelled() => refusal.refuse(Code::Unavailable, "shutting down"),
+        }
     }
 
     /// Not draining and the user's probe, if any, passes.

@@ -1,6 +1,5 @@
 //! The server: builder, the three gRPC services, graceful shutdown.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +7,6 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder};
 
 use crate::binding::{BindingEvent, IntoBindingAnswer};
@@ -17,11 +15,11 @@ use crate::event::Envelope;
 use crate::extract::Context;
 use crate::invoke::{FromInvocation, IntoReply};
 use crate::middleware::{
-    CatchPanicLayer, ConcurrencyLimitLayer, EventRequest, EventService, HandlerService, MetricsLayer, TimeoutLayer,
+    BoxService, CatchPanicLayer, ConcurrencyLimitLayer, HandlerService, MetricsLayer, Request, Response, TimeoutLayer,
     TraceLayer,
 };
 use crate::outcome::{DropHook, Dropped, HandlerError, Outcome};
-use crate::registry::{Defaults, Registry};
+use crate::registry::{Calls, Defaults, Registry};
 
 use crate::error::Error;
 use crate::pipeline::{Pipeline, invocation};
@@ -37,7 +35,7 @@ pub const DEFAULT_PORT: u16 = 5005;
 /// The default largest event payload: tonic's and daprd's 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 
-type LayerFn = Box<dyn FnOnce(EventService) -> EventService + Send>;
+type LayerFn = Box<dyn FnOnce(BoxService) -> BoxService + Send>;
 
 /// Builds a [`Server`]; see [`Server::builder`].
 #[must_use]
@@ -46,9 +44,7 @@ pub struct ServerBuilder {
     defaults: Defaults,
     context: Context,
     layers: Vec<LayerFn>,
-    invocations: Vec<(String, invocation::InvocationFn)>,
-    bindings: Vec<(String, invocation::BindingFn)>,
-    jobs: Vec<(String, invocation::JobFn)>,
+    calls: Calls,
     token: Option<String>,
     unknown_topic: Outcome,
     missing_id: Outcome,
@@ -81,9 +77,7 @@ impl Default for ServerBuilder {
             },
             context: Context::default(),
             layers: Vec::new(),
-            invocations: Vec::new(),
-            bindings: Vec::new(),
-            jobs: Vec::new(),
+            calls: Calls::default(),
             token: std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()),
             unknown_topic: Outcome::Drop,
             missing_id: Outcome::Drop,
@@ -211,38 +205,45 @@ impl ServerBuilder {
         self
     }
 
-    /// Adds a tower layer around every event's handler, inside the built-in
-    /// layers (tracing, metrics, concurrency, catch-panic, timeout). Layers
-    /// added first are outermost.
-    ///
-    /// Every event passes through the layers once: alone, or in the batch
-    /// of a consumer that takes whole batches ([`EventRequest::events`]).
+    /// Adds a tower layer around every handler call, inside the built-in
+    /// layers (tracing, metrics, concurrency, catch-panic, timeout): topic
+    /// events (alone, or the batch of a consumer that takes whole batches),
+    /// service invocations, binding events and jobs alike
+    /// ([`Request::kind`](crate::middleware::Request::kind)). Layers added
+    /// first are outermost. A layer can refuse a call
+    /// ([`Request::refuse`](crate::middleware::Request::refuse)) or hand the
+    /// handler a value through
+    /// [`Request::extensions_mut`](crate::middleware::Request::extensions_mut),
+    /// which an event handler takes as
+    /// [`Extension<T>`](crate::extract::Extension) and the others find in
+    /// their `extensions`.
     ///
     /// ```
     /// use eventbus::Server;
-    /// use eventbus::middleware::{EventRequest, EventService};
+    /// use eventbus::middleware::{BoxService, Request};
     /// use eventbus::tower::{self, ServiceExt};
     ///
-    /// let builder = Server::builder().layer(tower::layer::layer_fn(|inner: EventService| {
-    ///     tower::service_fn(move |request: EventRequest| {
+    /// #[derive(Clone)]
+    /// struct Tenant(String);
+    ///
+    /// let builder = Server::builder().layer(tower::layer::layer_fn(|inner: BoxService| {
+    ///     tower::service_fn(move |mut request: Request| {
     ///         for event in request.events() {
     ///             tracing::info!(id = %event.id, topic = request.topic(), "audit");
     ///         }
+    ///         request.extensions_mut().insert(Tenant("eu".into()));
     ///         inner.clone().oneshot(request)
     ///     })
     /// }));
     /// ```
     pub fn layer<L>(mut self, layer: L) -> Self
     where
-        L: Layer<EventService> + Send + 'static,
-        L::Service: Service<EventRequest, Response = Vec<Outcome>, Error = std::convert::Infallible>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        <L::Service as Service<EventRequest>>::Future: Send + 'static,
+        L: Layer<BoxService> + Send + 'static,
+        L::Service:
+            Service<Request, Response = Response, Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
     {
-        self.layers.push(Box::new(move |inner| BoxCloneSyncService::new(layer.layer(inner))));
+        self.layers.push(Box::new(move |inner| BoxService::new(layer.layer(inner))));
         self
     }
 
@@ -258,7 +259,7 @@ impl ServerBuilder {
         Req: FromInvocation,
         Resp: IntoReply,
     {
-        self.invocations.push((method.into(), invocation::box_invocation(handler)));
+        self.calls.invocations.push((method.into(), invocation::box_invocation(handler)));
         self
     }
 
@@ -271,7 +272,7 @@ impl ServerBuilder {
         Fut: Future + Send + 'static,
         Fut::Output: IntoBindingAnswer,
     {
-        self.bindings.push((name.into(), invocation::box_binding(handler)));
+        self.calls.bindings.push((name.into(), invocation::box_binding(handler)));
         self
     }
 
@@ -282,7 +283,7 @@ impl ServerBuilder {
         F: Fn(Job) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        self.jobs.push((name.into(), invocation::box_job(handler)));
+        self.calls.jobs.push((name.into(), invocation::box_job(handler)));
         self
     }
 
@@ -294,12 +295,12 @@ impl ServerBuilder {
     /// `State<S>` was not given.
     pub fn build(self) -> Result<Server, Error> {
         crate::registry::describe_metrics();
-        let registry = Registry::build(&self.consumers, &self.defaults, &self.context)?;
-        let mut service: EventService = BoxCloneSyncService::new(HandlerService);
+        let registry = Registry::build(&self.consumers, self.calls, &self.defaults, &self.context)?;
+        let mut service = BoxService::new(HandlerService);
         for layer in self.layers.into_iter().rev() {
             service = layer(service);
         }
-        let service = BoxCloneSyncService::new(
+        let service = BoxService::new(
             ServiceBuilder::new()
                 .layer(TraceLayer)
                 .layer(MetricsLayer)
@@ -312,9 +313,6 @@ impl ServerBuilder {
             registry,
             service,
             context: Arc::new(self.context),
-            invocations: unique("invocation", self.invocations)?,
-            bindings: unique("binding", self.bindings)?,
-            jobs: unique("job", self.jobs)?,
             token: self.token,
             unknown_topic: self.unknown_topic,
             missing_id: self.missing_id,
@@ -331,17 +329,6 @@ impl ServerBuilder {
             default_pubsub: self.defaults.pubsub,
         })
     }
-}
-
-fn unique<T>(kind: &'static str, entries: Vec<(String, T)>) -> Result<HashMap<String, T>, Error> {
-    let mut map = HashMap::with_capacity(entries.len());
-    for (name, value) in entries {
-        if map.contains_key(&name) {
-            return Err(Error::DuplicateHandler { kind, name });
-        }
-        map.insert(name, value);
-    }
-    Ok(map)
 }
 
 /// The `AppCallback` gRPC server the Dapr sidecar delivers events to.

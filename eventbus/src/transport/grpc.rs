@@ -74,7 +74,7 @@ impl Callback {
         let name = job_name(&job.name, &job.method).to_owned();
         token::check(self.0.token.as_deref(), &metadata, rpc, &name)?;
         let (type_url, data) = job.data.map(|any| (any.type_url, Bytes::from(any.value))).unwrap_or_default();
-        let job = Job { name, data, type_url, content_type: job.content_type };
+        let job = Job { name, data, type_url, content_type: job.content_type, extensions: Default::default() };
         self.0.job(job).await.map(|()| pb::JobEventResponse {}).map_err(to_grpc)
     }
 }
@@ -188,8 +188,7 @@ impl pb::app_callback_server::AppCallback for Callback {
     }
 
     async fn list_input_bindings(&self, _: Request<()>) -> Result<Response<pb::ListInputBindingsResponse>, Status> {
-        let mut bindings: Vec<String> = self.0.bindings.keys().cloned().collect();
-        bindings.sort();
+        let bindings = self.0.registry.bindings();
         Ok(Response::new(pb::ListInputBindingsResponse { bindings }))
     }
 
@@ -199,7 +198,7 @@ impl pb::app_callback_server::AppCallback for Callback {
     ) -> Result<Response<pb::BindingEventResponse>, Status> {
         token::check(self.0.token.as_deref(), request.metadata(), "OnBindingEvent", &request.get_ref().name)?;
         let pb::BindingEventRequest { name, data, metadata } = request.into_inner();
-        let event = BindingEvent { name, data: data.into(), metadata };
+        let event = BindingEvent { name, data: data.into(), metadata, extensions: Default::default() };
         self.0.binding(event).await.map(|()| Response::new(pb::BindingEventResponse::default())).map_err(to_grpc)
     }
 

@@ -135,7 +135,13 @@ async fn app(State(http): State<Http>, method: Method, uri: Uri, headers: Header
         if let Err(rejected) = token::check(http.pipeline.token.as_deref(), &grpc_metadata, "POST /job", job) {
             return unauthorized(rejected);
         }
-        let job = Job { name: job.to_owned(), data: body, type_url: String::new(), content_type };
+        let job = Job {
+            name: job.to_owned(),
+            data: body,
+            type_url: String::new(),
+            content_type,
+            extensions: Default::default(),
+        };
         return answer(http.pipeline.job(job).await.map(|()| StatusCode::OK.into_response()));
     }
     if http.pipeline.binds(name) && (method == Method::OPTIONS || method == Method::POST) {
@@ -146,7 +152,7 @@ async fn app(State(http): State<Http>, method: Method, uri: Uri, headers: Header
             return unauthorized(rejected);
         }
         let metadata = metadata_from_grpc(&grpc_metadata).iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-        let event = BindingEvent { name: name.to_owned(), data: body, metadata };
+        let event = BindingEvent { name: name.to_owned(), data: body, metadata, extensions: Default::default() };
         return answer(http.pipeline.binding(event).await.map(|()| StatusCode::OK.into_response()));
     }
     if http.pipeline.invokes(name) {
