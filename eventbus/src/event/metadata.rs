@@ -14,28 +14,33 @@ use std::sync::Arc;
 /// assert_eq!(metadata.get("kafka-key"), Some("k1"));
 /// assert_eq!(metadata.get_all("ACCEPT").collect::<Vec<_>>(), ["a", "b"]);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Metadata(Arc<Vec<(String, String)>>);
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Metadata(Arc<http::HeaderMap>);
 
 impl Metadata {
-    /// The first value of `name` (any case).
+    /// The first value of `name` (any case), when it is text.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+        self.0.get(name)?.to_str().ok()
     }
 
-    /// Every value of `name` (any case), in order.
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    /// Every text value of `name` (any case), in order.
+    pub fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.get_all(name).into_iter().filter_map(|value| value.to_str().ok())
     }
 
-    /// Every `(name, value)`, in order.
+    /// Every `(name, value)` whose value is text.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(key, value)| (key.as_str(), value.as_str()))
+        self.0.iter().filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
     }
 
-    /// Adds a value of `name` (kept beside earlier ones).
-    pub fn append(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        Arc::make_mut(&mut self.0).push((name.into().to_ascii_lowercase(), value.into()));
+    /// Adds a value of `name` (kept beside earlier ones); `false`, and
+    /// nothing added, when either is not a valid header name or value.
+    pub fn append(&mut self, name: &str, value: &str) -> bool {
+        let (Ok(name), Ok(value)) = (http::HeaderName::try_from(name), http::HeaderValue::try_from(value)) else {
+            return false;
+        };
+        Arc::make_mut(&mut self.0).append(name, value);
+        true
     }
 
     /// How many values there are.
@@ -49,23 +54,18 @@ impl Metadata {
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
+/// Entries that are not a valid header name or value are left out.
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Metadata {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
-        let entries = entries.into_iter().map(|(key, value)| (key.into().to_ascii_lowercase(), value.into()));
-        Metadata(Arc::new(entries.collect()))
+        let mut metadata = Metadata::default();
+        for (name, value) in entries {
+            metadata.append(name.as_ref(), value.as_ref());
+        }
+        metadata
     }
 }
 
-/// The text entries of gRPC metadata (or HTTP headers, through
-/// `MetadataMap::from_headers`).
-pub(crate) fn from_grpc(metadata: &tonic::metadata::MetadataMap) -> Metadata {
-    metadata
-        .iter()
-        .filter_map(|entry| match entry {
-            tonic::metadata::KeyAndValueRef::Ascii(key, value) => {
-                Some((key.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-            }
-            tonic::metadata::KeyAndValueRef::Binary(..) => None,
-        })
-        .collect()
+/// The metadata of a gRPC call (or HTTP headers), without copying it.
+pub(crate) fn from_grpc(metadata: tonic::metadata::MetadataMap) -> Metadata {
+    Metadata(Arc::new(metadata.into_headers()))
 }

@@ -56,7 +56,7 @@ impl Callback {
     ) -> Result<pb::TopicEventBulkResponse, Status> {
         let (metadata, _, bulk) = request.into_parts();
         token::check(self.0.token.as_deref(), &metadata, rpc, &bulk.id)?;
-        let metadata = metadata_from_grpc(&metadata);
+        let metadata = metadata_from_grpc(metadata);
         let pb::TopicEventBulkRequest { entries, topic, pubsub_name, path, .. } = bulk;
         let ids: Vec<String> = entries.iter().map(|entry| entry.entry_id.clone()).collect();
         let entries = entries.into_iter().map(|entry| bulk_envelope(entry, &topic, &pubsub_name, &path, &metadata));
@@ -182,7 +182,7 @@ impl pb::app_callback_server::AppCallback for Callback {
         let (metadata, _, event) = request.into_parts();
         let mut envelope = Envelope::from(event);
         token::check(self.0.token.as_deref(), &metadata, "OnTopicEvent", &envelope.id)?;
-        envelope.metadata = metadata_from_grpc(&metadata);
+        envelope.metadata = metadata_from_grpc(metadata);
         let outcome = self.0.dispatch(Arc::new(envelope)).await;
         Ok(Response::new(pb::TopicEventResponse { status: outcome.to_status() as i32 }))
     }

@@ -151,7 +151,9 @@ async fn app(State(http): State<Http>, method: Method, uri: Uri, headers: Header
         if let Err(rejected) = token::check(http.pipeline.token.as_deref(), &grpc_metadata, "POST binding", name) {
             return unauthorized(rejected);
         }
-        let metadata = metadata_from_grpc(&grpc_metadata).iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let metadata = grpc_metadata.into_headers();
+        let metadata = metadata.iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())));
+        let metadata = metadata.collect();
         let event = BindingEvent { name: name.to_owned(), data: body, metadata, extensions: Default::default() };
         return answer(http.pipeline.binding(event).await.map(|()| StatusCode::OK.into_response()));
     }
@@ -170,7 +172,7 @@ async fn app(State(http): State<Http>, method: Method, uri: Uri, headers: Header
     if method != Method::POST {
         return StatusCode::NOT_FOUND.into_response();
     }
-    events(http, &grpc_metadata, uri.path(), body).await
+    events(http, grpc_metadata, uri.path(), body).await
 }
 
 /// The HTTP answer of a call: its response, or its status's code and message.
@@ -185,16 +187,16 @@ fn answer(result: Result<Response, Status>) -> Response {
 }
 
 /// A POSTed event or bulk request on a route.
-async fn events(http: Http, grpc_metadata: &MetadataMap, path: &str, body: Bytes) -> Response {
-    let metadata = metadata_from_grpc(grpc_metadata);
+async fn events(http: Http, grpc_metadata: MetadataMap, path: &str, body: Bytes) -> Response {
     let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&body) else {
         tracing::error!(path, bytes = body.len(), "request body is not a CloudEvent or bulk request; dropped");
         return status(Outcome::Drop);
     };
     let id = body.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if let Err(rejected) = token::check(http.pipeline.token.as_deref(), grpc_metadata, "POST", &id) {
+    if let Err(rejected) = token::check(http.pipeline.token.as_deref(), &grpc_metadata, "POST", &id) {
         return (StatusCode::UNAUTHORIZED, rejected.message().to_owned()).into_response();
     }
+    let metadata = metadata_from_grpc(grpc_metadata);
     let pubsub = take_string(&mut body, "pubsubname").unwrap_or_else(|| http.default_pubsub.clone());
     let topic = take_string(&mut body, "topic").unwrap_or_default();
     match body.remove("entries") {
