@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
-use super::token;
+use super::token::RequireToken;
 use crate::binding::BindingEvent;
 use crate::event::{Envelope, Extensions, Metadata, metadata_from_grpc};
 use crate::invoke::Invocation;
@@ -34,14 +34,18 @@ pub(crate) struct Callback(pub(crate) Arc<Pipeline>);
 /// The gRPC services of `pipeline`, with the message size limit applied.
 pub(crate) fn routes(pipeline: Arc<Pipeline>) -> Routes {
     let limit = pipeline.max_message_size.saturating_mul(4).max(crate::server::DEFAULT_MAX_MESSAGE_SIZE);
+    let token = pipeline.token.clone();
     let callback = Callback(pipeline);
     let mut routes = Routes::default();
-    routes = routes.add_service(
+    // The token is one layer in front of the two services with data-plane RPCs.
+    routes = routes.add_service(RequireToken::new(
         pb::app_callback_server::AppCallbackServer::new(callback.clone()).max_decoding_message_size(limit),
-    );
-    routes = routes.add_service(
+        token.as_deref(),
+    ));
+    routes = routes.add_service(RequireToken::new(
         pb::app_callback_alpha_server::AppCallbackAlphaServer::new(callback.clone()).max_decoding_message_size(limit),
-    );
+        token.as_deref(),
+    ));
     routes =
         routes.add_service(pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(callback.clone()));
     // grpc.health.v1, for Kubernetes gRPC probes: the same answer as HealthCheck.
@@ -49,13 +53,8 @@ pub(crate) fn routes(pipeline: Arc<Pipeline>) -> Routes {
 }
 
 impl Callback {
-    async fn bulk(
-        &self,
-        request: Request<pb::TopicEventBulkRequest>,
-        rpc: &str,
-    ) -> Result<pb::TopicEventBulkResponse, Status> {
+    async fn bulk(&self, request: Request<pb::TopicEventBulkRequest>) -> Result<pb::TopicEventBulkResponse, Status> {
         let (metadata, _, bulk) = request.into_parts();
-        token::check(self.0.token.as_deref(), &metadata, rpc, &bulk.id)?;
         let metadata = metadata_from_grpc(metadata);
         let pb::TopicEventBulkRequest { entries, topic, pubsub_name, path, .. } = bulk;
         let ids: Vec<String> = entries.iter().map(|entry| entry.entry_id.clone()).collect();
@@ -69,10 +68,9 @@ impl Callback {
         Ok(pb::TopicEventBulkResponse { statuses })
     }
 
-    async fn job(&self, request: Request<pb::JobEventRequest>, rpc: &str) -> Result<pb::JobEventResponse, Status> {
-        let (metadata, _, job) = request.into_parts();
+    async fn job(&self, request: Request<pb::JobEventRequest>) -> Result<pb::JobEventResponse, Status> {
+        let job = request.into_inner();
         let name = job_name(&job.name, &job.method).to_owned();
-        token::check(self.0.token.as_deref(), &metadata, rpc, &name)?;
         let (type_url, data) = job.data.map(|any| (any.type_url, Bytes::from(any.value))).unwrap_or_default();
         let job = Job { name, data, type_url, content_type: job.content_type, extensions: Default::default() };
         self.0.job(job).await.map(|()| pb::JobEventResponse {}).map_err(to_grpc)
@@ -157,7 +155,6 @@ fn bulk_envelope(
 #[tonic::async_trait]
 impl pb::app_callback_server::AppCallback for Callback {
     async fn on_invoke(&self, request: Request<InvokeRequest>) -> Result<Response<InvokeResponse>, Status> {
-        token::check(self.0.token.as_deref(), request.metadata(), "OnInvoke", &request.get_ref().method)?;
         match self.0.invoke(invocation_of(request.into_inner())).await {
             Ok(reply) => Ok(Response::new(InvokeResponse {
                 data: Some(prost_types::Any { type_url: String::new(), value: reply.data.to_vec() }),
@@ -181,7 +178,6 @@ impl pb::app_callback_server::AppCallback for Callback {
     ) -> Result<Response<pb::TopicEventResponse>, Status> {
         let (metadata, _, event) = request.into_parts();
         let mut envelope = Envelope::from(event);
-        token::check(self.0.token.as_deref(), &metadata, "OnTopicEvent", &envelope.id)?;
         envelope.metadata = metadata_from_grpc(metadata);
         let outcome = self.0.dispatch(Arc::new(envelope)).await;
         Ok(Response::new(pb::TopicEventResponse { status: outcome.to_status() as i32 }))
@@ -196,7 +192,6 @@ impl pb::app_callback_server::AppCallback for Callback {
         &self,
         request: Request<pb::BindingEventRequest>,
     ) -> Result<Response<pb::BindingEventResponse>, Status> {
-        token::check(self.0.token.as_deref(), request.metadata(), "OnBindingEvent", &request.get_ref().name)?;
         let pb::BindingEventRequest { name, data, metadata } = request.into_inner();
         let event = BindingEvent { name, data: data.into(), metadata, extensions: Default::default() };
         self.0.binding(event).await.map(|()| Response::new(pb::BindingEventResponse::default())).map_err(to_grpc)
@@ -206,14 +201,14 @@ impl pb::app_callback_server::AppCallback for Callback {
         &self,
         request: Request<pb::TopicEventBulkRequest>,
     ) -> Result<Response<pb::TopicEventBulkResponse>, Status> {
-        self.bulk(request, "OnBulkTopicEvent").await.map(Response::new)
+        self.bulk(request).await.map(Response::new)
     }
 
     async fn on_job_event(
         &self,
         request: Request<pb::JobEventRequest>,
     ) -> Result<Response<pb::JobEventResponse>, Status> {
-        self.job(request, "OnJobEvent").await.map(Response::new)
+        self.job(request).await.map(Response::new)
     }
 }
 
@@ -223,14 +218,14 @@ impl pb::app_callback_alpha_server::AppCallbackAlpha for Callback {
         &self,
         request: Request<pb::TopicEventBulkRequest>,
     ) -> Result<Response<pb::TopicEventBulkResponse>, Status> {
-        self.bulk(request, "OnBulkTopicEventAlpha1").await.map(Response::new)
+        self.bulk(request).await.map(Response::new)
     }
 
     async fn on_job_event_alpha1(
         &self,
         request: Request<pb::JobEventRequest>,
     ) -> Result<Response<pb::JobEventResponse>, Status> {
-        self.job(request, "OnJobEventAlpha1").await.map(Response::new)
+        self.job(request).await.map(Response::new)
     }
 }
 

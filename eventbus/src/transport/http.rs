@@ -16,7 +16,8 @@
 //! Every event is answered `200` with its status in the body, so daprd's
 //! reading of status codes (404 drops, other errors retry) never decides an
 //! event's fate by accident; a body that is not an event is answered
-//! `{"status": "DROP"}`, and a wrong or missing `dapr-api-token` `401`
+//! `{"status": "DROP"}`, and a wrong or missing `dapr-api-token` `401` (one
+//! middleware in front of every route but the lists, health and probes)
 //! (daprd retries it). A path is a job, then a binding, then an invocation
 //! method, then an event route; serving fails at start when one path is two
 //! of them.
@@ -32,7 +33,7 @@ use axum::routing::get;
 use serde_json::{Map, Value, json};
 use tonic::metadata::MetadataMap;
 
-use super::token;
+use super::token::require_token_http;
 use crate::binding::BindingEvent;
 use crate::event::{Envelope, Metadata, metadata_from_grpc, take_string};
 use crate::invoke::Invocation;
@@ -50,11 +51,13 @@ pub(crate) struct Http {
 
 /// The axum router of the HTTP app channel.
 pub(crate) fn router(pipeline: Arc<Pipeline>, default_pubsub: String) -> Router {
+    let token: Option<Arc<str>> = pipeline.token.as_deref().map(Arc::from);
     Router::new()
         .route("/dapr/subscribe", get(subscriptions))
         .route("/dapr/config", get(|| async { axum::Json(json!({})) }))
         .route("/healthz", get(health))
         .fallback(app)
+        .layer(axum::middleware::from_fn_with_state(token, require_token_http))
         .with_state(Http { pipeline, default_pubsub })
 }
 
@@ -128,13 +131,8 @@ async fn health(State(http): State<Http>) -> Response {
 async fn app(State(http): State<Http>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let grpc_metadata = MetadataMap::from_headers(headers);
     let name = uri.path().trim_start_matches('/');
-    let unauthorized =
-        |rejected: tonic::Status| (StatusCode::UNAUTHORIZED, rejected.message().to_owned()).into_response();
     let content_type = grpc_metadata.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     if let Some(job) = name.strip_prefix("job/").filter(|_| method == Method::POST) {
-        if let Err(rejected) = token::check(http.pipeline.token.as_deref(), &grpc_metadata, "POST /job", job) {
-            return unauthorized(rejected);
-        }
         let job = Job {
             name: job.to_owned(),
             data: body,
@@ -148,9 +146,6 @@ async fn app(State(http): State<Http>, method: Method, uri: Uri, headers: Header
         if method == Method::OPTIONS {
             return StatusCode::OK.into_response();
         }
-        if let Err(rejected) = token::check(http.pipeline.token.as_deref(), &grpc_metadata, "POST binding", name) {
-            return unauthorized(rejected);
-        }
         let metadata = grpc_metadata.into_headers();
         let metadata = metadata.iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())));
         let metadata = metadata.collect();
@@ -158,9 +153,6 @@ async fn app(State(http): State<Http>, method: Method, uri: Uri, headers: Header
         return answer(http.pipeline.binding(event).await.map(|()| StatusCode::OK.into_response()));
     }
     if http.pipeline.invokes(name) {
-        if let Err(rejected) = token::check(http.pipeline.token.as_deref(), &grpc_metadata, "invoke", name) {
-            return unauthorized(rejected);
-        }
         let mut invocation = Invocation::new(name, content_type, body);
         invocation.http_verb = Some(method.as_str().to_owned());
         invocation.querystring = uri.query().map(str::to_owned);
@@ -192,10 +184,6 @@ async fn events(http: Http, grpc_metadata: MetadataMap, path: &str, body: Bytes)
         tracing::error!(path, bytes = body.len(), "request body is not a CloudEvent or bulk request; dropped");
         return status(Outcome::Drop);
     };
-    let id = body.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if let Err(rejected) = token::check(http.pipeline.token.as_deref(), &grpc_metadata, "POST", &id) {
-        return (StatusCode::UNAUTHORIZED, rejected.message().to_owned()).into_response();
-    }
     let metadata = metadata_from_grpc(grpc_metadata);
     let pubsub = take_string(&mut body, "pubsubname").unwrap_or_else(|| http.default_pubsub.clone());
     let topic = take_string(&mut body, "topic").unwrap_or_default();
