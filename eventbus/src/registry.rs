@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use crate::consumer::BoxedConsumer;
 use crate::error::Error;
 use crate::extract::Context;
-use crate::middleware::{Kind, Response};
+use crate::middleware::{BoxService, CallHandler, Kind, Response};
 use crate::pipeline::invocation::{BindingFn, InvocationFn, JobFn};
 use crate::subscription::{Bulk, Subscription, TopicSubscription};
 
@@ -25,6 +25,8 @@ pub(crate) struct Route {
     timeout: Option<Duration>,
     limiter: Option<Arc<Semaphore>>,
     metrics: RouteMetrics,
+    /// The route's own layers around the handler, when it has some.
+    stack: Option<BoxService>,
 }
 
 /// What a route calls.
@@ -185,7 +187,13 @@ impl Route {
             timeout: defaults.timeout,
             limiter: defaults.concurrency.map(|n| Arc::new(Semaphore::new(n))),
             metrics: RouteMetrics::for_call(kind, name),
+            stack: None,
         }
+    }
+
+    /// The route's own layers around the handler, when it has some.
+    pub(crate) fn stack(&self) -> Option<&BoxService> {
+        self.stack.as_ref()
     }
 
     /// What it calls.
@@ -338,15 +346,20 @@ impl Registry {
                 Some(n) => Some(Arc::new(Semaphore::new(n))),
                 None => entry.limiter.clone(),
             };
+            let layers = consumer.route_layers();
             let route = Arc::new(Route {
                 target: Target::Consumer(consumer.clone()),
                 name: name.clone(),
                 takes_batches: consumer.takes_batches(),
                 pubsub: pubsub.clone(),
                 topic: topic.clone(),
-                timeout: subscription.timeout.or(defaults.timeout),
+                // A consumer with a timeout layer of its own has no other.
+                timeout: if layers.own_timeout { None } else { subscription.timeout.or(defaults.timeout) },
                 limiter,
                 metrics: RouteMetrics::new(&pubsub, &topic),
+                stack: (!layers.layers.is_empty()).then(|| {
+                    layers.layers.iter().rev().fold(BoxService::new(CallHandler), |inner, layer| layer(inner))
+                }),
             });
 
             merge_topic_settings(entry, &subscription, &name)?;

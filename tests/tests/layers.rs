@@ -172,3 +172,53 @@ async fn a_layer_can_refuse_any_call_with_the_answer_of_its_kind() {
     assert_eq!((refused.code(), refused.message()), (Code::PermissionDenied, "closed for maintenance"));
     sidecar.invoke("open", b"{}").await.unwrap();
 }
+
+#[tokio::test]
+async fn a_consumers_own_layers_and_timeout_are_its_alone() {
+    use eventbus::consumer::ConsumerExt;
+    use eventbus::middleware::TimeoutLayer;
+
+    let tenant = |inner: BoxService| {
+        tower::service_fn(move |mut request: Request| {
+            request.extensions_mut().insert(Tenant("eu"));
+            inner.clone().oneshot(request)
+        })
+    };
+    let app = start(
+        builder()
+            .timeout(Duration::from_millis(50))
+            // Longer than the server's: its own replaces it.
+            .consumer(
+                handler(Subscription::new("patient"), |_: Event<serde_json::Value>| async {
+                    tokio::time::sleep(Duration::from_millis(200)).await; // the work outlasts the server's 50 ms
+                })
+                .layer(TimeoutLayer::new(Duration::from_secs(30))),
+            )
+            // Shorter than the server's default would be: answered at its own limit.
+            .consumer(
+                handler(Subscription::new("stuck"), |_: Event<serde_json::Value>| std::future::pending::<()>())
+                    .layer(TimeoutLayer::new(Duration::from_millis(20))),
+            )
+            .consumer(
+                handler(
+                    Subscription::new("tenanted"),
+                    |_: Event<serde_json::Value>, Extension(t): Extension<Tenant>| {
+                        assert_eq!(t, Tenant("eu"));
+                        async {}
+                    },
+                )
+                .layer(tower::layer::layer_fn(tenant)),
+            )
+            .consumer(handler(Subscription::new("untenanted"), |_: Extension<Tenant>| async {})),
+    )
+    .await;
+    let sidecar = app.sidecar().await.max_attempts(1);
+    let publish = |topic: &'static str| {
+        let sidecar = &sidecar;
+        async move { sidecar.publish(topic, CloudEvent::json(&serde_json::json!({}))).await.unwrap().attempts }
+    };
+    assert_eq!(publish("patient").await, [Ok(Outcome::Success)]);
+    assert_eq!(publish("stuck").await, [Ok(Outcome::Retry)]);
+    assert_eq!(publish("tenanted").await, [Ok(Outcome::Success)]);
+    assert_eq!(publish("untenanted").await, [Ok(Outcome::Retry)], "another consumer's layer is not this one's");
+}

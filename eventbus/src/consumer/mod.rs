@@ -9,8 +9,10 @@ use futures_util::future::BoxFuture;
 use crate::event::Envelope;
 use crate::extract::{Context, MissingState};
 use crate::handler::{BatchHandler, Handler};
+use crate::middleware::{BoxService, Request, Response, TimeoutLayer};
 use crate::outcome::HandlerResult;
 use crate::subscription::Subscription;
+use tower::{Layer, Service};
 
 /// Something that handles the events of one [`Subscription`].
 ///
@@ -67,6 +69,12 @@ pub trait Consumer: Send + Sync + 'static {
         false
     }
 
+    /// The layers of this consumer alone; see [`ConsumerExt::layer`].
+    #[doc(hidden)]
+    fn route_layers(&self) -> RouteLayers {
+        RouteLayers::default()
+    }
+
     /// Handles the entries of one bulk request, when
     /// [`takes_batches`](Consumer::takes_batches): one result per envelope,
     /// in order. A single event arrives as a batch of one. The default
@@ -114,6 +122,10 @@ impl BoxedConsumer {
         self.0.takes_batches()
     }
 
+    pub(crate) fn route_layers(&self) -> RouteLayers {
+        self.0.route_layers()
+    }
+
     pub(crate) fn handle<'a>(&'a self, envelope: Arc<Envelope>, ctx: &'a Context) -> BoxFuture<'a, HandlerResult> {
         self.0.handle(envelope, ctx)
     }
@@ -140,6 +152,7 @@ trait ErasedConsumer: Send + Sync + 'static {
     fn subscription(&self) -> Subscription;
     fn check(&self, ctx: &Context) -> Result<(), MissingState>;
     fn takes_batches(&self) -> bool;
+    fn route_layers(&self) -> RouteLayers;
     fn handle<'a>(&'a self, envelope: Arc<Envelope>, ctx: &'a Context) -> BoxFuture<'a, HandlerResult>;
     fn handle_batch<'a>(
         &'a self,
@@ -160,6 +173,9 @@ impl<C: Consumer> ErasedConsumer for C {
     }
     fn takes_batches(&self) -> bool {
         Consumer::takes_batches(self)
+    }
+    fn route_layers(&self) -> RouteLayers {
+        Consumer::route_layers(self)
     }
     fn handle<'a>(&'a self, envelope: Arc<Envelope>, ctx: &'a Context) -> BoxFuture<'a, HandlerResult> {
         Box::pin(Consumer::handle(self, envelope, ctx))
@@ -369,4 +385,108 @@ macro_rules! consumers {
     ($($($segment:ident)::+),* $(,)?) => {
         ::std::vec![$($crate::consumer::BoxedConsumer::new($($segment)::+ {})),*]
     };
+}
+
+/// A consumer's own layers, innermost last (what [`ConsumerExt::layer`]
+/// added); not something to build by hand.
+#[doc(hidden)]
+#[derive(Clone, Default)]
+pub struct RouteLayers {
+    pub(crate) layers: Vec<Arc<dyn Fn(BoxService) -> BoxService + Send + Sync>>,
+    /// A [`TimeoutLayer`](crate::middleware::TimeoutLayer) is among them: the
+    /// server's default timeout then stays off this consumer.
+    pub(crate) own_timeout: bool,
+}
+
+impl std::fmt::Debug for RouteLayers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteLayers")
+            .field("layers", &self.layers.len())
+            .field("own_timeout", &self.own_timeout)
+            .finish()
+    }
+}
+
+/// A consumer with layers of its own; see [`ConsumerExt::layer`].
+#[derive(Debug)]
+pub struct Layered<C> {
+    consumer: C,
+    layers: RouteLayers,
+}
+
+/// Adds tower layers to one consumer, as axum's `Handler::layer`.
+pub trait ConsumerExt: Consumer + Sized {
+    /// Wraps this consumer's calls alone in `layer`, inside the server's
+    /// layers (tracing, metrics, concurrency, catch-panic, the server's
+    /// timeout, [`ServerBuilder::layer`](crate::ServerBuilder::layer)s):
+    /// for a timeout, a tenant or an audit line of this consumer only. Layers
+    /// added first are outermost. A
+    /// [`TimeoutLayer::new`](crate::middleware::TimeoutLayer::new) here
+    /// replaces the server's timeout for this consumer, longer or shorter.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use eventbus::consumer::ConsumerExt;
+    /// use eventbus::middleware::TimeoutLayer;
+    /// use eventbus::{Event, Server, Subscription, handler};
+    ///
+    /// let slow = handler(Subscription::new("reports"), |_: Event<serde_json::Value>| async {})
+    ///     .layer(TimeoutLayer::new(Duration::from_secs(120)));
+    /// let server = Server::builder().timeout(Duration::from_secs(30)).consumer(slow).build().unwrap();
+    /// # let _ = server;
+    /// ```
+    fn layer<L>(self, layer: L) -> Layered<Self>
+    where
+        L: Layer<BoxService> + Send + Sync + 'static,
+        L::Service:
+            Service<Request, Response = Response, Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        Layered { consumer: self, layers: RouteLayers::default() }.layer(layer)
+    }
+}
+
+impl<C: Consumer> ConsumerExt for C {}
+
+impl<C: Consumer> Layered<C> {
+    /// Adds another layer, inside the ones already added.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxService> + Send + Sync + 'static,
+        L::Service:
+            Service<Request, Response = Response, Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.layers.own_timeout |= std::any::TypeId::of::<L>() == std::any::TypeId::of::<TimeoutLayer>();
+        self.layers.layers.push(Arc::new(move |inner| BoxService::new(layer.layer(inner))));
+        self
+    }
+}
+
+impl<C: Consumer> Consumer for Layered<C> {
+    fn name(&self) -> &str {
+        self.consumer.name()
+    }
+    fn subscription(&self) -> Subscription {
+        self.consumer.subscription()
+    }
+    fn check(&self, ctx: &Context) -> Result<(), MissingState> {
+        self.consumer.check(ctx)
+    }
+    fn takes_batches(&self) -> bool {
+        self.consumer.takes_batches()
+    }
+    fn route_layers(&self) -> RouteLayers {
+        self.layers.clone()
+    }
+    fn handle(&self, envelope: Arc<Envelope>, ctx: &Context) -> impl Future<Output = HandlerResult> + Send {
+        self.consumer.handle(envelope, ctx)
+    }
+    fn handle_batch(
+        &self,
+        envelopes: &[Arc<Envelope>],
+        ctx: &Context,
+    ) -> impl Future<Output = Vec<HandlerResult>> + Send {
+        self.consumer.handle_batch(envelopes, ctx)
+    }
 }

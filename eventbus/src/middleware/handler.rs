@@ -2,6 +2,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
+use futures_util::FutureExt;
 use tower::Service;
 
 use super::{Answer, Call, CallFuture, Events, Request, Response};
@@ -10,9 +11,9 @@ use crate::outcome::{HandlerResult, Outcome, report_drop};
 use crate::registry::{Route, Target};
 use crate::status::Status;
 
-/// The innermost service: calls the route's handler (for events, once per
-/// event, or once with the whole batch for a consumer that takes batches)
-/// and turns its result into the answer, logging errors with the event id.
+/// The innermost service of the server's stack: runs the route's own
+/// layers ([`ConsumerExt::layer`](crate::consumer::ConsumerExt::layer)) when
+/// it has some, around [`CallHandler`]; else calls the handler.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct HandlerService;
 
@@ -26,34 +27,58 @@ impl Service<Request> for HandlerService {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        Box::pin(async move {
-            let (call, route, context) = request.into_parts();
-            let answer = match (call, route.target()) {
-                (Call::Events(events), Target::Consumer(_)) => {
-                    Answer::Events(handle_events(&route, events, &context).await)
-                }
-                (Call::Invocation(mut invocation), Target::Invocation(handler)) => {
-                    invocation.extensions = context.into_extensions();
-                    Answer::Reply(handler(invocation).await)
-                }
-                (Call::Binding(mut event), Target::Binding(handler)) => {
-                    event.extensions = context.into_extensions();
-                    Answer::Done(handler(event).await)
-                }
-                (Call::Job(mut job), Target::Job(handler)) => {
-                    job.extensions = context.into_extensions();
-                    let name = job.name.clone();
-                    Answer::Done(handler(job).await.map_err(|error| {
-                        tracing::warn!(job = %name, error = %error, "job failed");
-                        Status::internal(format!("job {name:?} failed: {error}"))
-                    }))
-                }
-                // The registry builds every route with its own kind of call.
-                (_, _) => Answer::Done(Err(Status::internal("the call does not match its route"))),
-            };
-            Ok(Response(answer))
-        })
+        match request.route.stack() {
+            Some(stack) => Box::pin(super::run(stack.clone(), request).map(Ok)),
+            None => Box::pin(call_handler(request).map(Ok)),
+        }
     }
+}
+
+/// The innermost service of a route's own layers: calls the handler.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CallHandler;
+
+impl Service<Request> for CallHandler {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = CallFuture;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        Box::pin(call_handler(request).map(Ok))
+    }
+}
+
+/// Calls the route's handler (for events, once per event, or once with the
+/// whole batch for a consumer that takes batches) and turns its result into
+/// the answer, logging errors with the event id.
+async fn call_handler(request: Request) -> Response {
+    let (call, route, context) = request.into_parts();
+    let answer = match (call, route.target()) {
+        (Call::Events(events), Target::Consumer(_)) => Answer::Events(handle_events(&route, events, &context).await),
+        (Call::Invocation(mut invocation), Target::Invocation(handler)) => {
+            invocation.extensions = context.into_extensions();
+            Answer::Reply(handler(invocation).await)
+        }
+        (Call::Binding(mut event), Target::Binding(handler)) => {
+            event.extensions = context.into_extensions();
+            Answer::Done(handler(event).await)
+        }
+        (Call::Job(mut job), Target::Job(handler)) => {
+            job.extensions = context.into_extensions();
+            let name = job.name.clone();
+            Answer::Done(handler(job).await.map_err(|error| {
+                tracing::warn!(job = %name, error = %error, "job failed");
+                Status::internal(format!("job {name:?} failed: {error}"))
+            }))
+        }
+        // The registry builds every route with its own kind of call.
+        (_, _) => Answer::Done(Err(Status::internal("the call does not match its route"))),
+    };
+    Response(answer)
 }
 
 /// The consumer's outcome for each event, in order.

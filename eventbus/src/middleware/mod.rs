@@ -97,7 +97,7 @@ mod trace;
 
 pub use catch_panic::{CatchPanic, CatchPanicLayer};
 pub use concurrency::{ConcurrencyLimit, ConcurrencyLimitLayer};
-pub(crate) use handler::HandlerService;
+pub(crate) use handler::{CallHandler, HandlerService};
 pub use metrics::{Metrics, MetricsLayer};
 pub use timeout::{Timeout, TimeoutLayer};
 pub use trace::{Trace, TraceLayer};

@@ -306,7 +306,7 @@ impl ServerBuilder {
                 .layer(MetricsLayer)
                 .layer(ConcurrencyLimitLayer)
                 .layer(CatchPanicLayer)
-                .layer(TimeoutLayer)
+                .layer(TimeoutLayer::default())
                 .service(service),
         );
         let shared = Pipeline {

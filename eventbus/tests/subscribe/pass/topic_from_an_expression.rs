@@ -21,4 +21,9 @@ fn main() {
     assert_eq!((topic.pubsub.as_str(), topic.topic.as_str()), ("pubsub-kafka", "orders"));
     let paths: Vec<&str> = topic.rules.iter().map(|rule| rule.path.as_str()).collect();
     assert_eq!(paths, ["/v2", "/any"]);
+
+    // A #[subscribe] registration takes layers of its own too.
+    use eventbus::consumer::ConsumerExt;
+    let timeout = eventbus::middleware::TimeoutLayer::new(std::time::Duration::from_secs(1));
+    Server::builder().consumer(on_v2 {}.layer(timeout)).build().unwrap();
 }
