@@ -269,7 +269,7 @@ pub(crate) struct Registry {
     topics: HashMap<String, HashMap<String, TopicRoutes>>,
     subscriptions: Vec<TopicSubscription>,
     /// Methods, bindings and jobs, by kind and name.
-    calls: HashMap<(Kind, String), Arc<Route>>,
+    calls: HashMap<Kind, HashMap<String, Arc<Route>>>,
 }
 
 /// The handlers of service invocation, bindings and jobs a server is built with.
@@ -302,16 +302,17 @@ impl Registry {
         defaults: &Defaults,
         ctx: &Context,
     ) -> Result<Registry, Error> {
-        let mut routes_of_calls = HashMap::new();
+        let mut routes_of_calls: HashMap<Kind, HashMap<String, Arc<Route>>> = HashMap::new();
         let targets = (calls.invocations.into_iter().map(|(name, f)| ("invocation", name, Target::Invocation(f))))
             .chain(calls.bindings.into_iter().map(|(name, f)| ("binding", name, Target::Binding(f))))
             .chain(calls.jobs.into_iter().map(|(name, f)| ("job", name, Target::Job(f))));
         for (kind, name, target) in targets {
-            let key = (target.kind(), name.clone());
-            if routes_of_calls.contains_key(&key) {
+            let routes = routes_of_calls.entry(target.kind()).or_default();
+            if routes.contains_key(&name) {
                 return Err(Error::DuplicateHandler { kind, name });
             }
-            routes_of_calls.insert(key, Arc::new(Route::call(target, &name, defaults)));
+            let route = Arc::new(Route::call(target, &name, defaults));
+            routes.insert(name, route);
         }
 
         let mut topics: HashMap<String, HashMap<String, TopicRoutes>> = HashMap::new();
@@ -412,14 +413,13 @@ impl Registry {
 
     /// The route of a method, binding or job.
     pub(crate) fn call(&self, kind: Kind, name: &str) -> Option<&Arc<Route>> {
-        // Keyed by owned names: one allocation per call, not per event.
-        self.calls.get(&(kind, name.to_owned()))
+        self.calls.get(&kind)?.get(name)
     }
 
     /// The names of the input bindings, sorted (`ListInputBindings`).
     pub(crate) fn bindings(&self) -> Vec<String> {
         let mut names: Vec<String> =
-            self.calls.keys().filter(|(kind, _)| *kind == Kind::Binding).map(|(_, name)| name.clone()).collect();
+            self.calls.get(&Kind::Binding).map(|routes| routes.keys().cloned().collect()).unwrap_or_default();
         names.sort();
         names
     }

@@ -84,14 +84,14 @@ async fn call_handler(request: Request) -> Response {
 /// The consumer's outcome for each event, in order.
 async fn handle_events(route: &Arc<Route>, events: Events, context: &Context) -> Vec<Outcome> {
     let Target::Consumer(consumer) = route.target() else { return Vec::new() };
-    let (results, envelopes) = match events {
-        Events::One(envelope) if !route.takes_batches() => {
-            (vec![consumer.handle(envelope.clone(), context).await], vec![envelope])
-        }
-        Events::One(envelope) => {
-            (consumer.handle_batch(std::slice::from_ref(&envelope), context).await, vec![envelope])
-        }
-        Events::Batch(envelopes) => (consumer.handle_batch(&envelopes, context).await, envelopes.to_vec()),
+    // The events as a slice, without copying the batch or boxing the one.
+    let envelopes: &[Arc<crate::event::Envelope>] = match &events {
+        Events::One(envelope) => std::slice::from_ref(envelope),
+        Events::Batch(envelopes) => envelopes,
+    };
+    let results = match envelopes {
+        [envelope] if !route.takes_batches() => vec![consumer.handle(envelope.clone(), context).await],
+        envelopes => consumer.handle_batch(envelopes, context).await,
     };
     let mut results = results.into_iter();
     envelopes
