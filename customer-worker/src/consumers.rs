@@ -11,7 +11,8 @@
 //! and a batch that the database refuses as a whole is split until only the
 //! entries that fail alone fail ([`eventbus::isolate`]).
 
-use eventbus::{Event, HandlerError, subscribe};
+use eventbus::handler::Answers;
+use eventbus::{Batch, Event, HandlerError, subscribe};
 
 use crate::contracts::{
     AuthLogin, AuthPasswordChanged, Check, Contract, Id, OrderCancelled, OrderCompleted, OrderReturned, amount_minor,
@@ -101,7 +102,7 @@ impl CustomerConsumers {
     /// keeps publish-to-commit under 100 ms at low rates), and written with
     /// the other order events queued now.
     #[subscribe("order.completed", dead_letter = "order.completed.dlq", bulk(max_messages = 100, max_await_ms = 50))]
-    async fn order_completed(&self, events: Vec<Event<Contract<OrderCompleted>>>) -> Vec<Result<(), HandlerError>> {
+    async fn order_completed(&self, events: Batch<Contract<OrderCompleted>>) -> Answers {
         let items = events.iter().map(|event| {
             checked(event)?;
             let order = &event.data;
@@ -112,7 +113,7 @@ impl CustomerConsumers {
             };
             Ok(order_item("order.completed", event.id(), &order.order_id, &order.customer_id, change))
         });
-        self.write(items.collect()).await
+        events.answers(self.write(items.collect()).await)
     }
 
     /// A completed order's contribution is reversed; a never-completed one

@@ -7,58 +7,60 @@ use syn::{ImplItem, ItemFn, ItemImpl, Type};
 use crate::options::{Options, crate_path, spanned_err};
 use crate::signature::{self, Handler};
 
-/// `Consumer` methods shared by both forms.
-fn consumer_methods(
+/// How a registration gets its handler: `fn __handler(#param) -> impl
+/// Handler<Args> { #body }`, called as `#make` in its methods.
+struct HandlerFn {
+    param: TokenStream,
+    make: TokenStream,
+    body: TokenStream,
+}
+
+/// The registration of one handler: the `Consumer` impl of the struct
+/// `registration` (the name, the subscription and the options), which calls
+/// the handler through the `Handler` trait, as `eventbus::handler` does.
+fn registration(
     krate: &TokenStream,
+    registration: &TokenStream,
     name: TokenStream,
     options: &Options,
-    handler: &Handler,
-    call: impl FnOnce(&[syn::Ident]) -> TokenStream,
+    signature: &Handler,
+    handler: HandlerFn,
 ) -> TokenStream {
-    let subscription = options.subscription(krate);
-    let check = handler.check_body(krate);
-    let body = handler.body(krate, call);
+    let HandlerFn { param: handler_arg, make: make_handler, body: handler } = handler;
     let private = quote!(#krate::__private);
-    // A batch handler's `handle` runs a single event as a batch of one.
-    let (handle_body, batch_methods) = if handler.is_batch() {
-        let single = quote! {
-            let __one = [__envelope];
-            #private::only_result(#private::Consumer::handle_batch(self, &__one, __ctx).await)
-        };
-        let batch = quote! {
-            fn takes_batches(&self) -> bool {
-                true
-            }
-            async fn handle_batch(
-                &self,
-                __envelopes: &[::std::sync::Arc<#private::Envelope>],
-                __ctx: &#private::Context,
-            ) -> ::std::vec::Vec<#private::HandlerResult> {
-                #body
-            }
-        };
-        (single, batch)
-    } else {
-        (body, quote!())
-    };
+    let subscription = options.subscription(krate);
+    let args = signature.args_tuple();
+    let checks = signature.checks(krate);
     quote! {
-        fn name(&self) -> &str {
-            #name
+        impl #registration {
+            fn __handler(#handler_arg) -> impl #private::Handler<#args> {
+                #checks
+                #handler
+            }
         }
-        fn subscription(&self) -> #private::Subscription {
-            #subscription
+
+        impl #private::Consumer for #registration {
+            fn name(&self) -> &str {
+                #name
+            }
+            fn subscription(&self) -> #private::Subscription {
+                #subscription
+            }
+            fn check(&self, __ctx: &#private::Context) -> ::core::result::Result<(), #private::MissingState> {
+                #private::check::<#args, _>(&#make_handler, __ctx)
+            }
+            fn takes_batches(&self) -> bool {
+                #private::takes_batches::<#args, _>(&#make_handler)
+            }
+            fn handle<'a>(
+                &'a self,
+                __delivery: #private::Delivery<'a>,
+                __ctx: &'a #private::Context,
+            ) -> impl ::core::future::Future<Output = #private::Answers> + ::core::marker::Send + 'a {
+                let __handler = #make_handler;
+                async move { #private::Handler::<#args>::call(&__handler, __delivery, __ctx).await }
+            }
         }
-        fn check(&self, __ctx: &#private::Context) -> ::core::result::Result<(), #private::MissingState> {
-            #check
-        }
-        async fn handle(
-            &self,
-            __envelope: ::std::sync::Arc<#private::Envelope>,
-            __ctx: &#private::Context,
-        ) -> #private::HandlerResult {
-            #handle_body
-        }
-        #batch_methods
     }
 }
 
@@ -77,12 +79,13 @@ pub(crate) fn subscribe_fn(options: Options, function: ItemFn) -> syn::Result<To
     let krate = crate_path(&options.krate);
     let name = &function.sig.ident;
     let vis = &function.vis;
-    let methods = consumer_methods(
+    let registration = registration(
         &krate,
+        &quote!(#name),
         quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name))),
         &options,
         &handler,
-        |args| quote!(#name(#(#args),*)),
+        HandlerFn { param: quote!(), make: quote!(Self::__handler()), body: quote!(#name) },
     );
     let doc = format!("The subscription of [`{name}()`]: register it with `.consumer({name} {{}})`.");
     Ok(quote! {
@@ -93,9 +96,7 @@ pub(crate) fn subscribe_fn(options: Options, function: ItemFn) -> syn::Result<To
         #[derive(Clone, Copy, Debug, Default)]
         #vis struct #name {}
 
-        impl #krate::__private::Consumer for #name {
-            #methods
-        }
+        #registration
     })
 }
 
@@ -117,12 +118,12 @@ pub(crate) fn stub(krate: &Option<syn::Path>, function: &ItemFn) -> TokenStream 
             fn subscription(&self) -> #private::Subscription {
                 #private::Subscription::new(::core::stringify!(#name))
             }
-            async fn handle(
-                &self,
-                _: ::std::sync::Arc<#private::Envelope>,
-                _: &#private::Context,
-            ) -> #private::HandlerResult {
-                ::core::result::Result::Ok(#private::Outcome::Retry)
+            fn handle<'a>(
+                &'a self,
+                __delivery: #private::Delivery<'a>,
+                _: &'a #private::Context,
+            ) -> impl ::core::future::Future<Output = #private::Answers> + ::core::marker::Send + 'a {
+                async move { __delivery.answer(#krate::Outcome::Retry) }
             }
         }
     }
@@ -176,20 +177,30 @@ pub(crate) fn consumer_impl(krate: Option<syn::Path>, mut item: ItemImpl) -> syn
             let method_name = &method.sig.ident;
             let struct_name = format_ident!("__eventbus_{}_{}", type_name, method_name);
             let display = format!("{type_name}::{method_name}");
-            let methods = consumer_methods(
+            let (names, types) = (handler.arg_names(), &handler.args);
+            let registration = registration(
                 &crate_tokens,
+                &quote!(#struct_name),
                 quote!(#display),
                 &options,
                 &handler,
-                |args| quote!(self.0.#method_name(#(#args),*)),
+                HandlerFn {
+                    param: quote!(__this: ::std::sync::Arc<#self_ty>),
+                    make: quote!(Self::__handler(::std::sync::Arc::clone(&self.0))),
+                    // The method as a function of its extractors, owning `self`.
+                    body: quote! {
+                        move |#(#names: #types),*| {
+                            let __this = ::std::sync::Arc::clone(&__this);
+                            async move { __this.#method_name(#(#names),*).await }
+                        }
+                    },
+                },
             );
             generated.push(quote! {
                 #[doc(hidden)]
                 #[allow(non_camel_case_types)]
                 struct #struct_name(::std::sync::Arc<#self_ty>);
-                impl #crate_tokens::__private::Consumer for #struct_name {
-                    #methods
-                }
+                #registration
             });
             constructors.push(
                 quote!(#crate_tokens::__private::BoxedConsumer::new(#struct_name(::std::sync::Arc::clone(&self)))),

@@ -35,8 +35,9 @@ pub enum Error {
         /// The other.
         second: String,
     },
-    /// A handler needs state that was not given to the builder.
-    #[error("handler `{handler}` needs {missing}, which the server builder was not given (use `.state(..)`)")]
+    /// A handler needs state that was not given to the builder, or its
+    /// arguments do not go together.
+    #[error("handler `{handler}` {missing}")]
     MissingState {
         /// The handler's name.
         handler: String,

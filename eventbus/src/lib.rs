@@ -129,10 +129,10 @@ pub mod testing;
 mod transport;
 
 // What a handler or a `main` names; everything else is in its module.
-pub use consumer::{batch, handler};
+pub use consumer::handler;
 pub use error::Error;
 pub use event::{Envelope, Event, Protobuf, Raw};
-pub use extract::State;
+pub use extract::{Batch, State};
 pub use isolate::isolate;
 pub use outcome::{HandlerError, Outcome, Result, ResultExt};
 pub use server::{Server, ServerBuilder, Transport};
@@ -227,19 +227,25 @@ pub use subscription::Subscription;
 /// assert_eq!(server.subscriptions().len(), 2);
 /// ```
 ///
-/// A handler that takes `Vec<Event<T>>` (and returns one result per event,
-/// e.g. `Vec<Result<(), HandlerError>>`) receives each bulk request whole, so
-/// it can write the batch in one transaction; single events reach it as a
-/// batch of one, and entries that do not decode are dropped before the call:
+/// A handler that takes a [`Batch<T>`] (and answers with
+/// [`Batch::answers`], one result per event) receives each bulk request
+/// whole, so it can write the batch in one transaction; single events reach
+/// it as a batch of one, and entries that do not decode are dropped before
+/// the call:
 ///
 /// ```
-/// use eventbus::{Event, HandlerError, subscribe};
+/// use eventbus::handler::Answers;
+/// use eventbus::{Batch, HandlerError, subscribe};
 ///
 /// #[subscribe("product.updated", bulk(max_messages = 100, max_await_ms = 200))]
-/// async fn index(products: Vec<Event<serde_json::Value>>) -> Vec<Result<(), HandlerError>> {
-///     products.iter().map(|_| Ok(())).collect()
+/// async fn index(products: Batch<serde_json::Value>) -> Answers {
+///     products.answers(products.iter().map(|_| Ok::<(), HandlerError>(())))
 /// }
 /// ```
+///
+/// `#[subscribe]` writes the registration only (topic, pubsub, options);
+/// the call goes through the [`Handler`](handler::Handler) trait, as for
+/// [`handler()`].
 ///
 /// Mistakes are compile errors on the offending token, one per mistake: a
 /// missing, empty or spaced topic; an unknown or repeated option; a
@@ -263,34 +269,27 @@ pub use tower;
 pub mod __private {
     //! What the macros expand to; not public API.
     pub use crate::consumer::{BoxedConsumer, Consumer, ConsumerGroup};
-    pub use crate::event::Envelope;
     pub use crate::extract::{Context, FromEvent, MissingState};
-    pub use crate::handler::{Batch, FromBatch};
-    pub use crate::outcome::{HandlerResult, IntoOutcome, Outcome};
+    pub use crate::handler::{Answers, Delivery, Handler, IntoAnswers};
     pub use crate::subscription::Subscription;
 
     /// What `#[consumer]` implements beside `ConsumerGroup`, which users do
     /// not implement by hand.
     pub trait SealedGroup {}
 
-    /// `Event<T>` of an envelope (an error names `T` when it cannot decode).
-    pub fn decode<T: crate::event::EventData>(
-        envelope: &std::sync::Arc<Envelope>,
-    ) -> Result<crate::Event<T>, crate::HandlerError> {
-        crate::Event::decode(envelope.clone())
+    /// `T` is a handler argument (checked on the argument's own token).
+    pub fn extractor<T: FromEvent>() {}
+
+    /// `R` is a handler return type (checked on its own token).
+    pub fn returns<R: IntoAnswers>() {}
+
+    /// [`Handler::check`] of a handler whose type cannot be named.
+    pub fn check<A, H: Handler<A>>(_: &H, ctx: &Context) -> Result<(), MissingState> {
+        H::check(ctx)
     }
 
-    /// The `Vec<Event<T>>` of a batch.
-    pub fn decode_batch<T: crate::event::EventData>(
-        batch: &mut Batch<'_>,
-    ) -> Result<Vec<crate::Event<T>>, crate::HandlerError> {
-        Ok(batch.decode())
-    }
-
-    /// The result of a batch of one.
-    pub fn only_result(mut results: Vec<HandlerResult>) -> HandlerResult {
-        results.pop().unwrap_or_else(|| {
-            Err(crate::HandlerError::transient("the batch handler returned no result for this event"))
-        })
+    /// [`Handler::takes_batches`] of a handler whose type cannot be named.
+    pub fn takes_batches<A, H: Handler<A>>(_: &H) -> bool {
+        H::takes_batches()
     }
 }

@@ -12,7 +12,5 @@ pub trait ResultExt {}
 pub trait IntoConsumers {}
 /// For [`Handler`](crate::handler::Handler).
 pub trait Handler<Args> {}
-/// For [`BatchHandler`](crate::handler::BatchHandler).
-pub trait BatchHandler<Args> {}
-/// For [`FromBatch`](crate::handler::FromBatch).
-pub trait FromBatch {}
+/// For [`IntoAnswers`](crate::handler::IntoAnswers).
+pub trait IntoAnswers {}

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use eventbus::middleware::{BoxService, Request};
 use eventbus::tower::{self, ServiceExt};
-use eventbus::{Envelope, Event, HandlerError, Outcome, Server, Subscription, batch, handler};
+use eventbus::{Batch, Envelope, Event, HandlerError, Outcome, Server, Subscription, handler};
 
 /// What a user layer saw: the size of every request, and every event id once.
 #[derive(Clone, Default)]
@@ -37,11 +37,9 @@ fn counting_server(seen: &Seen, batch_calls: &Arc<AtomicUsize>) -> Server {
                 _ => Ok(()),
             }
         }))
-        .consumer(batch(Subscription::new("batched").bulk(100, 10), move |events: Vec<Event<i64>>| {
+        .consumer(handler(Subscription::new("batched").bulk(100, 10), move |events: Batch<i64>| {
             calls.fetch_add(1, Ordering::SeqCst);
-            async move {
-                events.iter().map(|e| if e.data < 0 { Outcome::Drop } else { Outcome::Success }).collect::<Vec<_>>()
-            }
+            async move { events.answers(events.iter().map(|e| if e.data < 0 { Outcome::Drop } else { Outcome::Success })) }
         }))
         .build()
         .unwrap()
@@ -118,8 +116,8 @@ async fn every_drop_is_reported_with_its_reason() {
                 _ => Ok(()),
             }
         }))
-        .consumer(batch(Subscription::new("batched").bulk(100, 10), |events: Vec<Event<i64>>| async move {
-            events.iter().map(|e| if e.data < 0 { Outcome::Drop } else { Outcome::Success }).collect::<Vec<_>>()
+        .consumer(handler(Subscription::new("batched").bulk(100, 10), |events: Batch<i64>| async move {
+            events.answers(events.iter().map(|e| if e.data < 0 { Outcome::Drop } else { Outcome::Success }))
         }))
         .build()
         .unwrap();

@@ -6,8 +6,9 @@ mod common;
 use common::{Order, builder, order, start};
 use eventbus::grpc::proto::runtime::topic_event_bulk_request_entry::Event as BulkEvent;
 use eventbus::grpc::proto::runtime::{TopicEventBulkRequest, TopicEventBulkRequestEntry};
+use eventbus::handler::Answers;
 use eventbus::testing::{Attempt, CloudEvent, Settlement};
-use eventbus::{Event, HandlerError, Outcome, Subscription, handler};
+use eventbus::{Batch, Event, HandlerError, Outcome, Subscription, handler};
 
 fn mixed() -> eventbus::ServerBuilder {
     builder().consumer(handler(
@@ -109,24 +110,20 @@ async fn bulk_to_an_unknown_topic_drops_every_entry() {
 
 mod batches {
     use super::*;
-    use eventbus::batch;
 
     fn app(behaviour: &'static str) -> eventbus::ServerBuilder {
         builder().consumer(
-            batch(
+            handler(
                 Subscription::new("orders").dead_letter("orders.dlq").bulk(100, 50),
-                move |events: Vec<Event<Order>>| async move {
+                move |events: Batch<Order>| async move {
                     match behaviour {
                         "panic" => panic!("batch bug"),
-                        "hang" => std::future::pending::<Vec<Outcome>>().await,
-                        _ => events
-                            .iter()
-                            .map(|e| match e.data.order_id.as_str() {
-                                "retry" => Outcome::Retry,
-                                "drop" => Outcome::Drop,
-                                _ => Outcome::Success,
-                            })
-                            .collect(),
+                        "hang" => std::future::pending::<Answers>().await,
+                        _ => events.answers(events.iter().map(|e| match e.data.order_id.as_str() {
+                            "retry" => Outcome::Retry,
+                            "drop" => Outcome::Drop,
+                            _ => Outcome::Success,
+                        })),
                     }
                 },
             )

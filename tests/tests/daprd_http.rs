@@ -14,7 +14,7 @@ use axum::routing::post;
 use common::builder;
 use common::daprd::{Seen, by_kind, dead_letter_ids, order_event, sidecar_with_short_retries, until_settled};
 use eventbus::testing::daprd::{self, eventually};
-use eventbus::{Event, Outcome, Subscription, batch, handler};
+use eventbus::{Batch, Event, Outcome, Subscription, handler};
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -32,15 +32,14 @@ async fn daprd_delivers_over_http_with_the_same_answers() {
     let server = builder()
         .default_pubsub(PUBSUB)
         .consumer(handler(Subscription::new("orders").dead_letter("orders.dlq"), by_kind(&seen)))
-        .consumer(batch(
+        .consumer(handler(
             Subscription::new("products").dead_letter("products.dlq").bulk(50, 100),
-            move |events: Vec<Event<serde_json::Value>>| {
+            move |events: Batch<serde_json::Value>| {
                 sizes.lock().unwrap().push(events.len());
                 async move {
-                    events
-                        .iter()
-                        .map(|e| if e.data["bad"] == true { Outcome::Drop } else { Outcome::Success })
-                        .collect::<Vec<_>>()
+                    events.answers(
+                        events.iter().map(|e| if e.data["bad"] == true { Outcome::Drop } else { Outcome::Success }),
+                    )
                 }
             },
         ))

@@ -7,7 +7,7 @@ mod common;
 
 use common::{Order, builder, order};
 use eventbus::testing::{CloudEvent, HttpSidecar, Settlement};
-use eventbus::{Event, Outcome, ServerBuilder, Subscription, batch, handler};
+use eventbus::{Batch, Event, Outcome, ServerBuilder, Subscription, handler};
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -59,10 +59,10 @@ async fn rules_route_by_path_and_the_default_catches_the_rest() {
 
 #[tokio::test]
 async fn a_bulk_request_gets_one_status_per_entry() {
-    let app = serve(builder().consumer(batch(
+    let app = serve(builder().consumer(handler(
         Subscription::new("orders").bulk(100, 10),
-        |events: Vec<Event<Order>>| async move {
-            events.iter().map(|e| if e.data.total < 0 { Outcome::Drop } else { Outcome::Success }).collect::<Vec<_>>()
+        |events: Batch<Order>| async move {
+            events.answers(events.iter().map(|e| if e.data.total < 0 { Outcome::Drop } else { Outcome::Success }))
         },
     )))
     .await;

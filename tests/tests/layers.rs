@@ -18,7 +18,7 @@ use eventbus::server::Job;
 use eventbus::status::{Code, Status};
 use eventbus::testing::{CloudEvent, Settlement};
 use eventbus::tower::{self, ServiceExt};
-use eventbus::{Event, HandlerError, Outcome, ServerBuilder, Subscription, batch, handler};
+use eventbus::{Batch, Event, HandlerError, Outcome, ServerBuilder, Subscription, handler};
 
 /// What a layer hands the handlers.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,11 +57,11 @@ async fn a_users_layer_and_its_extension_reach_every_kind_of_call() {
                     async {}
                 },
             ))
-            .consumer(batch(
+            .consumer(handler(
                 Subscription::new("products").bulk(10, 10),
-                move |events: Vec<Event<serde_json::Value>>, Extension(t): Extension<Tenant>| {
+                move |events: Batch<serde_json::Value>, Extension(t): Extension<Tenant>| {
                     note(&batched, format!("batch of {} {}", events.len(), t.0));
-                    async move { events.iter().map(|_| Outcome::Success).collect::<Vec<_>>() }
+                    async move { events.answers(events.iter().map(|_| Outcome::Success)) }
                 },
             ))
             .invocation("stock", move |invocation: Invocation| {

@@ -6,8 +6,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::{Order, builder, order, start};
+use eventbus::handler::Answers;
 use eventbus::testing::{CloudEvent, Settlement};
-use eventbus::{Event, HandlerError, Outcome, State, subscribe};
+use eventbus::{Batch, Event, HandlerError, Outcome, State, subscribe};
 
 #[derive(Clone, Default)]
 struct Seen(Arc<Mutex<Vec<String>>>);
@@ -137,12 +138,13 @@ async fn the_handler_stays_an_ordinary_callable_function() {
 
 /// A whole bulk batch at once; the index state counts calls.
 #[subscribe("batched", bulk(max_messages = 50))]
-async fn batched(events: Vec<Event<Order>>, State(seen): State<Seen>) -> Vec<Result<(), HandlerError>> {
+async fn batched(events: Batch<Order>, State(seen): State<Seen>) -> Answers {
     seen.push(format!("batch of {}", events.len()));
-    events
-        .iter()
-        .map(|e| if e.data.total < 0 { Err(HandlerError::permanent(anyhow::anyhow!("negative"))) } else { Ok(()) })
-        .collect()
+    events.answers(
+        events
+            .iter()
+            .map(|e| if e.data.total < 0 { Err(HandlerError::permanent(anyhow::anyhow!("negative"))) } else { Ok(()) }),
+    )
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{Order, builder, order};
 use eventbus::sidecar::DaprEndpoint;
 use eventbus::testing::{CloudEvent, DaprApiStub, Settlement};
-use eventbus::{Event, Outcome, ServerBuilder, Subscription, batch, handler};
+use eventbus::{Batch, Event, Outcome, ServerBuilder, Subscription, handler};
 use tokio::sync::{Barrier, Notify, oneshot};
 use tokio::task::JoinHandle;
 
@@ -163,9 +163,9 @@ async fn a_batch_consumer_gets_the_events_of_a_stream_in_batches() {
     let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
     let recorded = sizes.clone();
     let app = StreamingApp::start(
-        builder().consumer(batch(Subscription::new("products").bulk(4, 60_000), move |events: Vec<Event<Order>>| {
+        builder().consumer(handler(Subscription::new("products").bulk(4, 60_000), move |events: Batch<Order>| {
             recorded.lock().unwrap().push(events.len());
-            async move { events.iter().map(|_| Outcome::Success).collect::<Vec<_>>() }
+            async move { events.answers(events.iter().map(|_| Outcome::Success)) }
         })),
         1,
     )

@@ -6,35 +6,33 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use crate::event::Envelope;
 use crate::extract::{Context, MissingState};
-use crate::handler::{BatchHandler, Handler};
+use crate::handler::{Answers, Delivery, Handler};
 use crate::middleware::{BoxService, Request, Response, TimeoutLayer};
-use crate::outcome::HandlerResult;
 use crate::subscription::Subscription;
 use tower::{Layer, Service};
 
 /// Something that handles the events of one [`Subscription`].
 ///
-/// Most consumers come from `#[subscribe]`, [`handler`] or [`batch`];
-/// implement the trait by hand for full control over decoding. `handle` is
-/// an `async fn` (its future must be `Send`):
+/// Most consumers come from `#[subscribe]` or [`handler`]; implement the
+/// trait by hand for full control over decoding. `handle` is an `async fn`
+/// (its future must be `Send`) that answers every event of its
+/// [`Delivery`]:
 ///
 /// ```
-/// use std::sync::Arc;
 /// use eventbus::consumer::Consumer;
 /// use eventbus::extract::Context;
-/// use eventbus::outcome::HandlerResult;
-/// use eventbus::{Envelope, Outcome, Server, Subscription};
+/// use eventbus::handler::{Answers, Delivery};
+/// use eventbus::{Outcome, Server, Subscription};
 ///
 /// struct CountBytes;
 ///
 /// impl Consumer for CountBytes {
 ///     fn name(&self) -> &str { "count_bytes" }
 ///     fn subscription(&self) -> Subscription { Subscription::new("blobs").raw_payload() }
-///     async fn handle(&self, envelope: Arc<Envelope>, _: &Context) -> HandlerResult {
-///         tracing::info!(bytes = envelope.data.len(), "blob");
-///         Ok(Outcome::Success)
+///     async fn handle(&self, delivery: Delivery<'_>, _: &Context) -> Answers {
+///         tracing::info!(bytes = delivery.envelope().data.len(), "blob");
+///         delivery.answer(Outcome::Success)
 ///     }
 /// }
 ///
@@ -52,8 +50,10 @@ pub trait Consumer: Send + Sync + 'static {
     /// What to subscribe to. Read once, when the server is built.
     fn subscription(&self) -> Subscription;
 
-    /// Handles one event.
-    fn handle(&self, envelope: Arc<Envelope>, ctx: &Context) -> impl Future<Output = HandlerResult> + Send;
+    /// Handles the events of one call and answers each of them: one event,
+    /// or, when [`takes_batches`](Consumer::takes_batches), the entries of a
+    /// bulk request.
+    fn handle<'a>(&'a self, delivery: Delivery<'a>, ctx: &'a Context) -> impl Future<Output = Answers> + Send + 'a;
 
     /// Checks when the server is built that the [`Context`] holds what the
     /// handler needs.
@@ -62,9 +62,9 @@ pub trait Consumer: Send + Sync + 'static {
     }
 
     /// `true` when the entries of a bulk request reach
-    /// [`handle_batch`](Consumer::handle_batch) together (e.g. to write them
-    /// in one transaction); `false`, the default, when each entry goes
-    /// through the middleware and [`handle`](Consumer::handle) on its own.
+    /// [`handle`](Consumer::handle) together (e.g. to write them in one
+    /// transaction); `false`, the default, when each entry goes through the
+    /// middleware and `handle` on its own.
     fn takes_batches(&self) -> bool {
         false
     }
@@ -73,24 +73,6 @@ pub trait Consumer: Send + Sync + 'static {
     #[doc(hidden)]
     fn route_layers(&self) -> RouteLayers {
         RouteLayers::default()
-    }
-
-    /// Handles the entries of one bulk request, when
-    /// [`takes_batches`](Consumer::takes_batches): one result per envelope,
-    /// in order. A single event arrives as a batch of one. The default
-    /// handles them one by one with [`handle`](Consumer::handle).
-    fn handle_batch(
-        &self,
-        envelopes: &[Arc<Envelope>],
-        ctx: &Context,
-    ) -> impl Future<Output = Vec<HandlerResult>> + Send {
-        async move {
-            let mut results = Vec::with_capacity(envelopes.len());
-            for envelope in envelopes {
-                results.push(self.handle(envelope.clone(), ctx).await);
-            }
-            results
-        }
     }
 }
 
@@ -126,16 +108,8 @@ impl BoxedConsumer {
         self.0.route_layers()
     }
 
-    pub(crate) fn handle<'a>(&'a self, envelope: Arc<Envelope>, ctx: &'a Context) -> BoxFuture<'a, HandlerResult> {
-        self.0.handle(envelope, ctx)
-    }
-
-    pub(crate) fn handle_batch<'a>(
-        &'a self,
-        envelopes: &'a [Arc<Envelope>],
-        ctx: &'a Context,
-    ) -> BoxFuture<'a, Vec<HandlerResult>> {
-        self.0.handle_batch(envelopes, ctx)
+    pub(crate) fn handle<'a>(&'a self, delivery: Delivery<'a>, ctx: &'a Context) -> BoxFuture<'a, Answers> {
+        self.0.handle(delivery, ctx)
     }
 }
 
@@ -153,12 +127,7 @@ trait ErasedConsumer: Send + Sync + 'static {
     fn check(&self, ctx: &Context) -> Result<(), MissingState>;
     fn takes_batches(&self) -> bool;
     fn route_layers(&self) -> RouteLayers;
-    fn handle<'a>(&'a self, envelope: Arc<Envelope>, ctx: &'a Context) -> BoxFuture<'a, HandlerResult>;
-    fn handle_batch<'a>(
-        &'a self,
-        envelopes: &'a [Arc<Envelope>],
-        ctx: &'a Context,
-    ) -> BoxFuture<'a, Vec<HandlerResult>>;
+    fn handle<'a>(&'a self, delivery: Delivery<'a>, ctx: &'a Context) -> BoxFuture<'a, Answers>;
 }
 
 impl<C: Consumer> ErasedConsumer for C {
@@ -177,48 +146,20 @@ impl<C: Consumer> ErasedConsumer for C {
     fn route_layers(&self) -> RouteLayers {
         Consumer::route_layers(self)
     }
-    fn handle<'a>(&'a self, envelope: Arc<Envelope>, ctx: &'a Context) -> BoxFuture<'a, HandlerResult> {
-        Box::pin(Consumer::handle(self, envelope, ctx))
-    }
-    fn handle_batch<'a>(
-        &'a self,
-        envelopes: &'a [Arc<Envelope>],
-        ctx: &'a Context,
-    ) -> BoxFuture<'a, Vec<HandlerResult>> {
-        Box::pin(Consumer::handle_batch(self, envelopes, ctx))
+    fn handle<'a>(&'a self, delivery: Delivery<'a>, ctx: &'a Context) -> BoxFuture<'a, Answers> {
+        Box::pin(Consumer::handle(self, delivery, ctx))
     }
 }
 
-/// A [`Consumer`] made of a [`Subscription`] and an async function: a
-/// [`Handler`] of one event at a time ([`HandlerConsumer`], from [`handler`])
-/// or a [`BatchHandler`] of whole bulk batches ([`BatchConsumer`], from
-/// [`batch`]). `Mode` tells the two apart.
-pub struct FnConsumer<H, Args, Mode> {
+/// A [`Consumer`] made of a [`Subscription`] and a [`Handler`]; see [`handler`].
+pub struct HandlerConsumer<H, Args> {
     name: String,
     subscription: Subscription,
     handler: H,
-    _types: PhantomData<fn() -> (Args, Mode)>,
+    _args: PhantomData<fn() -> Args>,
 }
 
-/// The [`FnConsumer`] mode of [`handler`]: one event per call.
-#[derive(Debug)]
-pub enum OneByOne {}
-
-/// The [`FnConsumer`] mode of [`batch`]: a bulk batch per call.
-#[derive(Debug)]
-pub enum WholeBatches {}
-
-/// A consumer of one event at a time; see [`handler`].
-pub type HandlerConsumer<H, Args> = FnConsumer<H, Args, OneByOne>;
-
-/// A consumer of whole bulk batches; see [`batch`].
-pub type BatchConsumer<H, Args> = FnConsumer<H, Args, WholeBatches>;
-
-impl<H, Args, Mode> FnConsumer<H, Args, Mode> {
-    fn new(subscription: Subscription, handler: H) -> Self {
-        FnConsumer { name: std::any::type_name::<H>().to_owned(), subscription, handler, _types: PhantomData }
-    }
-
+impl<H, Args> HandlerConsumer<H, Args> {
     /// The name used in logs, metrics and errors (default: the function's type name).
     #[must_use]
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -227,9 +168,9 @@ impl<H, Args, Mode> FnConsumer<H, Args, Mode> {
     }
 }
 
-impl<H, Args, Mode> std::fmt::Debug for FnConsumer<H, Args, Mode> {
+impl<H, Args> std::fmt::Debug for HandlerConsumer<H, Args> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnConsumer")
+        f.debug_struct("HandlerConsumer")
             .field("name", &self.name)
             .field("subscription", &self.subscription)
             .finish_non_exhaustive()
@@ -237,7 +178,9 @@ impl<H, Args, Mode> std::fmt::Debug for FnConsumer<H, Args, Mode> {
 }
 
 /// Makes a consumer of an async function or closure whose arguments are
-/// extractors ([`FromEvent`](crate::extract::FromEvent)), in any order.
+/// extractors ([`FromEvent`](crate::extract::FromEvent)), in any order. It
+/// gets one event per call, or each bulk request whole when an argument is
+/// a [`Batch<T>`](crate::Batch).
 ///
 /// ```
 /// use eventbus::{handler, Event, Subscription, State, HandlerError};
@@ -257,7 +200,7 @@ pub fn handler<H, Args>(subscription: Subscription, handler: H) -> HandlerConsum
 where
     H: Handler<Args>,
 {
-    FnConsumer::new(subscription, handler)
+    HandlerConsumer { name: std::any::type_name::<H>().to_owned(), subscription, handler, _args: PhantomData }
 }
 
 impl<H, Args> Consumer for HandlerConsumer<H, Args>
@@ -273,51 +216,8 @@ where
         self.subscription.clone()
     }
 
-    async fn handle(&self, envelope: Arc<Envelope>, ctx: &Context) -> HandlerResult {
-        self.handler.call(envelope, ctx).await
-    }
-
-    fn check(&self, ctx: &Context) -> Result<(), MissingState> {
-        H::check(ctx)
-    }
-}
-
-/// Makes a consumer that takes a bulk batch at once: `Vec<Event<T>>` in (with
-/// any [`FromContext`](crate::extract::FromContext) arguments), one result
-/// per event out. Single events arrive as a batch of one; entries that do
-/// not decode are dropped before the call.
-///
-/// ```
-/// use eventbus::{batch, Event, HandlerError, Subscription};
-///
-/// let consumer = batch(Subscription::new("product.updated").bulk(100, 500), |events: Vec<Event<serde_json::Value>>| async move {
-///     // e.g. one multi-row INSERT for the whole batch
-///     events.iter().map(|_| Ok::<(), HandlerError>(())).collect::<Vec<_>>()
-/// })
-/// .name("index_products");
-/// ```
-pub fn batch<H, Args>(subscription: Subscription, handler: H) -> BatchConsumer<H, Args>
-where
-    H: BatchHandler<Args>,
-{
-    FnConsumer::new(subscription, handler)
-}
-
-impl<H, Args> Consumer for BatchConsumer<H, Args>
-where
-    H: BatchHandler<Args>,
-    Args: 'static,
-{
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn subscription(&self) -> Subscription {
-        self.subscription.clone()
-    }
-
-    async fn handle(&self, envelope: Arc<Envelope>, ctx: &Context) -> HandlerResult {
-        crate::__private::only_result(self.handler.call(&[envelope], ctx).await)
+    fn handle<'a>(&'a self, delivery: Delivery<'a>, ctx: &'a Context) -> impl Future<Output = Answers> + Send + 'a {
+        self.handler.call(delivery, ctx)
     }
 
     fn check(&self, ctx: &Context) -> Result<(), MissingState> {
@@ -325,11 +225,7 @@ where
     }
 
     fn takes_batches(&self) -> bool {
-        true
-    }
-
-    async fn handle_batch(&self, envelopes: &[Arc<Envelope>], ctx: &Context) -> Vec<HandlerResult> {
-        self.handler.call(envelopes, ctx).await
+        H::takes_batches()
     }
 }
 
@@ -479,14 +375,7 @@ impl<C: Consumer> Consumer for Layered<C> {
     fn route_layers(&self) -> RouteLayers {
         self.layers.clone()
     }
-    fn handle(&self, envelope: Arc<Envelope>, ctx: &Context) -> impl Future<Output = HandlerResult> + Send {
-        self.consumer.handle(envelope, ctx)
-    }
-    fn handle_batch(
-        &self,
-        envelopes: &[Arc<Envelope>],
-        ctx: &Context,
-    ) -> impl Future<Output = Vec<HandlerResult>> + Send {
-        self.consumer.handle_batch(envelopes, ctx)
+    fn handle<'a>(&'a self, delivery: Delivery<'a>, ctx: &'a Context) -> impl Future<Output = Answers> + Send + 'a {
+        self.consumer.handle(delivery, ctx)
     }
 }

@@ -2,20 +2,22 @@
 //!
 //! Every argument of a handler is an extractor, in any order: the event
 //! ([`Event<T>`], decoded), parts of it ([`EventId`], [`Metadata`],
-//! [`TraceContext`], [`Extensions`], the whole [`Envelope`]), or shared state
-//! ([`State<S>`]). Write your own for anything else, such as a header:
+//! [`TraceContext`], [`Extensions`], the whole [`Envelope`]), a whole bulk
+//! batch ([`Batch<T>`]), shared state ([`State<S>`]) or what a layer put in
+//! the request ([`Extension<T>`]). One trait, [`FromEvent`], covers them
+//! all; write your own for anything else, such as a header:
 //!
 //! ```
-//! use std::sync::Arc;
-//! use eventbus::{Envelope, Event, HandlerError};
+//! use eventbus::{Event, HandlerError};
 //! use eventbus::extract::{Context, FromEvent};
+//! use eventbus::handler::Delivery;
 //!
 //! /// The `tenant` CloudEvent extension, required.
 //! struct Tenant(String);
 //!
 //! impl FromEvent for Tenant {
-//!     fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
-//!         match envelope.extensions.get_str("tenant") {
+//!     fn from_event(delivery: &mut Delivery<'_>, _: &Context) -> Result<Self, HandlerError> {
+//!         match delivery.envelope().extensions.get_str("tenant") {
 //!             Some(tenant) => Ok(Tenant(tenant.to_owned())),
 //!             None => Err(HandlerError::permanent("no tenant extension")),
 //!         }
@@ -37,7 +39,11 @@ use std::sync::Arc;
 
 pub use crate::event::Metadata;
 use crate::event::{Envelope, Event, EventData, Extensions};
+use crate::handler::Delivery;
 use crate::outcome::HandlerError;
+
+mod batch;
+pub use batch::Batch;
 
 /// What a handler's arguments are taken from besides the event: the shared
 /// values handlers ask for with [`State<S>`], one per type, filled by
@@ -99,87 +105,91 @@ impl std::fmt::Debug for Context {
     }
 }
 
-/// What an extractor needs that the server was not given; reported by
+/// Why a handler cannot be built: an extractor needs state the server was
+/// not given, or its arguments do not go together (a whole batch beside
+/// one event's parts). Reported by
 /// [`ServerBuilder::build`](crate::ServerBuilder::build), naming the handler.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{what}`")]
+#[error("{message}")]
 pub struct MissingState {
-    what: String,
+    message: String,
 }
 
 impl MissingState {
     /// `State<S>` is missing.
     pub fn state<S>() -> Self {
-        MissingState { what: format!("State<{}>", std::any::type_name::<S>()) }
+        Self::new(format!("State<{}>", std::any::type_name::<S>()))
     }
 
     /// Something else is missing, described by `what`.
     pub fn new(what: impl Into<String>) -> Self {
-        MissingState { what: what.into() }
+        MissingState {
+            message: format!("needs `{}`, which the server builder was not given (use `.state(..)`)", what.into()),
+        }
+    }
+
+    /// The arguments do not go together.
+    pub(crate) fn conflict(message: String) -> Self {
+        MissingState { message }
     }
 }
 
-/// An argument taken from the shared [`Context`] alone, so single and batch
-/// handlers can both take it. Every `FromContext` type is also [`FromEvent`].
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be taken from the server's state",
-    label = "batch handlers take `Vec<Event<T>>` and values that implement `FromContext`, such as `State<S>`"
-)]
-pub trait FromContext: Sized + Send + 'static {
-    /// Takes the value from the context.
-    fn from_context(ctx: &Context) -> Result<Self, HandlerError>;
-
-    /// Checks when the server is built that the context can supply it.
-    fn check(_ctx: &Context) -> Result<(), MissingState> {
-        Ok(())
-    }
+/// What a handler argument is taken from: it decides whether the handler
+/// gets one event per call or a whole bulk batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// One event (`Event<T>`, `EventId`, `Metadata`, …): the handler is
+    /// called once per event, the entries of a bulk request one by one.
+    Event,
+    /// The whole batch ([`Batch<T>`]): the handler gets each bulk request
+    /// in one call (a single event as a batch of one).
+    Batch,
+    /// Neither: the server's state or the request's extensions (`State<S>`,
+    /// `Extension<T>`), good beside either.
+    Context,
 }
 
-/// A handler argument: taken from the event being handled and the shared
-/// [`Context`]. See the [module documentation](self).
+/// A handler argument: taken from the [`Delivery`] being handled and the
+/// shared [`Context`]. See the [module documentation](self).
+///
+/// An extractor that fails answers for the whole call: a permanent error
+/// drops the event(s), a transient one retries; the handler is not called.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a handler argument",
-    label = "handler arguments implement `FromEvent`: `Event<T>`, `State<S>`, `EventId`, `Metadata`, `TraceContext`, …"
+    label = "handler arguments implement `FromEvent`: `Event<T>`, `Batch<T>`, `State<S>`, `Extension<T>`, `EventId`, `Metadata`, `TraceContext`, …"
 )]
 pub trait FromEvent: Sized + Send + 'static {
-    /// Takes the value for one event.
-    fn from_event(envelope: &Arc<Envelope>, ctx: &Context) -> Result<Self, HandlerError>;
+    /// What the argument is taken from; [`Scope::Event`] unless it says otherwise.
+    const SCOPE: Scope = Scope::Event;
+
+    /// Takes the value for one call.
+    fn from_event(delivery: &mut Delivery<'_>, ctx: &Context) -> Result<Self, HandlerError>;
 
     /// Checks when the server is built that the context can supply it.
     fn check(_ctx: &Context) -> Result<(), MissingState> {
         Ok(())
-    }
-}
-
-impl<T: FromContext> FromEvent for T {
-    fn from_event(_: &Arc<Envelope>, ctx: &Context) -> Result<Self, HandlerError> {
-        T::from_context(ctx)
-    }
-
-    fn check(ctx: &Context) -> Result<(), MissingState> {
-        <T as FromContext>::check(ctx)
     }
 }
 
 /// The event, its payload decoded as `T`. A payload that does not decode is a
 /// permanent error: the event is dropped to the dead-letter topic.
 impl<T: EventData> FromEvent for Event<T> {
-    fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
-        Event::decode(envelope.clone())
+    fn from_event(delivery: &mut Delivery<'_>, _: &Context) -> Result<Self, HandlerError> {
+        Event::decode(delivery.envelope().clone())
     }
 }
 
 /// The whole event as delivered, undecoded.
 impl FromEvent for Arc<Envelope> {
-    fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
-        Ok(envelope.clone())
+    fn from_event(delivery: &mut Delivery<'_>, _: &Context) -> Result<Self, HandlerError> {
+        Ok(delivery.envelope().clone())
     }
 }
 
 /// The CloudEvent extension attributes.
 impl FromEvent for Extensions {
-    fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
-        Ok(envelope.extensions.clone())
+    fn from_event(delivery: &mut Delivery<'_>, _: &Context) -> Result<Self, HandlerError> {
+        Ok(delivery.envelope().extensions.clone())
     }
 }
 
@@ -199,8 +209,10 @@ impl FromEvent for Extensions {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct State<S>(pub S);
 
-impl<S: Clone + Send + Sync + 'static> FromContext for State<S> {
-    fn from_context(ctx: &Context) -> Result<Self, HandlerError> {
+impl<S: Clone + Send + Sync + 'static> FromEvent for State<S> {
+    const SCOPE: Scope = Scope::Context;
+
+    fn from_event(_: &mut Delivery<'_>, ctx: &Context) -> Result<Self, HandlerError> {
         // `check` runs at build time, so this only fails if it was skipped.
         ctx.get::<S>().map(State).ok_or_else(|| HandlerError::transient(MissingState::state::<S>()))
     }
@@ -231,8 +243,10 @@ impl<S: Clone + Send + Sync + 'static> FromContext for State<S> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Extension<T>(pub T);
 
-impl<T: Clone + Send + Sync + 'static> FromContext for Extension<T> {
-    fn from_context(ctx: &Context) -> Result<Self, HandlerError> {
+impl<T: Clone + Send + Sync + 'static> FromEvent for Extension<T> {
+    const SCOPE: Scope = Scope::Context;
+
+    fn from_event(_: &mut Delivery<'_>, ctx: &Context) -> Result<Self, HandlerError> {
         match ctx.extensions().get::<T>() {
             Some(value) => Ok(Extension(value.clone())),
             None => Err(HandlerError::transient(format!(
@@ -248,16 +262,16 @@ impl<T: Clone + Send + Sync + 'static> FromContext for Extension<T> {
 pub struct EventId(pub String);
 
 impl FromEvent for EventId {
-    fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
-        Ok(EventId(envelope.id.clone()))
+    fn from_event(delivery: &mut Delivery<'_>, _: &Context) -> Result<Self, HandlerError> {
+        Ok(EventId(delivery.envelope().id.clone()))
     }
 }
 
 /// The gRPC metadata or HTTP headers of the delivery (broker metadata,
 /// trace headers, …).
 impl FromEvent for Metadata {
-    fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
-        Ok(envelope.metadata.clone())
+    fn from_event(delivery: &mut Delivery<'_>, _: &Context) -> Result<Self, HandlerError> {
+        Ok(delivery.envelope().metadata.clone())
     }
 }
 
@@ -274,7 +288,8 @@ pub struct TraceContext {
 }
 
 impl FromEvent for TraceContext {
-    fn from_event(envelope: &Arc<Envelope>, _: &Context) -> Result<Self, HandlerError> {
+    fn from_event(delivery: &mut Delivery<'_>, _: &Context) -> Result<Self, HandlerError> {
+        let envelope = delivery.envelope();
         Ok(TraceContext {
             traceparent: envelope.traceparent().map(str::to_owned),
             tracestate: envelope.tracestate().map(str::to_owned),
@@ -290,10 +305,11 @@ mod tests {
     fn event_parts_are_extracted() {
         let mut envelope = Envelope { id: "e-1".into(), ..Envelope::default() };
         envelope.extensions.insert("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
-        let envelope = Arc::new(envelope);
+        let envelopes = [Arc::new(envelope)];
+        let Some(mut delivery) = Delivery::new(&envelopes) else { panic!("not empty") };
         let ctx = Context::default();
-        assert_eq!(EventId::from_event(&envelope, &ctx).ok(), Some(EventId("e-1".into())));
-        let trace = TraceContext::from_event(&envelope, &ctx).unwrap_or_default();
+        assert_eq!(EventId::from_event(&mut delivery, &ctx).ok(), Some(EventId("e-1".into())));
+        let trace = TraceContext::from_event(&mut delivery, &ctx).unwrap_or_default();
         assert_eq!(trace.traceparent.as_deref(), Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
         assert_eq!(trace.tracestate, None);
     }
@@ -302,8 +318,9 @@ mod tests {
     fn missing_state_is_named_at_check_and_transient_at_run() {
         let ctx = Context::default();
         let missing = <State<u8> as FromEvent>::check(&ctx).unwrap_err();
-        assert_eq!(missing.to_string(), "`State<u8>`");
-        let envelope = Arc::new(Envelope::default());
-        assert!(State::<u8>::from_event(&envelope, &ctx).is_err_and(|e| !e.is_permanent()));
+        assert!(missing.to_string().starts_with("needs `State<u8>`"), "{missing}");
+        let envelopes = [Arc::new(Envelope::default())];
+        let Some(mut delivery) = Delivery::new(&envelopes) else { panic!("not empty") };
+        assert!(State::<u8>::from_event(&mut delivery, &ctx).is_err_and(|e| !e.is_permanent()));
     }
 }

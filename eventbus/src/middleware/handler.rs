@@ -89,17 +89,16 @@ async fn handle_events(route: &Arc<Route>, events: Events, context: &Context) ->
         Events::One(envelope) => std::slice::from_ref(envelope),
         Events::Batch(envelopes) => envelopes,
     };
-    let results = match envelopes {
-        [envelope] if !route.takes_batches() => vec![consumer.handle(envelope.clone(), context).await],
-        envelopes => consumer.handle_batch(envelopes, context).await,
+    // A consumer of single events gets the entries of a bulk request one by
+    // one, each through the stack: a batch reaches here only when it takes batches.
+    let results = match crate::handler::Delivery::new(envelopes) {
+        Some(delivery) => consumer.handle(delivery, context).await.into_results(envelopes.len()),
+        None => Vec::new(),
     };
-    let mut results = results.into_iter();
     envelopes
         .iter()
-        .map(|envelope| {
-            let result = results
-                .next()
-                .unwrap_or_else(|| Err(crate::HandlerError::transient("the consumer returned no result")));
+        .zip(results)
+        .map(|(envelope, result)| {
             let outcome = outcome_of(result, &envelope.id, route.name());
             if let (Outcome::Drop, Some(reason)) = &outcome {
                 report_drop(context, &envelope.pubsub, &envelope.topic, &envelope.id, reason);

@@ -1,11 +1,12 @@
 use std::sync::Arc;
 
-use eventbus::{Event, HandlerError, Outcome, Server, State, subscribe};
+use eventbus::handler::Answers;
+use eventbus::{Batch, HandlerError, Outcome, Server, State, subscribe};
 
 /// Whole bulk batches, with state.
 #[subscribe("product.updated", bulk(max_messages = 100, max_await_ms = 200))]
-async fn index(products: Vec<Event<serde_json::Value>>, State(_n): State<u32>) -> Vec<Result<(), HandlerError>> {
-    products.iter().map(|_| Ok(())).collect()
+async fn index(products: Batch<serde_json::Value>, State(_n): State<u32>) -> Result<Answers, HandlerError> {
+    Ok(products.answers(products.iter().map(|_| Ok::<(), HandlerError>(()))))
 }
 
 struct Orders;
@@ -13,8 +14,8 @@ struct Orders;
 #[eventbus::consumer]
 impl Orders {
     #[subscribe("order.completed", bulk)]
-    async fn completed(&self, events: Vec<Event<serde_json::Value>>) -> Vec<Outcome> {
-        vec![Outcome::Success; events.len()]
+    async fn completed(&self, _events: Batch<serde_json::Value>) -> Outcome {
+        Outcome::Success
     }
 }
 
