@@ -247,10 +247,13 @@ pub use subscription::Subscription;
 /// the call goes through the [`Handler`](handler::Handler) trait, as for
 /// [`handler()`].
 ///
-/// Mistakes are compile errors on the offending token, one per mistake: a
-/// missing, empty or spaced topic; an unknown or repeated option; a
-/// non-async or generic function; a payload type that cannot decode; an
-/// argument that is not an extractor; an unsupported return type.
+/// Mistakes are compile errors on the offending token: a missing, empty or
+/// spaced topic; an unknown or repeated option; a non-async or generic
+/// function; a payload type that cannot decode; an argument that is not an
+/// extractor; an unsupported return type (the last three are followed by a
+/// second error saying that the function is not a handler). Arguments that
+/// do not go together (a `Batch<T>` beside an `EventId`) fail
+/// [`ServerBuilder::build`], naming the handler.
 pub use eventbus_macros::subscribe;
 
 /// Makes the `#[subscribe]` methods of an inherent impl block consumers; see

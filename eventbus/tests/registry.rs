@@ -1,7 +1,8 @@
 //! Building the server validates the subscriptions (no socket needed).
 #![allow(clippy::unwrap_used)]
 
-use eventbus::{Error, Event, Server, State, Subscription, handler};
+use eventbus::extract::EventId;
+use eventbus::{Batch, Error, Event, Server, State, Subscription, handler};
 
 async fn noop(_: Event<serde_json::Value>) {}
 
@@ -73,6 +74,23 @@ fn missing_state_is_a_build_error_naming_the_type() {
         Server::builder().consumer(handler(Subscription::new("t"), needs_db).name("needs_db")).build().unwrap_err();
     assert!(error.to_string().contains("State<registry::Db>"), "{error}");
     assert!(Server::builder().state(Db).consumer(handler(Subscription::new("t"), needs_db)).build().is_ok());
+}
+
+#[test]
+fn a_handler_of_whole_batches_takes_no_single_events_part_and_one_batch() {
+    async fn mixed(_: Batch<u32>, _: EventId) {}
+    async fn two(_: Batch<u32>, _: Batch<u64>) {}
+    async fn fine(_: Batch<u32>, _: State<Db>) {}
+    fn build(consumer: impl eventbus::consumer::Consumer) -> Result<Server, Error> {
+        Server::builder().state(Db).consumer(consumer).build()
+    }
+    let error = build(handler(Subscription::new("t"), mixed).name("mixed")).unwrap_err();
+    let message = error.to_string();
+    assert!(message.starts_with("handler `mixed` takes `eventbus::extract::EventId` beside `"), "{message}");
+    assert!(message.ends_with("Batch<u32>`: a handler of whole batches takes no single event's part"), "{message}");
+    let error = build(handler(Subscription::new("t"), two).name("two")).unwrap_err();
+    assert!(error.to_string().starts_with("handler `two` takes two batches"), "{error}");
+    assert!(build(handler(Subscription::new("t"), fine)).is_ok());
 }
 
 #[test]
