@@ -64,9 +64,10 @@
 //! - [`event`]: [`Event<T>`], the CloudEvent attributes plus `data: T`,
 //!   decoded as JSON (any serde type), [`Protobuf<M>`] or [`Raw`] bytes.
 //! - [`extract`]: what handler arguments are taken from (the event, its id,
-//!   metadata and trace context, [`State<S>`], your own).
+//!   metadata and trace context, a whole [`Batch<T>`], [`State<S>`], your
+//!   own), through one trait, [`FromEvent`](extract::FromEvent).
 //! - [`handler`](mod@handler) and [`consumer`](mod@consumer): async functions
-//!   become consumers with [`subscribe`], [`fn@handler`] or [`batch`];
+//!   become consumers with [`subscribe`] or [`fn@handler`];
 //!   [`Subscription`] says what they subscribe to (routing rules, dead-letter
 //!   topic, metadata, bulk).
 //! - [`server`]: three ways in for the same consumers, chosen by value in

@@ -114,6 +114,10 @@ async fn grpc_health_v1_follows_readiness_for_kubernetes_probes() {
     assert_eq!(status(watch.next().await.unwrap().unwrap()), ServingStatus::Serving, "the watch sees the change");
     let unknown = health.check(check("no.such.Service")).await.unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
+    // The drain is pushed to the watch: nothing has to check again.
+    let mut app = app;
+    app.signal_shutdown();
+    assert_eq!(status(watch.next().await.unwrap().unwrap()), ServingStatus::NotServing, "the watch sees the drain");
     drop((watch, health)); // an open stream would hold the connection through shutdown
-    app.stop().await.unwrap();
+    app.join().await.unwrap();
 }

@@ -22,7 +22,10 @@ use crate::status::Code;
 use crate::status::Status;
 use invocation::{Job, ReadinessFn};
 
+mod health;
 pub(crate) mod invocation;
+
+pub(crate) use health::Health;
 
 /// The answer of a binding event or a job.
 fn done(response: Response) -> Result<(), Status> {
@@ -44,6 +47,8 @@ pub(crate) struct Pipeline {
     pub(crate) max_message_size: usize,
     pub(crate) readiness: Option<ReadinessFn>,
     pub(crate) draining: AtomicBool,
+    /// What `grpc.health.v1` answers, pushed by [`Pipeline::ready`] and the drain.
+    pub(crate) health: Health,
     pub(crate) in_flight: TaskTracker,
     /// Cancelled when the drain deadline passes: what is still running is answered `Retry`.
     pub(crate) past_drain_deadline: CancellationToken,
@@ -246,14 +251,24 @@ impl Pipeline {
         }
     }
 
-    /// Not draining and the user's probe, if any, passes.
+    /// Not draining and the user's probe, if any, passes. The answer is
+    /// reported to `grpc.health.v1` watchers when it changed.
     pub(crate) async fn ready(&self) -> Result<(), String> {
-        if self.draining.load(Ordering::Acquire) {
-            return Err("draining for shutdown".into());
-        }
-        match &self.readiness {
-            Some(probe) => probe().await,
-            None => Ok(()),
-        }
+        let ready = if self.draining.load(Ordering::Acquire) {
+            Err("draining for shutdown".into())
+        } else {
+            match &self.readiness {
+                Some(probe) => probe().await,
+                None => Ok(()),
+            }
+        };
+        self.health.report(ready.is_ok()).await;
+        ready
+    }
+
+    /// From now on, new events are retried and readiness fails.
+    pub(crate) async fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.health.report(false).await;
     }
 }

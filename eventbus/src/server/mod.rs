@@ -91,7 +91,7 @@ impl Default for ServerBuilder {
 
 impl ServerBuilder {
     /// Adds a consumer: `name {}` for a `#[subscribe]` function, a
-    /// [`handler`](crate::handler())/[`batch`](crate::batch()) consumer, or
+    /// [`handler`](crate::handler()) consumer, or
     /// any [`Consumer`].
     pub fn consumer(mut self, consumer: impl Consumer) -> Self {
         self.consumers.push(BoxedConsumer::new(consumer));
@@ -195,7 +195,11 @@ impl ServerBuilder {
         self
     }
 
-    /// A readiness probe for `HealthCheck` (e.g. "the database answers").
+    /// A readiness probe (e.g. "the database answers"), run when asked:
+    /// daprd's `HealthCheck`, a `grpc.health.v1` `Check` or new `Watch`,
+    /// `/healthz`, [`ServerHandle::ready`]. Its answers, and the start of
+    /// draining, are pushed to `grpc.health.v1` watchers as they change
+    /// (tonic-health's reporter; no timer polls the probe).
     pub fn readiness<F, Fut>(mut self, probe: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -320,6 +324,7 @@ impl ServerBuilder {
             max_message_size: self.max_message_size,
             readiness: self.readiness,
             draining: AtomicBool::new(false),
+            health: crate::pipeline::Health::new(),
             in_flight: TaskTracker::new(),
             past_drain_deadline: CancellationToken::new(),
         };

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -202,7 +201,7 @@ impl Server {
         }
         signal.await;
         tracing::info!(in_flight = pipeline.in_flight.len(), "shutting down: finishing the events in flight");
-        pipeline.draining.store(true, Ordering::Release);
+        pipeline.start_draining().await;
         stop.cancel();
         let finished = async {
             while tasks.join_next().await.is_some() {}
@@ -258,7 +257,7 @@ impl Server {
     /// a short grace for the answers to go out.
     async fn drain(&self) {
         let pipeline = &self.pipeline;
-        pipeline.draining.store(true, Ordering::Release);
+        pipeline.start_draining().await;
         pipeline.in_flight.close();
         tracing::info!(in_flight = pipeline.in_flight.len(), "shutting down: draining in-flight events");
         if tokio::time::timeout(self.drain_timeout, pipeline.in_flight.wait()).await.is_err() {

@@ -2,6 +2,7 @@
 //! `AppCallbackHealthCheck` and `grpc.health.v1.Health`, as thin adapters
 //! from Dapr's messages to the pipeline and back.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use crate::grpc::proto::common::{InvokeRequest, InvokeResponse};
@@ -46,10 +47,11 @@ pub(crate) fn routes(pipeline: Arc<Pipeline>) -> Routes {
         pb::app_callback_alpha_server::AppCallbackAlphaServer::new(callback.clone()).max_decoding_message_size(limit),
         token.as_deref(),
     ));
+    let health = tonic_health::pb::health_server::HealthServer::new(callback.0.health.service());
     routes =
         routes.add_service(pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(callback.clone()));
-    // grpc.health.v1, for Kubernetes gRPC probes: the same answer as HealthCheck.
-    routes.add_service(tonic_health::pb::health_server::HealthServer::new(callback))
+    // grpc.health.v1, for Kubernetes gRPC probes: the same readiness as HealthCheck.
+    routes.add_service(ProbeOnCheck { inner: health, pipeline: callback.0 })
 }
 
 impl Callback {
@@ -241,67 +243,48 @@ impl pb::app_callback_health_check_server::AppCallbackHealthCheck for Callback {
     }
 }
 
-/// The standard `grpc.health.v1.Health` service, for Kubernetes gRPC probes
-/// and other gRPC clients: `SERVING` exactly when `HealthCheck` (daprd's
-/// probe) passes. The empty service name and the three services of this
-/// server are known; any other name is `NOT_FOUND`.
-#[tonic::async_trait]
-impl tonic_health::pb::health_server::Health for Callback {
-    async fn check(
-        &self,
-        request: Request<tonic_health::pb::HealthCheckRequest>,
-    ) -> Result<Response<tonic_health::pb::HealthCheckResponse>, Status> {
-        let status = self.grpc_health(&request.into_inner().service).await?;
-        Ok(Response::new(tonic_health::pb::HealthCheckResponse { status: status as i32 }))
-    }
-
-    type WatchStream = futures_util::stream::BoxStream<'static, Result<tonic_health::pb::HealthCheckResponse, Status>>;
-
-    /// The status now, then each change (checked every [`WATCH_INTERVAL`]).
-    async fn watch(
-        &self,
-        request: Request<tonic_health::pb::HealthCheckRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        let service = request.into_inner().service;
-        // An unknown service is NOT_FOUND before the stream starts.
-        self.grpc_health(&service).await?;
-        let callback = self.clone();
-        let changes = futures_util::stream::unfold((callback, service, None), |(callback, service, last)| async move {
-            loop {
-                if last.is_some() {
-                    tokio::time::sleep(WATCH_INTERVAL).await;
-                }
-                let status = callback.grpc_health(&service).await.unwrap_or(ServingStatus::ServiceUnknown);
-                if Some(status) != last {
-                    let response = tonic_health::pb::HealthCheckResponse { status: status as i32 };
-                    return Some((Ok(response), (callback, service, Some(status))));
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(changes)))
-    }
+/// `grpc.health.v1.Health` for Kubernetes gRPC probes and other gRPC
+/// clients: tonic-health's service, answering from the reporter the
+/// pipeline pushes to. A `Check` (or a new `Watch`) runs the readiness probe
+/// first, as daprd's `HealthCheck` does, so it is as fresh as the probe; a
+/// `Watch` then sees each change when it happens. The empty service name and this server's three
+/// services are known; any other name is `NOT_FOUND`.
+#[derive(Clone)]
+struct ProbeOnCheck<S> {
+    inner: S,
+    pipeline: Arc<Pipeline>,
 }
 
-use tonic_health::pb::health_check_response::ServingStatus;
+impl<S: tonic::server::NamedService> tonic::server::NamedService for ProbeOnCheck<S> {
+    const NAME: &'static str = S::NAME;
+}
 
-/// How often `grpc.health.v1.Health/Watch` looks at readiness again.
-const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+impl<S, B> tower::Service<http::Request<B>> for ProbeOnCheck<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
 
-/// The services `grpc.health.v1.Health` knows, besides the empty name (the whole server).
-const HEALTH_SERVICES: [&str; 3] = [
-    "dapr.proto.runtime.v1.AppCallback",
-    "dapr.proto.runtime.v1.AppCallbackAlpha",
-    "dapr.proto.runtime.v1.AppCallbackHealthCheck",
-];
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
 
-impl Callback {
-    async fn grpc_health(&self, service: &str) -> Result<ServingStatus, Status> {
-        if !service.is_empty() && !HEALTH_SERVICES.contains(&service) {
-            return Err(Status::not_found(format!("unknown service {service:?}")));
-        }
-        Ok(match self.0.ready().await {
-            Ok(()) => ServingStatus::Serving,
-            Err(_) => ServingStatus::NotServing,
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // The service that was made ready answers; a fresh clone waits for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let pipeline = self.pipeline.clone();
+        Box::pin(async move {
+            // The answer reaches the reporter, which the service reads.
+            let _ = pipeline.ready().await;
+            inner.call(request).await
         })
     }
 }
