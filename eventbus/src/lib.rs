@@ -73,7 +73,7 @@
 //! - [`server`]: three ways in for the same consumers, chosen by value in
 //!   [`Server::serve`]: the gRPC app channel ([`Transport::grpc`]), the HTTP
 //!   app channel (`Transport::http`, feature `http`) and streaming
-//!   subscriptions ([`Transport::streaming`]); with limits (timeout, per-topic
+//!   subscriptions (`Transport::streaming`, feature `client`); with limits (timeout, per-topic
 //!   concurrency, message size), the `APP_API_TOKEN` check, a readiness
 //!   probe, graceful shutdown, and [`Server::dispatch`] to run the pipeline
 //!   without a socket; [`invoke`] types service invocation.
@@ -82,7 +82,7 @@
 //!   your own with [`ServerBuilder::layer`], and hand handlers values
 //!   through the request's extensions ([`extract::Extension`]).
 //! - [`publisher`]: publish events through the sidecar, or in memory in tests.
-//! - [`redrive`]: dead letters back to their topic, chosen by id, time or
+//! - `redrive` (feature `client`): dead letters back to their topic, chosen by id, time or
 //!   anything else of the event, with a dry run that lists them first.
 //! - `testing` (feature `testing`): a sidecar for tests that drives your app
 //!   over real gRPC the way daprd does, and `testing::daprd`, which runs the
@@ -92,7 +92,8 @@
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | `testing` | no | [`testing::TestSidecar`], `testing::DaprApiStub` (streaming), `testing::HttpSidecar` (with `http`) and [`testing::daprd`], for your integration tests |
+//! | `client` | no | the sidecar's API: `publisher::DaprPublisher`, streaming subscriptions (`Transport::streaming`), `redrive` |
+//! | `testing` | no | (with `client`) [`testing::TestSidecar`], `testing::DaprApiStub` (streaming), `testing::HttpSidecar` (with `http`) and [`testing::daprd`], for your integration tests |
 //! | `http` | no | the HTTP app channel on axum: `Transport::http`, and `http::router` to mount it in your own axum app |
 //! | `check-rules` | no (on with `testing`) | routing rules (CEL) are parsed when the server is built, so a typo fails at start-up |
 //! | `opentelemetry` | no | each event's span is a child of the incoming W3C trace context (with a `tracing-opentelemetry` layer installed); `DaprPublisher` sends the current context on |
@@ -100,6 +101,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "client")]
 mod backoff;
 pub mod binding;
 pub mod consumer;
@@ -117,6 +119,8 @@ pub mod middleware;
 pub mod outcome;
 mod pipeline;
 pub mod publisher;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod redrive;
 mod registry;
 mod sealed;

@@ -95,12 +95,11 @@ async fn with_app_api_token_on_both_sides_every_delivery_passes() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let recording = seen.clone();
-    let routes = eventbus::grpc::routes(&server);
+    let app_channel = eventbus::grpc::app_channel(&server);
     tokio::spawn(
         tonic::transport::Server::builder()
             .layer(tower::layer::layer_fn(move |inner| RecordToken { inner, seen: recording.clone() }))
-            .add_routes(routes)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+            .serve_with_incoming(app_channel, tonic::transport::server::TcpIncoming::from(listener)),
     );
     let (redis, daprd) = sidecar("token", port, |b| {
         b.env("APP_API_TOKEN", TOKEN)

@@ -18,24 +18,29 @@ pub mod proto {
     pub use prost_types::Any;
 }
 
-pub use crate::transport::grpc::MAX_HEADER_LIST_SIZE;
+pub use crate::transport::grpc::{AppChannel, MAX_HEADER_LIST_SIZE};
 
-/// The gRPC services of `server` (`AppCallback`, `AppCallbackAlpha`,
-/// `AppCallbackHealthCheck` and `grpc.health.v1.Health`), to mount in a tonic
-/// server of your own. You then own shutdown, which
+/// The gRPC app channel of `server` (`AppCallback`, `AppCallbackAlpha`,
+/// `AppCallbackHealthCheck` and `grpc.health.v1.Health`), to serve with a
+/// tonic server of your own. You then own shutdown, which
 /// [`Server::serve`](crate::Server::serve) does for you, and should raise
 /// `http2_max_header_list_size` to [`MAX_HEADER_LIST_SIZE`] for bulk
-/// deliveries.
+/// deliveries. Beside services of your own, mount it under the paths of
+/// [`AppChannel::SERVICES`] in your router.
 ///
 /// ```
 /// use eventbus::{Server, grpc};
 ///
-/// let server = Server::builder().build().unwrap();
-/// let router = tonic::transport::Server::builder()
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Server::builder().build()?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// tonic::transport::Server::builder()
 ///     .http2_max_header_list_size(grpc::MAX_HEADER_LIST_SIZE)
-///     .add_routes(grpc::routes(&server));
-/// # drop(router);
+///     .serve_with_incoming(grpc::app_channel(&server), tonic::transport::server::TcpIncoming::from(listener))
+///     .await?;
+/// # Ok(())
+/// # }
 /// ```
-pub fn routes(server: &crate::Server) -> tonic::service::Routes {
-    crate::transport::grpc::routes(server.pipeline())
+pub fn app_channel(server: &crate::Server) -> AppChannel {
+    AppChannel::new(server.pipeline())
 }

@@ -4,7 +4,7 @@
 //! [`FromEvent`], in any order, up to eight; the return value is anything
 //! that implements [`IntoOutcome`] (`()`, [`Outcome`], `Result<_, E>`), or
 //! [`Answers`] for a handler of whole batches. An argument's
-//! [`Scope`](crate::extract::Scope) says what it is taken from: one event
+//! [`Scope`] says what it is taken from: one event
 //! (`Event<T>`, `EventId`, …), the whole bulk batch ([`Batch<T>`]), or
 //! neither (`State<S>`, `Extension<T>`). A handler with a `Batch<T>`
 //! argument gets each bulk request whole; any other gets one event per call.

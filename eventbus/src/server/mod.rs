@@ -472,18 +472,21 @@ impl Server {
     ///
     /// ```no_run
     /// use eventbus::server::{Server, Transport};
+    /// # #[cfg(feature = "client")]
     /// use eventbus::sidecar::DaprEndpoint;
     ///
     /// # async fn run(server: Server, other: Server, listener: tokio::net::TcpListener) -> Result<(), eventbus::Error> {
     /// // The gRPC app channel, until SIGTERM:
     /// server.serve(Transport::grpc("0.0.0.0:5005".parse().unwrap())).await?;
-    /// // Streaming subscriptions, until a signal of your own:
+    /// // Streaming subscriptions (feature `client`), until a signal of your own:
+    /// # #[cfg(feature = "client")] {
     /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     /// other
     ///     .serve(Transport::streaming(DaprEndpoint::from_env()))
     ///     .with_graceful_shutdown(async move { let _ = stopped.await; })
     ///     .await?;
-    /// # drop(stop); Ok(()) }
+    /// # drop(stop); }
+    /// # Ok(()) }
     /// ```
     pub fn serve(self, transport: Transport) -> Serve {
         Serve::new(self, transport)

@@ -4,18 +4,17 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use super::{Server, shutdown_signal};
 use crate::error::Error;
+#[cfg(feature = "client")]
 use crate::sidecar::DaprEndpoint;
-use crate::transport::{grpc, streaming};
+use crate::transport::grpc;
 
 /// After the drain deadline, how long the events still in flight get to send
 /// their RETRY answers before the server stops.
@@ -30,7 +29,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// |---|---|---|
 /// | [`Transport::grpc`] | `--app-protocol grpc` (the default) | listens; daprd calls `AppCallback` |
 /// | [`Transport::http`] (feature `http`) | `--app-protocol http` | listens; daprd POSTs events |
-/// | [`Transport::streaming`] | no app port | dials daprd's gRPC API, one stream per subscription |
+/// | [`Transport::streaming`] (feature `client`) | no app port | dials daprd's gRPC API, one stream per subscription |
 #[derive(Debug)]
 pub struct Transport(Kind);
 
@@ -39,6 +38,7 @@ enum Kind {
     Grpc(Bind),
     #[cfg(feature = "http")]
     Http(Bind),
+    #[cfg(feature = "client")]
     Streaming(DaprEndpoint),
 }
 
@@ -94,6 +94,8 @@ impl Transport {
     /// daprd does not evaluate on a stream. Bulk settings of a consumer that
     /// takes whole batches are honoured by the app. Streams carry pub/sub
     /// only: invocation, bindings and jobs need an app channel.
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
     pub fn streaming(endpoint: DaprEndpoint) -> Self {
         Transport(Kind::Streaming(endpoint))
     }
@@ -153,6 +155,7 @@ impl Server {
             Kind::Grpc(bind) => self.serve_grpc(bind.listen().await?, signal).await,
             #[cfg(feature = "http")]
             Kind::Http(bind) => self.serve_http(bind.listen().await?, signal).await,
+            #[cfg(feature = "client")]
             Kind::Streaming(endpoint) => self.serve_streaming(endpoint, signal).await,
         }
     }
@@ -163,8 +166,7 @@ impl Server {
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tonic::transport::Server::builder()
             .http2_max_header_list_size(grpc::MAX_HEADER_LIST_SIZE)
-            .add_routes(grpc::routes(self.pipeline.clone()))
-            .serve_with_incoming_shutdown(incoming, async {
+            .serve_with_incoming_shutdown(grpc::AppChannel::new(self.pipeline.clone()), incoming, async {
                 let _ = stopped.await;
             });
         tracing::info!(?address, subscriptions = self.subscriptions().len(), "eventbus server listening");
@@ -190,14 +192,16 @@ impl Server {
     /// Streams until `signal`, then stops reading, finishes the events in
     /// flight (up to the drain timeout; after it they are answered `RETRY`),
     /// answers them and closes the streams.
+    #[cfg(feature = "client")]
     async fn serve_streaming(self, endpoint: DaprEndpoint, signal: BoxFuture<'static, ()>) -> Result<(), Error> {
         let pipeline = self.pipeline.clone();
+        use crate::transport::streaming;
         let streams = streaming::streams(&pipeline)?;
-        let stop = CancellationToken::new();
+        let stop = tokio_util::sync::CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
         tracing::info!(endpoint = endpoint.address(), streams = streams.len(), "eventbus streaming subscriptions");
         for stream in streams {
-            tasks.spawn(streaming::run(pipeline.clone(), endpoint.clone(), Arc::new(stream), stop.clone()));
+            tasks.spawn(streaming::run(pipeline.clone(), endpoint.clone(), std::sync::Arc::new(stream), stop.clone()));
         }
         signal.await;
         tracing::info!(in_flight = pipeline.in_flight.len(), "shutting down: finishing the events in flight");

@@ -89,7 +89,7 @@ impl DaprApiStub {
             StubService { published: published.clone(), failures: failures.clone(), streams: streams.clone() };
         let task = tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            let _ = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await;
+            let _ = tonic::transport::Server::builder().serve_with_incoming(service, incoming).await;
         });
         Ok(DaprApiStub { address, published, failures, streams, max_attempts: 5, task })
     }

@@ -9,7 +9,6 @@ use crate::grpc::proto::common::{InvokeRequest, InvokeResponse};
 use crate::grpc::proto::runtime as pb;
 use crate::grpc::proto::runtime::topic_event_bulk_request_entry::Event as BulkEvent;
 use bytes::Bytes;
-use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
 use super::token::RequireToken;
@@ -32,26 +31,86 @@ pub const MAX_HEADER_LIST_SIZE: u32 = 4 * 1024 * 1024;
 #[derive(Clone)]
 pub(crate) struct Callback(pub(crate) Arc<Pipeline>);
 
-/// The gRPC services of `pipeline`, with the message size limit applied.
-pub(crate) fn routes(pipeline: Arc<Pipeline>) -> Routes {
-    let limit = pipeline.max_message_size.saturating_mul(4).max(crate::server::DEFAULT_MAX_MESSAGE_SIZE);
-    let token = pipeline.token.clone();
-    let callback = Callback(pipeline);
-    let mut routes = Routes::default();
-    // The token is one layer in front of the two services with data-plane RPCs.
-    routes = routes.add_service(RequireToken::new(
-        pb::app_callback_server::AppCallbackServer::new(callback.clone()).max_decoding_message_size(limit),
-        token.as_deref(),
-    ));
-    routes = routes.add_service(RequireToken::new(
-        pb::app_callback_alpha_server::AppCallbackAlphaServer::new(callback.clone()).max_decoding_message_size(limit),
-        token.as_deref(),
-    ));
-    let health = tonic_health::pb::health_server::HealthServer::new(callback.0.health.service());
-    routes =
-        routes.add_service(pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(callback.clone()));
-    // grpc.health.v1, for Kubernetes gRPC probes: the same readiness as HealthCheck.
-    routes.add_service(ProbeOnCheck { inner: health, pipeline: callback.0 })
+/// The gRPC app channel: `AppCallback`, `AppCallbackAlpha`,
+/// `AppCallbackHealthCheck` and `grpc.health.v1.Health` behind one tower
+/// service that routes each call by its service name. Serve it with
+/// `tonic::transport::Server::serve_with_incoming`, or mount it under those
+/// four paths ([`AppChannel::SERVICES`]) in a router of your own. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct AppChannel {
+    app_callback: RequireToken<pb::app_callback_server::AppCallbackServer<Callback>>,
+    alpha: RequireToken<pb::app_callback_alpha_server::AppCallbackAlphaServer<Callback>>,
+    health_check: pb::app_callback_health_check_server::AppCallbackHealthCheckServer<Callback>,
+    health: ProbeOnCheck<tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>>,
+}
+
+impl std::fmt::Debug for AppChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppChannel").field("services", &Self::SERVICES).finish()
+    }
+}
+
+impl AppChannel {
+    /// The gRPC services it answers, by their full names.
+    pub const SERVICES: [&'static str; 4] = [
+        "dapr.proto.runtime.v1.AppCallback",
+        "dapr.proto.runtime.v1.AppCallbackAlpha",
+        "dapr.proto.runtime.v1.AppCallbackHealthCheck",
+        "grpc.health.v1.Health",
+    ];
+
+    /// The services of `pipeline`, with the message size limit applied.
+    pub(crate) fn new(pipeline: Arc<Pipeline>) -> Self {
+        let limit = pipeline.max_message_size.saturating_mul(4).max(crate::server::DEFAULT_MAX_MESSAGE_SIZE);
+        let token = pipeline.token.clone();
+        let callback = Callback(pipeline.clone());
+        // The token is one layer in front of the two services with data-plane RPCs.
+        AppChannel {
+            app_callback: RequireToken::new(
+                pb::app_callback_server::AppCallbackServer::new(callback.clone()).max_decoding_message_size(limit),
+                token.as_deref(),
+            ),
+            alpha: RequireToken::new(
+                pb::app_callback_alpha_server::AppCallbackAlphaServer::new(callback.clone())
+                    .max_decoding_message_size(limit),
+                token.as_deref(),
+            ),
+            health_check: pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(callback),
+            // For Kubernetes gRPC probes: the same readiness as HealthCheck.
+            health: ProbeOnCheck {
+                inner: tonic_health::pb::health_server::HealthServer::new(pipeline.health.service()),
+                pipeline,
+            },
+        }
+    }
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for AppChannel {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    /// The services are always ready: each call is served by a clone.
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        use tower::ServiceExt;
+        // `/<package>.<Service>/<Method>`
+        let service = request.uri().path().trim_start_matches('/').split('/').next().unwrap_or_default();
+        match service {
+            "dapr.proto.runtime.v1.AppCallback" => Box::pin(self.app_callback.clone().oneshot(request)),
+            "dapr.proto.runtime.v1.AppCallbackAlpha" => Box::pin(self.alpha.clone().oneshot(request)),
+            "dapr.proto.runtime.v1.AppCallbackHealthCheck" => Box::pin(self.health_check.clone().oneshot(request)),
+            "grpc.health.v1.Health" => Box::pin(self.health.clone().oneshot(request)),
+            _ => {
+                let status = Status::unimplemented(format!("no gRPC service {service:?} here"));
+                Box::pin(std::future::ready(Ok(status.into_http())))
+            }
+        }
+    }
 }
 
 impl Callback {
@@ -253,10 +312,6 @@ impl pb::app_callback_health_check_server::AppCallbackHealthCheck for Callback {
 struct ProbeOnCheck<S> {
     inner: S,
     pipeline: Arc<Pipeline>,
-}
-
-impl<S: tonic::server::NamedService> tonic::server::NamedService for ProbeOnCheck<S> {
-    const NAME: &'static str = S::NAME;
 }
 
 impl<S, B> tower::Service<http::Request<B>> for ProbeOnCheck<S>

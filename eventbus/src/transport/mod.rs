@@ -5,5 +5,6 @@
 pub(crate) mod grpc;
 #[cfg(feature = "http")]
 pub(crate) mod http;
+#[cfg(feature = "client")]
 pub(crate) mod streaming;
 mod token;

@@ -41,10 +41,6 @@ impl<S> RequireToken<S> {
     }
 }
 
-impl<S: tonic::server::NamedService> tonic::server::NamedService for RequireToken<S> {
-    const NAME: &'static str = S::NAME;
-}
-
 impl<S, B> tower::Service<http::Request<B>> for RequireToken<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>, Error = Infallible>,

@@ -31,6 +31,8 @@ fn run(root: &Path, target: &Path, check: bool) -> Result<(), String> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // No `connect` helpers: they need tonic's client transport, which is the `client` feature.
+        .build_transport(false)
         .include_file("mod.rs")
         .out_dir(scratch.path())
         .compile_fds(descriptors)

@@ -399,17 +399,6 @@ pub mod app_callback_client {
     pub struct AppCallbackClient<T> {
         inner: tonic::client::Grpc<T>,
     }
-    impl AppCallbackClient<tonic::transport::Channel> {
-        /// Attempt to create a new client by connecting to a given endpoint.
-        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
-        where
-            D: TryInto<tonic::transport::Endpoint>,
-            D::Error: Into<StdError>,
-        {
-            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
-            Ok(Self::new(conn))
-        }
-    }
     impl<T> AppCallbackClient<T>
     where
         T: tonic::client::GrpcService<tonic::body::Body>,
@@ -1206,17 +1195,6 @@ pub mod app_callback_health_check_client {
     pub struct AppCallbackHealthCheckClient<T> {
         inner: tonic::client::Grpc<T>,
     }
-    impl AppCallbackHealthCheckClient<tonic::transport::Channel> {
-        /// Attempt to create a new client by connecting to a given endpoint.
-        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
-        where
-            D: TryInto<tonic::transport::Endpoint>,
-            D::Error: Into<StdError>,
-        {
-            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
-            Ok(Self::new(conn))
-        }
-    }
     impl<T> AppCallbackHealthCheckClient<T>
     where
         T: tonic::client::GrpcService<tonic::body::Body>,
@@ -1514,17 +1492,6 @@ pub mod app_callback_alpha_client {
     #[derive(Debug, Clone)]
     pub struct AppCallbackAlphaClient<T> {
         inner: tonic::client::Grpc<T>,
-    }
-    impl AppCallbackAlphaClient<tonic::transport::Channel> {
-        /// Attempt to create a new client by connecting to a given endpoint.
-        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
-        where
-            D: TryInto<tonic::transport::Endpoint>,
-            D::Error: Into<StdError>,
-        {
-            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
-            Ok(Self::new(conn))
-        }
     }
     impl<T> AppCallbackAlphaClient<T>
     where
@@ -2351,17 +2318,6 @@ pub mod dapr_client {
     #[derive(Debug, Clone)]
     pub struct DaprClient<T> {
         inner: tonic::client::Grpc<T>,
-    }
-    impl DaprClient<tonic::transport::Channel> {
-        /// Attempt to create a new client by connecting to a given endpoint.
-        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
-        where
-            D: TryInto<tonic::transport::Endpoint>,
-            D::Error: Into<StdError>,
-        {
-            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
-            Ok(Self::new(conn))
-        }
     }
     impl<T> DaprClient<T>
     where

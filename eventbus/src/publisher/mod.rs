@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use crate::grpc::proto::runtime::PublishEventRequest;
-use crate::grpc::proto::runtime::dapr_client::DaprClient;
 use bytes::Bytes;
-use tonic::transport::Channel;
 
-use crate::backoff::Backoff;
+#[cfg(feature = "client")]
+mod dapr;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub use dapr::DaprPublisher;
 
 /// An event to publish.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -164,129 +164,6 @@ trait ErasedPublisher: Send + Sync {
 impl<P: Publisher> ErasedPublisher for P {
     fn publish(&self, message: Message) -> futures_util::future::BoxFuture<'_, Result<(), PublishError>> {
         Box::pin(Publisher::publish(self, message))
-    }
-}
-
-/// Publishes through the Dapr sidecar's gRPC API (`PublishEvent`), with the
-/// `DAPR_API_TOKEN` when set. A failure that may pass (the sidecar
-/// unavailable or overloaded, a timeout, a broker error) is retried with
-/// exponential, jittered backoff before it is returned; a refusal
-/// (`InvalidArgument`, `NotFound`, `PermissionDenied`, …) is returned at once.
-#[derive(Clone)]
-pub struct DaprPublisher {
-    client: DaprClient<Channel>,
-    address: String,
-    token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-    attempts: u32,
-    backoff: Backoff,
-}
-
-impl std::fmt::Debug for DaprPublisher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DaprPublisher")
-            .field("address", &self.address)
-            .field("attempts", &self.attempts)
-            .finish_non_exhaustive()
-    }
-}
-
-impl DaprPublisher {
-    /// Connects to the sidecar named by the environment (`DAPR_GRPC_ENDPOINT`
-    /// or `DAPR_GRPC_PORT`, with `DAPR_API_TOKEN`), as the Dapr SDKs do.
-    pub async fn connect() -> Result<Self, PublishError> {
-        let endpoint = crate::sidecar::DaprEndpoint::from_env();
-        let mut publisher = DaprPublisher::connect_to(endpoint.address()).await?;
-        publisher.token = endpoint.api_token().and_then(|t| t.parse().ok());
-        Ok(publisher)
-    }
-
-    /// Connects to the sidecar at `address` (e.g. `http://127.0.0.1:50001`).
-    pub async fn connect_to(address: impl Into<String>) -> Result<Self, PublishError> {
-        let address = address.into();
-        let connect = async {
-            tonic::transport::Endpoint::from_shared(address.clone())?
-                .connect_timeout(Duration::from_secs(5))
-                .connect()
-                .await
-        };
-        let channel = connect
-            .await
-            .map_err(|source| PublishError::Connect { address: address.clone(), source: source.into() })?;
-        Ok(DaprPublisher::on_channel(channel, &crate::sidecar::DaprEndpoint::new(address)))
-    }
-
-    /// A publisher on a connected `channel` to the sidecar of `endpoint`, with its token.
-    pub(crate) fn on_channel(channel: Channel, endpoint: &crate::sidecar::DaprEndpoint) -> Self {
-        DaprPublisher {
-            client: DaprClient::new(channel),
-            address: endpoint.address().to_owned(),
-            token: endpoint.api_token().and_then(|t| t.parse().ok()),
-            attempts: 3,
-            backoff: Backoff { first: Duration::from_millis(100), cap: Duration::from_secs(5) },
-        }
-    }
-
-    /// Calls per publish before a failure that may pass is returned (default
-    /// 3; 1 for no retry), waiting `first_backoff` (default 100 ms), doubled
-    /// per retry (at most 5 s), with jitter.
-    #[must_use]
-    pub fn retries(mut self, attempts: u32, first_backoff: Duration) -> Self {
-        self.attempts = attempts.max(1);
-        self.backoff.first = first_backoff;
-        self
-    }
-}
-
-/// Whether the sidecar's answer may change on another try.
-fn may_pass(code: tonic::Code) -> bool {
-    use tonic::Code;
-    // Internal: daprd's answer when the broker fails to take the message.
-    matches!(
-        code,
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted | Code::Internal
-    )
-}
-
-impl Publisher for DaprPublisher {
-    async fn publish(&self, message: Message) -> Result<(), PublishError> {
-        let request = PublishEventRequest {
-            pubsub_name: message.pubsub,
-            topic: message.topic,
-            data: message.data.to_vec(),
-            data_content_type: message.content_type,
-            metadata: message.metadata,
-        };
-        let mut attempt = 1;
-        loop {
-            let mut call = tonic::Request::new(request.clone());
-            if let Some(token) = &self.token {
-                call.metadata_mut().insert(crate::sidecar::TOKEN_HEADER, token.clone());
-            }
-            // daprd takes the trace context of the call as the CloudEvent's.
-            #[cfg(feature = "opentelemetry")]
-            for (header, value) in crate::middleware::otel::current_trace_headers() {
-                if let Ok(value) = value.parse() {
-                    call.metadata_mut().insert(header, value);
-                }
-            }
-            // Clones share the channel: concurrent publishes stay concurrent.
-            let status = match self.client.clone().publish_event(call).await {
-                Ok(_) => return Ok(()),
-                Err(status) => status,
-            };
-            if attempt >= self.attempts || !may_pass(status.code()) {
-                let (topic, address) = (request.topic, self.address.clone());
-                return Err(PublishError::Sidecar {
-                    topic,
-                    address,
-                    attempts: attempt,
-                    source: crate::status::from_grpc(&status),
-                });
-            }
-            tracing::warn!(topic = %request.topic, attempt, code = ?status.code(), error = %status.message(), "publish failed; retrying");
-            tokio::time::sleep(self.backoff.delay(attempt - 1)).await;
-            attempt += 1;
-        }
     }
 }
 
