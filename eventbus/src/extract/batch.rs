@@ -7,7 +7,8 @@ use crate::event::{Event, EventData};
 use crate::handler::{Answers, Delivery};
 use crate::outcome::{HandlerError, IntoOutcome};
 
-/// The events of one bulk request, decoded as `T`: the argument that makes
+/// The events of one bulk request, decoded as `T` (a slice of [`Event<T>`]
+/// in delivery order, through `Deref`): the argument that makes
 /// a handler take whole batches (to write them in one transaction, one
 /// multi-row statement, one call to a search engine). A single event
 /// arrives as a batch of one. An entry whose payload does not decode is
@@ -45,17 +46,6 @@ pub struct Batch<T> {
 }
 
 impl<T> Batch<T> {
-    /// The events, in delivery order.
-    pub fn events(&self) -> &[Event<T>] {
-        &self.events
-    }
-
-    /// The events, taken out of the batch; answer them with
-    /// [`answers`](Batch::answers) on the batch they came from.
-    pub fn take_events(&mut self) -> Vec<Event<T>> {
-        std::mem::take(&mut self.events)
-    }
-
     /// One result per event, in the batch's order: the `i`-th result
     /// answers the `i`-th event. An event with no result (fewer results than
     /// events) is retried: the handler did not say it was done.

@@ -17,6 +17,12 @@
 //! | [`TimeoutLayer`] | the route's timeout | `Retry` / `DeadlineExceeded` |
 //! | your layers ([`ServerBuilder::layer`](crate::ServerBuilder::layer)) | anything, e.g. put a value in [`Request::extensions_mut`] for handlers to take | anything |
 //! | the handler | extract, call, map its results | its answer |
+//!
+//! Layers of one consumer alone go on the consumer
+//! ([`ConsumerExt::layer`](crate::consumer::ConsumerExt::layer)), inside
+//! these. An invocation, binding or job handler has no layers of its own: a
+//! server layer that looks at [`Request::kind`] and [`Request::name`] is
+//! one for it alone.
 
 use std::convert::Infallible;
 use std::sync::Arc;
