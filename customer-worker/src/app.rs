@@ -15,6 +15,7 @@ use crate::config::{Config, Transport};
 use crate::consumers::CustomerConsumers;
 use crate::jobs::{JobKind, Jobs};
 use crate::store::Store;
+use crate::writer::Writer;
 
 /// `--mode`: what the process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -49,7 +50,7 @@ pub fn event_server(
         .timeout(Duration::from_secs(config.server.handler_timeout_secs))
         .concurrency_limit(config.server.concurrency_per_topic)
         .drain_timeout(Duration::from_secs(config.server.drain_timeout_secs))
-        .consumers(Arc::new(CustomerConsumers::new(store.clone())));
+        .consumers(Arc::new(CustomerConsumers::new(Writer::start(store.clone()))));
     // daprd dead-letters without a reason: the worker keeps it for `redrive`.
     let drops = store.clone();
     builder = builder.on_drop(move |dropped| {

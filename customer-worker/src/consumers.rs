@@ -19,18 +19,19 @@ use crate::contracts::{
     check_event_id,
 };
 use crate::orders::OrderEvent;
-use crate::store::{Applied, Change, Item, Store, millis};
+use crate::store::{Applied, Change, Item, millis};
+use crate::writer::Writer;
 
-/// The worker's consumers, sharing the store.
+/// The worker's consumers, sharing the store's writer.
 #[derive(Debug)]
 pub struct CustomerConsumers {
-    store: Store,
+    writer: Writer,
 }
 
 impl CustomerConsumers {
-    /// The consumers.
-    pub fn new(store: Store) -> Self {
-        CustomerConsumers { store }
+    /// The consumers, writing through `writer` (group commit).
+    pub fn new(writer: Writer) -> Self {
+        CustomerConsumers { writer }
     }
 
     /// Writes the events that passed their checks, together with the
@@ -48,7 +49,7 @@ impl CustomerConsumers {
             }
         }
         let logged: Vec<(String, &'static str)> = accepted.iter().map(|i| (i.event_id.clone(), i.consumer)).collect();
-        let mut written = logged.into_iter().zip(self.store.write(accepted).await);
+        let mut written = logged.into_iter().zip(self.writer.write(accepted).await);
         for slot in results.iter_mut().filter(|slot| slot.is_none()) {
             let Some(((event_id, topic), result)) = written.next() else { break };
             if let Ok(applied) = &result {

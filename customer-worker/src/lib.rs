@@ -13,6 +13,7 @@ pub mod redrive;
 pub mod replay;
 pub mod store;
 pub mod telemetry;
+pub mod writer;
 
 use std::fmt::Write as _;
 

@@ -1,5 +1,7 @@
 //! What an order event does to its order, and what the order's change does
-//! to its customer's figures. Pure functions: the SQL lives in `store`.
+//! to its customer's figures; the rules across orders and customers (one
+//! owner per order, one currency per customer, totals within 64 bits) in
+//! [`accept`]. Pure functions: the SQL lives in `store`.
 //!
 //! An order *counts* when it is completed and not cancelled; it contributes
 //! its amount less its refunds (which may never exceed the amount). Applying an event keeps the
@@ -7,6 +9,8 @@
 //! events ends in the same state, and a customer's figures change by the
 //! difference between the order's contribution before and after: O(1) per
 //! event, whatever the customer's history.
+
+use std::collections::HashMap;
 
 /// What is known of one order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -134,6 +138,56 @@ fn min_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     }
 }
 
+/// A customer's figures as read (and locked) at the start of a batch, moved
+/// by each accepted event: what the 64-bit totals are checked against.
+#[derive(Debug, Clone)]
+pub struct Locked {
+    pub currency: Option<String>,
+    pub spent: i64,
+    pub refunded: i64,
+}
+
+/// Applies `event` (of `event_id`, for `customer`'s order `order_id`) to its
+/// order and its customer's figures in memory, or says why the event is
+/// refused: the order belongs to another customer, the customer's totals are
+/// in another currency, refunds would exceed the order, or a total would
+/// overflow.
+pub fn accept(
+    event_id: &str,
+    customer: &str,
+    order_id: &str,
+    event: &OrderEvent,
+    orders: &mut HashMap<String, (String, OrderState)>,
+    locked: &mut HashMap<String, Locked>,
+) -> Result<Delta, String> {
+    let currency = event.currency();
+    let (owner, old) = orders.get(order_id).cloned().unwrap_or_else(|| (customer.to_owned(), OrderState::default()));
+    if owner != customer {
+        tracing::warn!(event.id = %event_id, order = %order_id, owner = %owner, customer = %customer, "order claimed by a second customer");
+        return Err(format!("customer_id: order {order_id} belongs to customer {owner}, not {customer}"));
+    }
+    let figures = locked.get_mut(customer).ok_or_else(|| format!("customer_id: customer {customer} was not locked"))?;
+    if let Some(existing) = &figures.currency
+        && existing != currency
+    {
+        return Err(refuse(customer, existing, currency));
+    }
+    let new = old.apply(event)?;
+    let delta = Delta::between(&old, &new);
+    let spent = figures.spent.checked_add(delta.spent);
+    let refunded = figures.refunded.checked_add(delta.refunded);
+    let (Some(spent), Some(refunded)) = (spent, refunded) else {
+        return Err(format!("customer {customer}: total spent or refunded would overflow 64 bits"));
+    };
+    *figures = Locked { currency: Some(currency.to_owned()), spent, refunded };
+    orders.insert(order_id.to_owned(), (owner, new));
+    Ok(delta)
+}
+
+fn refuse(customer: &str, existing: &str, currency: &str) -> String {
+    format!("customer {customer} has orders in {existing}; an order in {currency} cannot be added to its totals")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +241,45 @@ mod tests {
         let full = OrderState { refunded_minor: i64::MAX, ..OrderState::default() };
         assert!(full.apply(&returned(1)).unwrap_err().contains("overflow"));
         assert_eq!(state.apply(&completed(1000, 7)).unwrap(), state, "the same order completed again");
+    }
+
+    fn locked(customer: &str, currency: Option<&str>, spent: i64) -> HashMap<String, Locked> {
+        let figures = Locked { currency: currency.map(str::to_owned), spent, refunded: 0 };
+        HashMap::from([(customer.to_owned(), figures)])
+    }
+
+    #[test]
+    fn an_order_has_one_owner() {
+        let mut orders = HashMap::new();
+        let mut customers = locked("c-1", None, 0);
+        customers.extend(locked("c-2", None, 0));
+        assert!(accept("e1", "c-1", "o-1", &completed(1000, 5), &mut orders, &mut customers).is_ok());
+        let refused = accept("e2", "c-2", "o-1", &returned(100), &mut orders, &mut customers).unwrap_err();
+        assert_eq!(refused, "customer_id: order o-1 belongs to customer c-1, not c-2");
+        assert_eq!(customers["c-2"].spent, 0, "a refused event moves nothing");
+    }
+
+    #[test]
+    fn a_customer_has_one_currency_and_totals_within_64_bits() {
+        let mut orders = HashMap::new();
+        let mut customers = locked("c-1", Some("USD"), 0);
+        let refused = accept("e1", "c-1", "o-1", &completed(1000, 5), &mut orders, &mut customers).unwrap_err();
+        assert!(refused.contains("has orders in USD"), "{refused}");
+        let mut customers = locked("c-1", Some("EUR"), i64::MAX - 10);
+        let refused = accept("e2", "c-1", "o-2", &completed(1000, 5), &mut orders, &mut customers).unwrap_err();
+        assert!(refused.contains("overflow"), "{refused}");
+        assert!(orders.get("o-2").is_none(), "a refused order is not kept");
+    }
+
+    #[test]
+    fn refunds_stay_within_the_order() {
+        let mut orders = HashMap::new();
+        let mut customers = locked("c-1", None, 0);
+        let accepted = accept("e1", "c-1", "o-1", &completed(1000, 5), &mut orders, &mut customers);
+        assert_eq!(accepted.map(|d| d.spent), Ok(1000));
+        assert!(accept("e2", "c-1", "o-1", &returned(600), &mut orders, &mut customers).is_ok());
+        assert!(accept("e3", "c-1", "o-1", &returned(600), &mut orders, &mut customers).is_err());
+        // Spent is net of refunds.
+        assert_eq!((customers["c-1"].spent, customers["c-1"].refunded), (400, 600));
     }
 }

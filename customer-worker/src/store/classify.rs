@@ -17,8 +17,14 @@
 
 use crate::store::Backend;
 
-/// Transient or permanent, as [`eventbus::outcome::ErrorKind`] says.
-pub use eventbus::outcome::ErrorKind;
+/// Whether an error can pass on another try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// It may pass: retry.
+    Transient,
+    /// The data causes it: it fails the same way on every try.
+    Permanent,
+}
 
 /// How `error` from `backend` should be answered.
 pub fn classify(backend: Backend, error: &sqlx::Error) -> ErrorKind {

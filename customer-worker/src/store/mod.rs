@@ -1,9 +1,11 @@
 //! The customer database: SQLite or PostgreSQL behind one pool, the same
-//! migrations, and every SQL statement of the worker's events: each effect
-//! is written with its inbox row in one transaction, shared by the events
-//! that arrive together (group commit, [`commit`]), with the same few
-//! multi-row statements whatever their number ([`write`]). The consumers say
-//! what an event means; this module says how it is stored.
+//! migrations, and every SQL statement of the worker: each event's effect is
+//! written with its inbox row in one transaction, shared by the events that
+//! arrive together, with the same few multi-row statements whatever their
+//! number ([`write`]). The consumers say what an event means and how it is
+//! answered; the domain ([`crate::orders`]) says what it may change; this
+//! module says how it is stored, with errors of its own ([`StoreError`]).
+//! It knows nothing of the event framework.
 
 use std::time::Duration;
 
@@ -15,10 +17,8 @@ use sqlx::{AnyPool, Row};
 
 use crate::config::DatabaseConfig;
 use classify::{ErrorKind, classify};
-use commit::Job;
 
 pub mod classify;
-mod commit;
 mod orders;
 mod write;
 
@@ -61,15 +61,6 @@ impl StoreError {
     /// Whether delivering the event again cannot help.
     pub fn is_permanent(&self) -> bool {
         !matches!(self, StoreError::Database(_))
-    }
-
-    /// Database failures are retried; refusals and rejections are dropped to the dead letter.
-    pub fn into_handler_error(self) -> eventbus::HandlerError {
-        if self.is_permanent() {
-            eventbus::HandlerError::permanent(self)
-        } else {
-            eventbus::HandlerError::transient(self)
-        }
     }
 }
 
@@ -118,7 +109,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    commits: tokio::sync::mpsc::Sender<Job>,
+    max_connections: u32,
 }
 
 /// How long [`Store::ping`] waits.
@@ -162,8 +153,7 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot connect to {}", config.redacted_url()))?;
-        let commits = commit::start(pool.clone(), backend, commit::writers(backend, config.max_connections));
-        let store = Store { pool, backend, commits };
+        let store = Store { pool, backend, max_connections: config.max_connections };
         MIGRATOR.run(&store.pool).await.context("database migrations failed")?;
         Ok(store)
     }
@@ -171,6 +161,11 @@ impl Store {
     /// The backend.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The pool's size.
+    pub fn max_connections(&self) -> u32 {
+        self.max_connections
     }
 
     /// The pool, for jobs and tests.
@@ -192,24 +187,20 @@ impl Store {
         }
     }
 
-    /// Writes the events' effects, each with its inbox claim, together with
-    /// the other events queued now (group commit), in transactions of at most
-    /// [`MAX_EVENTS_PER_TRANSACTION`]; one result per item, in order, once
-    /// the commit that holds it is durable. An id already claimed by its
-    /// consumer is [`Applied::Duplicate`] and writes nothing; an event the
-    /// database or a business rule refuses fails alone, with a permanent error.
-    pub async fn write(&self, items: Vec<Item>) -> Vec<Result<Applied, eventbus::HandlerError>> {
-        let len = items.len();
-        let (reply, result) = tokio::sync::oneshot::channel();
-        let stopped = || {
-            (0..len)
-                .map(|_| Err(eventbus::HandlerError::transient(anyhow::anyhow!("the store's writer has stopped"))))
-                .collect()
-        };
-        if self.commits.send(Job { items, reply }).await.is_err() {
-            return stopped();
-        }
-        result.await.unwrap_or_else(|_| stopped())
+    /// Writes the effects of `items` (at most [`MAX_EVENTS_PER_TRANSACTION`]),
+    /// each with its inbox claim, in one transaction; one result per item,
+    /// in order: applied, a duplicate (its id already claimed by its
+    /// consumer; nothing written), or refused by a business rule with the
+    /// reason (nothing of it written). An error fails the whole transaction:
+    /// [`StoreError::Refused`] when the database refuses the data,
+    /// [`StoreError::Database`] when it may pass.
+    pub async fn write_transaction(&self, items: &[Item]) -> Result<Vec<Result<Applied, String>>, StoreError> {
+        let classified = |error: sqlx::Error| StoreError::from(error).classified(self.backend);
+        metrics::histogram!("customer_worker_commit_batch_size").record(items.len() as f64);
+        let mut tx = self.pool.begin().await.map_err(classified)?;
+        let results = write::write_batch(&mut tx, self.backend, items).await.map_err(classified)?;
+        tx.commit().await.map_err(classified)?;
+        Ok(results)
     }
 
     /// A customer and their segments.

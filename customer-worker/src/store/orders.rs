@@ -7,11 +7,7 @@ use std::collections::HashMap;
 
 use super::write::{numbered, placeholder, placeholders};
 use super::{Backend, Tx};
-use crate::orders::{Delta, OrderEvent, OrderState};
-
-fn refuse(customer: &str, existing: &str, currency: &str) -> String {
-    format!("customer {customer} has orders in {existing}; an order in {currency} cannot be added to its totals")
-}
+use crate::orders::{Delta, OrderState};
 
 const ORDER_COLUMNS: &str =
     "order_id, customer_id, currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count";
@@ -147,50 +143,4 @@ pub(super) async fn apply_deltas(
         }
     }
     Ok(())
-}
-
-/// A customer's figures as locked at the start of a batch, moved by each
-/// accepted event: what the 64-bit totals are checked against.
-#[derive(Debug, Clone)]
-pub(super) struct Locked {
-    pub currency: Option<String>,
-    pub spent: i64,
-    pub refunded: i64,
-}
-
-/// Applies `event` (of `event_id`, for `customer`'s order `order_id`) to its
-/// order and its customer's figures in memory, or says why the event is
-/// refused: the order belongs to another customer, the customer's totals are
-/// in another currency, refunds would exceed the order, or a total would
-/// overflow.
-pub(super) fn accept(
-    event_id: &str,
-    customer: &str,
-    order_id: &str,
-    event: &OrderEvent,
-    orders: &mut HashMap<String, (String, OrderState)>,
-    locked: &mut HashMap<String, Locked>,
-) -> Result<Delta, String> {
-    let currency = event.currency();
-    let (owner, old) = orders.get(order_id).cloned().unwrap_or_else(|| (customer.to_owned(), OrderState::default()));
-    if owner != customer {
-        tracing::warn!(event.id = %event_id, order = %order_id, owner = %owner, customer = %customer, "order claimed by a second customer");
-        return Err(format!("customer_id: order {order_id} belongs to customer {owner}, not {customer}"));
-    }
-    let figures = locked.get_mut(customer).ok_or_else(|| format!("customer_id: customer {customer} was not locked"))?;
-    if let Some(existing) = &figures.currency
-        && existing != currency
-    {
-        return Err(refuse(customer, existing, currency));
-    }
-    let new = old.apply(event)?;
-    let delta = Delta::between(&old, &new);
-    let spent = figures.spent.checked_add(delta.spent);
-    let refunded = figures.refunded.checked_add(delta.refunded);
-    let (Some(spent), Some(refunded)) = (spent, refunded) else {
-        return Err(format!("customer {customer}: total spent or refunded would overflow 64 bits"));
-    };
-    *figures = Locked { currency: Some(currency.to_owned()), spent, refunded };
-    orders.insert(order_id.to_owned(), (owner, new));
-    Ok(delta)
 }

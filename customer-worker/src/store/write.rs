@@ -13,18 +13,14 @@
 //!
 //! Locks are taken in one global order (inbox rows, customers, orders, each
 //! sorted), so concurrent transactions, of this replica or another, never
-//! wait on each other in a cycle. A batch the database refuses as a whole is
-//! split until each event is answered for itself ([`eventbus::isolate`]).
+//! wait on each other in a cycle.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
-use eventbus::{HandlerError, isolate};
-use sqlx::AnyPool;
-
-use super::orders::{Locked, accept, apply_deltas, load_orders, save_orders};
-use super::{Applied, Backend, StoreError, Tx, now_millis};
-use crate::orders::{Delta, OrderEvent, OrderState};
+use super::orders::{apply_deltas, load_orders, save_orders};
+use super::{Applied, Backend, Tx, now_millis};
+use crate::orders::{Delta, Locked, OrderEvent, OrderState, accept};
 
 /// Most events in one transaction. Every multi-row statement then stays
 /// within SQLite's 500 compound SELECT terms and 32,766 variables and
@@ -51,41 +47,6 @@ pub enum Change {
     Login { at: i64 },
     /// A `password_changed` row in `security_events`.
     PasswordChange { changed_at: i64, ip_address: Option<String>, user_agent: Option<String> },
-}
-
-/// Writes `items` in transactions of at most [`MAX_EVENTS_PER_TRANSACTION`];
-/// one result per item, in order. An event the database or a business rule
-/// refuses fails alone.
-pub(super) async fn write_items(
-    pool: &AnyPool,
-    backend: Backend,
-    items: Vec<Item>,
-) -> Vec<Result<Applied, HandlerError>> {
-    let mut results = Vec::with_capacity(items.len());
-    let mut items = items.into_iter().peekable();
-    while items.peek().is_some() {
-        // Moved, not cloned: items are copied only if a chunk has to be split.
-        let chunk: Vec<Item> = items.by_ref().take(MAX_EVENTS_PER_TRANSACTION).collect();
-        let written = isolate(chunk, |items| async move {
-            one_transaction(pool, backend, &items)
-                .await
-                .map_err(|e| StoreError::from(e).classified(backend).into_handler_error())
-        });
-        results.extend(written.await);
-    }
-    results
-}
-
-async fn one_transaction(
-    pool: &AnyPool,
-    backend: Backend,
-    items: &[Item],
-) -> Result<Vec<Result<Applied, HandlerError>>, sqlx::Error> {
-    metrics::histogram!("customer_worker_commit_batch_size").record(items.len() as f64);
-    let mut tx = pool.begin().await?;
-    let results = write_batch(&mut tx, backend, items).await?;
-    tx.commit().await?;
-    Ok(results.into_iter().map(|r| r.map_err(|reason| StoreError::Rejected(reason).into_handler_error())).collect())
 }
 
 /// Placeholder `n` (from 1): `$n` for PostgreSQL; `?` for SQLite, where sqlx
