@@ -5,7 +5,7 @@ mod common;
 
 use chrono::{Duration, SecondsFormat, Utc};
 use common::{completed, config, databases, login, worker};
-use customer_worker::jobs::{JobKind, JobReport, Jobs, daily_stats};
+use customer_worker::jobs::{JobKind, JobReport, Jobs};
 use customer_worker::store::{Table, millis};
 use tokio_util::sync::CancellationToken;
 
@@ -76,7 +76,7 @@ async fn stats_aggregate_today() {
         let jobs = Jobs::new(w.store.clone(), config(&db)).unwrap();
         jobs.run(JobKind::Stats, &CancellationToken::new()).await.unwrap();
         let today = Utc::now().format("%Y-%m-%d").to_string();
-        let stats = daily_stats(&w.store, &today).await.unwrap().unwrap();
+        let stats = w.store.daily_stats(&today).await.unwrap().unwrap();
         assert_eq!(
             (stats.customers, stats.new_customers, stats.orders_completed, stats.revenue_minor, stats.logins),
             (2, 2, 2, 1250, 1),

@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::JobReport;
 use crate::config::CleanupConfig;
-use crate::store::{Store, millis};
+use crate::store::{Retained, Store, millis};
 
 pub(super) async fn run(
     store: &Store,
@@ -17,29 +17,17 @@ pub(super) async fn run(
     let inbox_cutoff = millis(now - Duration::days(i64::from(config.inbox_retention_days)));
     let security_cutoff = millis(now - Duration::days(i64::from(config.security_retention_days)));
     let deletes = [
-        (
-            "DELETE FROM inbox WHERE (consumer, event_id) IN
-               (SELECT consumer, event_id FROM inbox WHERE processed_at < $1 LIMIT $2)",
-            inbox_cutoff,
-        ),
-        (
-            "DELETE FROM dead_letters WHERE (topic, event_id) IN
-               (SELECT topic, event_id FROM dead_letters WHERE dropped_at < $1 LIMIT $2)",
-            inbox_cutoff,
-        ),
-        (
-            "DELETE FROM security_events WHERE event_id IN
-               (SELECT event_id FROM security_events WHERE recorded_at < $1 LIMIT $2)",
-            security_cutoff,
-        ),
+        (Retained::Inbox, inbox_cutoff),
+        (Retained::DeadLetters, inbox_cutoff),
+        (Retained::SecurityEvents, security_cutoff),
     ];
     let mut rows = 0;
-    for (sql, cutoff) in deletes {
+    for (retained, cutoff) in deletes {
         loop {
             if cancel.is_cancelled() {
                 return Ok(JobReport::Ran { rows, complete: false });
             }
-            let deleted = sqlx::query(sql).bind(cutoff).bind(batch).execute(store.pool()).await?.rows_affected();
+            let deleted = store.delete_expired(retained, cutoff, batch).await?;
             rows += deleted;
             if deleted < batch as u64 {
                 break;

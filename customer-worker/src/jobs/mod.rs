@@ -11,18 +11,16 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use chrono::Utc;
-use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, parse_cron};
-use crate::store::{Backend, Store};
+use crate::store::Store;
 
 mod cleanup;
 mod segments;
 mod stats;
 
 pub use segments::SegmentRules;
-pub use stats::{DailyStats, read as daily_stats};
 
 /// One of the three jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,21 +115,8 @@ impl Jobs {
     }
 
     async fn run_locked(&self, kind: JobKind, cancel: &CancellationToken) -> anyhow::Result<JobReport> {
-        // The lock lives on one connection for the whole run.
-        let mut lock = match self.store.backend() {
-            Backend::Postgres => {
-                let mut connection = self.store.pool().acquire().await?;
-                let acquired: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
-                    .bind(kind.lock_key())
-                    .fetch_one(&mut *connection)
-                    .await?
-                    .try_get(0)?;
-                if !acquired {
-                    return Ok(JobReport::Skipped);
-                }
-                Some(connection)
-            }
-            Backend::Sqlite => None,
+        let Some(lock) = self.store.try_job_lock(kind.lock_key()).await? else {
+            return Ok(JobReport::Skipped);
         };
         let batch = i64::from(self.config.jobs.batch_size);
         let result = match kind {
@@ -139,9 +124,7 @@ impl Jobs {
             JobKind::Stats => stats::run(&self.store, Utc::now()).await,
             JobKind::Cleanup => cleanup::run(&self.store, &self.config.jobs.cleanup, batch, Utc::now(), cancel).await,
         };
-        if let Some(connection) = lock.as_mut() {
-            sqlx::query("SELECT pg_advisory_unlock($1)").bind(kind.lock_key()).execute(&mut **connection).await?;
-        }
+        lock.release().await?;
         result
     }
 

@@ -2,13 +2,12 @@
 //! keyset-paged batches, one transaction per batch.
 
 use chrono::{DateTime, Duration, Utc};
-use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use super::JobReport;
 use crate::config::SegmentRule;
 use crate::contracts::Amount;
-use crate::store::{Store, millis};
+use crate::store::{CustomerFigures, Store, millis};
 
 /// The rules, with amounts parsed.
 #[derive(Debug, Clone)]
@@ -21,15 +20,6 @@ struct Rule {
     min_total_spent: Option<Amount>,
     max_customer_age_days: Option<i64>,
     min_days_since_last_order: Option<i64>,
-}
-
-/// The figures a rule looks at.
-struct Figures {
-    order_count: i64,
-    total_spent_minor: i64,
-    currency: Option<String>,
-    created_at: i64,
-    last_order_at: Option<i64>,
 }
 
 impl SegmentRules {
@@ -51,7 +41,7 @@ impl SegmentRules {
         Ok(SegmentRules(rules))
     }
 
-    fn segments_of(&self, figures: &Figures, now: DateTime<Utc>) -> Vec<&str> {
+    fn segments_of(&self, figures: &CustomerFigures, now: DateTime<Utc>) -> Vec<&str> {
         let day = Duration::days(1).num_milliseconds();
         let now = millis(now);
         self.0
@@ -85,45 +75,18 @@ pub(super) async fn run(
         if cancel.is_cancelled() {
             return Ok(JobReport::Ran { rows, complete: false });
         }
-        let page = sqlx::query(
-            "SELECT customer_id, order_count, total_spent_minor, currency, created_at, last_order_at
-             FROM customers WHERE customer_id > $1 ORDER BY customer_id LIMIT $2",
-        )
-        .bind(&after)
-        .bind(batch)
-        .fetch_all(store.pool())
-        .await?;
+        let page = store.customer_figures(&after, batch).await?;
         let Some(last) = page.last() else { break };
-        let last_id: String = last.try_get("customer_id")?;
-        let assigned_at = millis(now);
-        let mut tx = store.pool().begin().await?;
-        // The page is the key range (after, last_id]: replace its segments.
-        sqlx::query("DELETE FROM customer_segments WHERE customer_id > $1 AND customer_id <= $2")
-            .bind(&after)
-            .bind(&last_id)
-            .execute(&mut *tx)
-            .await?;
-        for row in &page {
-            let customer_id: String = row.try_get("customer_id")?;
-            let figures = Figures {
-                order_count: row.try_get("order_count")?,
-                total_spent_minor: row.try_get("total_spent_minor")?,
-                currency: row.try_get("currency")?,
-                created_at: row.try_get("created_at")?,
-                last_order_at: row.try_get("last_order_at")?,
-            };
-            for segment in rules.segments_of(&figures, now) {
-                sqlx::query("INSERT INTO customer_segments (customer_id, segment, assigned_at) VALUES ($1, $2, $3)")
-                    .bind(&customer_id)
-                    .bind(segment)
-                    .bind(assigned_at)
-                    .execute(&mut *tx)
-                    .await?;
-                rows += 1;
-            }
-        }
-        tx.commit().await?;
-        after = last_id;
+        let segments: Vec<(&str, &str)> = page
+            .iter()
+            .flat_map(|figures| {
+                rules.segments_of(figures, now).into_iter().map(|segment| (figures.customer_id.as_str(), segment))
+            })
+            .collect();
+        // The page is the key range (after, last]: its segments are replaced.
+        store.replace_segments(&after, &last.customer_id, &segments, millis(now)).await?;
+        rows += segments.len() as u64;
+        after = last.customer_id.clone();
         if (page.len() as i64) < batch {
             break;
         }

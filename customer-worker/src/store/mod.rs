@@ -19,9 +19,11 @@ use crate::config::DatabaseConfig;
 use classify::{ErrorKind, classify};
 
 pub mod classify;
+mod jobs;
 mod orders;
 mod write;
 
+pub use jobs::{CustomerFigures, DailyStats, JobLock, Retained};
 pub use write::{Change, Item, MAX_EVENTS_PER_TRANSACTION};
 
 /// Which database the URL chose.
@@ -74,7 +76,7 @@ pub enum Applied {
 }
 
 /// A customer's figures.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct Customer {
     pub customer_id: String,
     pub currency: Option<String>,
@@ -87,6 +89,8 @@ pub struct Customer {
     pub last_order_at: Option<i64>,
     pub last_login_at: Option<i64>,
     pub created_at: i64,
+    /// From `customer_segments`.
+    #[sqlx(skip)]
     pub segments: Vec<String>,
 }
 
@@ -205,7 +209,7 @@ impl Store {
 
     /// A customer and their segments.
     pub async fn customer(&self, customer_id: &str) -> Result<Option<Customer>, sqlx::Error> {
-        let row = sqlx::query(
+        let customer: Option<Customer> = sqlx::query_as(
             "SELECT customer_id, currency, order_count, total_spent_minor, cancelled_count, returned_count, refunded_minor,
                     first_order_at, last_order_at, last_login_at, created_at
              FROM customers WHERE customer_id = $1",
@@ -213,28 +217,14 @@ impl Store {
         .bind(customer_id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let segments = sqlx::query("SELECT segment FROM customer_segments WHERE customer_id = $1 ORDER BY segment")
-            .bind(customer_id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?;
-        Ok(Some(Customer {
-            customer_id: row.try_get("customer_id")?,
-            currency: row.try_get("currency")?,
-            order_count: row.try_get("order_count")?,
-            total_spent_minor: row.try_get("total_spent_minor")?,
-            cancelled_count: row.try_get("cancelled_count")?,
-            returned_count: row.try_get("returned_count")?,
-            refunded_minor: row.try_get("refunded_minor")?,
-            first_order_at: row.try_get("first_order_at")?,
-            last_order_at: row.try_get("last_order_at")?,
-            last_login_at: row.try_get("last_login_at")?,
-            created_at: row.try_get("created_at")?,
-            segments,
-        }))
+        let Some(mut customer) = customer else { return Ok(None) };
+        let segments: Vec<(String,)> =
+            sqlx::query_as("SELECT segment FROM customer_segments WHERE customer_id = $1 ORDER BY segment")
+                .bind(customer_id)
+                .fetch_all(&self.pool)
+                .await?;
+        customer.segments = segments.into_iter().map(|(segment,)| segment).collect();
+        Ok(Some(customer))
     }
 
     /// Keeps why an event was dropped (the worker's `on_drop`), replacing an

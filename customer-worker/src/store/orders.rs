@@ -12,11 +12,31 @@ use crate::orders::{Delta, OrderState};
 const ORDER_COLUMNS: &str =
     "order_id, customer_id, currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count";
 
-type OrderRow = (String, String, Option<String>, Option<i64>, Option<i64>, Option<i64>, i64, i64);
+/// A row of `orders`, read by column name.
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    order_id: String,
+    customer_id: String,
+    currency: Option<String>,
+    amount_minor: Option<i64>,
+    completed_at: Option<i64>,
+    cancelled_at: Option<i64>,
+    refunded_minor: i64,
+    return_count: i64,
+}
 
 /// An order as stored: its customer (the order's one owner) and its state.
 fn state_of(row: OrderRow) -> (String, (String, OrderState)) {
-    let (order_id, customer_id, currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count) = row;
+    let OrderRow {
+        order_id,
+        customer_id,
+        currency,
+        amount_minor,
+        completed_at,
+        cancelled_at,
+        refunded_minor,
+        return_count,
+    } = row;
     let state = OrderState { currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count };
     (order_id, (customer_id, state))
 }
@@ -26,11 +46,8 @@ pub(super) async fn load_orders(
     backend: Backend,
     order_ids: &[&str],
 ) -> Result<HashMap<String, (String, OrderState)>, sqlx::Error> {
-    let sql = format!(
-        "SELECT order_id, customer_id, currency, amount_minor, completed_at, cancelled_at, refunded_minor, return_count
-         FROM orders WHERE order_id IN ({})",
-        numbered(backend, 1, order_ids.len())
-    );
+    let sql =
+        format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id IN ({})", numbered(backend, 1, order_ids.len()));
     let mut query = sqlx::query_as::<_, OrderRow>(&sql);
     for id in order_ids {
         query = query.bind(*id);
