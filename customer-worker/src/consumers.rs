@@ -1,4 +1,4 @@
-//! The five consumers. Each checks its event against the contract
+//! The six consumers. Each checks its event against the contract
 //! ([`crate::contracts::Check`]), then writes its effect and its inbox row in
 //! one transaction (shared with concurrent events: group commit). Order events
 //! update the order's row and move the customer's figures by the order's
@@ -15,8 +15,8 @@ use eventbus::handler::Answers;
 use eventbus::{Batch, Event, HandlerError, subscribe};
 
 use crate::contracts::{
-    AuthLogin, AuthPasswordChanged, Check, Contract, Id, OrderCancelled, OrderCompleted, OrderReturned, amount_minor,
-    check_event_id,
+    AuthLogin, AuthPasswordChanged, Check, Contract, CustomerDeleted, Id, OrderCancelled, OrderCompleted,
+    OrderReturned, amount_minor, check_event_id,
 };
 use crate::orders::OrderEvent;
 use crate::store::{Applied, Change, Item, millis};
@@ -160,5 +160,14 @@ impl CustomerConsumers {
             user_agent: event.data.user_agent.clone(),
         };
         self.write_one(item("auth.password_changed", event.id(), &event.data.customer_id, change)).await
+    }
+
+    /// Erases the customer: personal data removed, figures kept anonymised,
+    /// later events for them dropped ([`crate::customers`]). Idempotent.
+    #[subscribe("customer.deleted", dead_letter = "customer.deleted.dlq")]
+    async fn customer_deleted(&self, event: Event<Contract<CustomerDeleted>>) -> Result<(), HandlerError> {
+        checked(&event)?;
+        let change = Change::Erase { at: millis(event.data.deleted_at) };
+        self.write_one(item("customer.deleted", event.id(), &event.data.customer_id, change)).await
     }
 }

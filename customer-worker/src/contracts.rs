@@ -298,6 +298,12 @@ impl Check for AuthLogin {
     }
 }
 
+impl Check for CustomerDeleted {
+    fn check(&self) -> Result<(), String> {
+        check_id("customer_id", &self.customer_id.0)
+    }
+}
+
 impl Check for AuthPasswordChanged {
     fn check(&self) -> Result<(), String> {
         check_id("customer_id", &self.customer_id.0)?;
@@ -380,6 +386,19 @@ pub struct AuthPasswordChanged {
     #[serde(default)]
     #[serde(alias = "userAgent")]
     pub user_agent: Option<String>,
+}
+
+/// `customer.deleted`: the customer asked to be erased.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CustomerDeleted {
+    #[serde(alias = "customerId")]
+    pub customer_id: Id,
+    #[serde(alias = "deletedAt")]
+    pub deleted_at: DateTime<Utc>,
+}
+
+impl ProtoMessage for CustomerDeleted {
+    const NAME: &'static str = "customer.v1.CustomerDeleted";
 }
 
 impl ProtoMessage for OrderCompleted {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod consumers;
 pub mod contracts;
+pub mod customers;
 pub mod jobs;
 pub mod orders;
 pub mod redrive;

@@ -9,6 +9,7 @@ mod common;
 use common::daprd::{
     PUBSUB, WorkerProcess, cloud_event, postgres_and_daprd, set_database_reachable, sidecar, until_settled,
 };
+use customer_worker::customers::anonymous_id;
 use customer_worker::store::{Store, Table};
 use eventbus::publisher::{DaprPublisher, Message, Publisher};
 use eventbus::testing::daprd::eventually;
@@ -81,6 +82,24 @@ async fn every_topic_lands_once_and_poison_goes_to_its_dead_letter_topic() {
     assert_eq!(dead[0].cloud_event().unwrap()["id"], "bad-1");
     assert_eq!(store.count(Table::Inbox).await.unwrap(), 7);
     assert_eq!(store.customer("c-1").await.unwrap().unwrap(), customer);
+
+    // The sixth topic: customer.deleted erases c-1 (figures kept under an
+    // anonymous key), and a later login for c-1 goes to its dead-letter topic.
+    let erase = cloud_event(
+        "erase-c-1",
+        "customer.deleted",
+        json!({"customer_id": "c-1", "deleted_at": "2026-11-25T08:00:00Z"}),
+    );
+    daprd.publish_cloud_event(PUBSUB, "customer.deleted", &erase).await.unwrap();
+    let anonymous = eventually("c-1 erased", || async { store.customer(&anonymous_id("erase-c-1")).await.ok()? }).await;
+    assert_eq!((anonymous.total_spent_minor, anonymous.last_login_at), (7000, None));
+    assert!(store.customer("c-1").await.unwrap().is_none());
+    assert_eq!(store.count(Table::SecurityEvents).await.unwrap(), 0, "c-1's security log is gone");
+    let late =
+        cloud_event("late-login", "auth.login", json!({"customer_id": "c-1", "login_at": "2026-11-26T08:00:00Z"}));
+    daprd.publish_cloud_event(PUBSUB, "auth.login", &late).await.unwrap();
+    let dead = redis.wait_for_stream("auth.login.dlq", 1).await.unwrap();
+    assert_eq!(dead[0].cloud_event().unwrap()["id"], "late-login");
 }
 
 #[tokio::test]

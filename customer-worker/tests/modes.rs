@@ -25,7 +25,7 @@ async fn each_mode_starts_only_what_it_names() {
 }
 
 #[tokio::test]
-async fn the_worker_subscribes_to_the_five_topics_with_dead_letters() {
+async fn the_worker_subscribes_to_the_six_topics_with_dead_letters() {
     let db = databases().await.remove(0);
     let running = app::start(config(&db), Mode::Events, None).await.unwrap();
     let sidecar = eventbus::testing::TestSidecar::connect(running.app_addr.unwrap()).await.unwrap();
@@ -35,11 +35,17 @@ async fn the_worker_subscribes_to_the_five_topics_with_dead_letters() {
         .map(|s| (s.pubsub_name.clone(), s.topic.clone(), s.dead_letter_topic.clone()))
         .collect();
     topics.sort();
-    let expected: Vec<(String, String, String)> =
-        ["auth.login", "auth.password_changed", "order.cancelled", "order.completed", "order.returned"]
-            .into_iter()
-            .map(|t| ("pubsub-redis".to_owned(), t.to_owned(), format!("{t}.dlq")))
-            .collect();
+    let expected: Vec<(String, String, String)> = [
+        "auth.login",
+        "auth.password_changed",
+        "customer.deleted",
+        "order.cancelled",
+        "order.completed",
+        "order.returned",
+    ]
+    .into_iter()
+    .map(|t| ("pubsub-redis".to_owned(), t.to_owned(), format!("{t}.dlq")))
+    .collect();
     assert_eq!(topics, expected);
     running.shutdown();
     running.wait().await.unwrap();

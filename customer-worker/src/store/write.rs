@@ -9,17 +9,23 @@
 //! 3. read the orders, judge each order event in memory (one owner, one
 //!    currency, refunds within the order, totals within 64 bits), write the
 //!    orders and move each customer's figures ([`super::orders`]);
-//! 4. insert the password changes' security events (one statement).
+//! 4. insert the password changes' security events (one statement);
+//! 5. erase the customers of `customer.deleted` events (rare: a few
+//!    statements each, [`crate::customers`]).
+//!
+//! An event for a customer erased before the batch is refused (one lookup
+//! of the batch's customers among the erased).
 //!
 //! Locks are taken in one global order (inbox rows, customers, orders, each
 //! sorted), so concurrent transactions, of this replica or another, never
 //! wait on each other in a cycle.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::orders::{apply_deltas, load_orders, save_orders};
 use super::{Applied, Backend, Tx, now_millis};
+use crate::customers;
 use crate::orders::{Delta, Locked, OrderEvent, OrderState, accept};
 
 /// Most events in one transaction. Every multi-row statement then stays
@@ -47,6 +53,8 @@ pub enum Change {
     Login { at: i64 },
     /// A `password_changed` row in `security_events`.
     PasswordChange { changed_at: i64, ip_address: Option<String>, user_agent: Option<String> },
+    /// The customer is erased ([`crate::customers`]).
+    Erase { at: i64 },
 }
 
 /// Placeholder `n` (from 1): `$n` for PostgreSQL; `?` for SQLite, where sqlx
@@ -118,6 +126,17 @@ pub(super) async fn write_batch(
     if !fresh.contains(&true) {
         return Ok(vec![Ok(Applied::Duplicate); items.len()]);
     }
+
+    // Events for customers erased before this batch are refused, and
+    // written nowhere (an erasure of one again is fine: nothing happens).
+    let erased = erased_among(tx, backend, items, &fresh).await?;
+    let mut blocked: Vec<Option<String>> = vec![None; items.len()];
+    for (index, item) in items.iter().enumerate() {
+        if fresh[index] && !matches!(item.change, Change::Erase { .. }) && erased.contains(&item.customer_id) {
+            blocked[index] = Some(customers::erased());
+            fresh[index] = false;
+        }
+    }
     let fresh_items = || items.iter().zip(&fresh).filter(|(_, f)| **f).map(|(item, _)| item);
 
     // 2. Create and lock the customers (sorted), each login moving
@@ -132,7 +151,7 @@ pub(super) async fn write_batch(
                 let latest = customers.entry(&item.customer_id).or_insert(None);
                 *latest = Some(latest.map_or(at, |t| t.max(at)));
             }
-            Change::PasswordChange { .. } => {}
+            Change::PasswordChange { .. } | Change::Erase { .. } => {}
         }
     }
     let mut locked: HashMap<String, Locked> = HashMap::new();
@@ -177,10 +196,16 @@ pub(super) async fn write_batch(
     let mut deltas: BTreeMap<&str, (&str, Delta)> = BTreeMap::new();
     let mut refused = Vec::new();
     let mut results: Vec<Result<Applied, String>> = Vec::with_capacity(items.len());
-    for ((item, fresh), copy) in items.iter().zip(&fresh).zip(&copy_of) {
+    for (((item, fresh), copy), blocked) in items.iter().zip(&fresh).zip(&copy_of).zip(blocked) {
         if let Some(first) = *copy {
             let answer = results[first].clone().map(|_| Applied::Duplicate);
             results.push(answer);
+            continue;
+        }
+        if let Some(reason) = blocked {
+            tracing::warn!(event.id = %item.event_id, consumer = item.consumer, "event for an erased customer refused");
+            results.push(Err(reason));
+            refused.push(item);
             continue;
         }
         if !fresh {
@@ -268,5 +293,65 @@ pub(super) async fn write_batch(
         }
         insert.execute(&mut **tx).await?;
     }
+
+    // 7. The erasures, last: the batch's other events of the customer came first.
+    for item in fresh_items() {
+        if let Change::Erase { at } = item.change {
+            erase(tx, &item.customer_id, &item.event_id, at).await?;
+        }
+    }
     Ok(results)
+}
+
+/// The customers of the fresh items that were erased before.
+async fn erased_among(
+    tx: &mut Tx,
+    backend: Backend,
+    items: &[Item],
+    fresh: &[bool],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let mut by_digest: HashMap<String, &str> = HashMap::new();
+    for (item, _) in items.iter().zip(fresh).filter(|(_, fresh)| **fresh) {
+        by_digest.entry(customers::id_digest(&item.customer_id)).or_insert(&item.customer_id);
+    }
+    if by_digest.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let sql = format!(
+        "SELECT id_digest FROM erased_customers WHERE id_digest IN ({})",
+        numbered(backend, 1, by_digest.len())
+    );
+    let mut query = sqlx::query_as::<_, (String,)>(&sql);
+    for digest in by_digest.keys() {
+        query = query.bind(digest);
+    }
+    let found = query.fetch_all(&mut **tx).await?;
+    Ok(found.into_iter().filter_map(|(digest,)| by_digest.get(&digest).map(|id| (*id).to_owned())).collect())
+}
+
+/// Erases `customer` ([`crate::customers`]): the security log, the
+/// segments, the last login and the dead-letter reasons naming them go;
+/// the figures and orders move to the anonymous key of `event_id`; the
+/// digest of the id is kept.
+async fn erase(tx: &mut Tx, customer: &str, event_id: &str, at: i64) -> Result<(), sqlx::Error> {
+    let anonymous = customers::anonymous_id(event_id);
+    for sql in [
+        "DELETE FROM security_events WHERE customer_id = $1",
+        "DELETE FROM customer_segments WHERE customer_id = $1",
+        "UPDATE orders SET customer_id = $2 WHERE customer_id = $1",
+        "UPDATE customers SET customer_id = $2, last_login_at = NULL WHERE customer_id = $1",
+    ] {
+        sqlx::query(sql).bind(customer).bind(&anonymous).execute(&mut **tx).await?;
+    }
+    // `\` escapes LIKE's wildcards in the id.
+    let pattern = format!("%{}%", customer.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    sqlx::query("DELETE FROM dead_letters WHERE reason LIKE $1 ESCAPE '\\'").bind(pattern).execute(&mut **tx).await?;
+    sqlx::query(
+        "INSERT INTO erased_customers (id_digest, erased_at) VALUES ($1, $2) ON CONFLICT (id_digest) DO NOTHING",
+    )
+    .bind(customers::id_digest(customer))
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
