@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use customer_worker::contracts::{AuthLogin, AuthPasswordChanged, OrderCancelled, OrderCompleted, OrderReturned};
+use customer_worker::contracts::{
+    AuthLogin, AuthPasswordChanged, CustomerDeleted, OrderCancelled, OrderCompleted, OrderReturned,
+};
 use prost::Message;
 use serde_json::{Map, Value};
 
@@ -37,6 +39,7 @@ fn messages() -> Vec<(&'static str, &'static str, Decoder)> {
         ("OrderReturned", "order.returned", decoder::<OrderReturned>()),
         ("AuthLogin", "auth.login", decoder::<AuthLogin>()),
         ("AuthPasswordChanged", "auth.password_changed", decoder::<AuthPasswordChanged>()),
+        ("CustomerDeleted", "customer.deleted", decoder::<CustomerDeleted>()),
     ]
 }
 
@@ -86,6 +89,7 @@ fn contract(name: &str, content_type: &str, data: Vec<u8>) -> Result<String, Str
         "OrderCancelled" => Contract::<OrderCancelled>::decode(&envelope).map(|c| format!("{:?}", c.0)),
         "OrderReturned" => Contract::<OrderReturned>::decode(&envelope).map(|c| format!("{:?}", c.0)),
         "AuthLogin" => Contract::<AuthLogin>::decode(&envelope).map(|c| format!("{:?}", c.0)),
+        "CustomerDeleted" => Contract::<CustomerDeleted>::decode(&envelope).map(|c| format!("{:?}", c.0)),
         _ => Contract::<AuthPasswordChanged>::decode(&envelope).map(|c| format!("{:?}", c.0)),
     };
     shown.map_err(|e| e.to_string())

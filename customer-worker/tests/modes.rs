@@ -15,7 +15,7 @@ async fn each_mode_starts_only_what_it_names() {
         assert_eq!(running.scheduler, cron, "{mode:?}");
         if let Some(address) = running.app_addr {
             let sidecar = eventbus::testing::TestSidecar::connect(address).await.unwrap();
-            assert_eq!(sidecar.subscriptions().len(), 5);
+            assert_eq!(sidecar.subscriptions().len(), 6);
         }
         assert_eq!(get(running.admin_addr, "/healthz").await, Some((200, "ok".into())));
         assert_eq!(get(running.admin_addr, "/readyz").await, Some((200, "ready".into())));

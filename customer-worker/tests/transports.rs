@@ -33,7 +33,7 @@ async fn over_http_events_are_applied_and_poison_is_dead_lettered() {
         let store = Store::connect(&config.data.database).await.unwrap();
         let running = app::start(config, Mode::Events, None).await.unwrap();
         let sidecar = HttpSidecar::connect(running.app_addr.unwrap()).await.unwrap().pubsub("pubsub-redis");
-        assert_eq!(sidecar.subscriptions().len(), 5, "{}", db.label);
+        assert_eq!(sidecar.subscriptions().len(), 6, "{}", db.label);
 
         let order = sidecar.publish("order.completed", completed("o-1", "c-1", "12.50", "2026-01-01T10:00:00Z")).await;
         assert_eq!(order.unwrap().settlement, Settlement::Acked, "{}", db.label);
@@ -56,7 +56,7 @@ async fn over_streaming_subscriptions_events_are_applied_and_poison_is_dead_lett
         let store = Store::connect(&config.data.database).await.unwrap();
         let running = app::start(config, Mode::Events, None).await.unwrap();
         assert_eq!(running.app_addr, None, "no app port with streaming");
-        assert_eq!(stub.wait_for_streams(5).await.len(), 5, "{}", db.label);
+        assert_eq!(stub.wait_for_streams(6).await.len(), 6, "{}", db.label);
 
         let order = stub
             .publish_stream("pubsub-redis", "order.completed", completed("o-1", "c-1", "12.50", "2026-01-01T10:00:00Z"))
