@@ -6,13 +6,15 @@
 //! regenerate them with `TRYBUILD=overwrite cargo test -p dapr-eventbus --test
 //! subscribe`, and move the version below.
 
+/// One trybuild project for every case: one build of the library and its
+/// dependencies, not one per kind of case.
 #[test]
-fn ui_pass() {
-    trybuild::TestCases::new().pass("tests/subscribe/pass/*.rs");
-}
-
-#[rustversion::attr(not(stable(1.95)), ignore = "the .stderr files are pinned to rustc 1.95")]
-#[test]
-fn ui_compile_fail() {
-    trybuild::TestCases::new().compile_fail("tests/subscribe/fail/*.rs");
+fn ui() {
+    let cases = trybuild::TestCases::new();
+    cases.pass("tests/subscribe/pass/*.rs");
+    if rustversion::cfg!(stable(1.95)) {
+        cases.compile_fail("tests/subscribe/fail/*.rs");
+    } else {
+        eprintln!("compile-fail cases skipped: their .stderr files are pinned to rustc 1.95");
+    }
 }

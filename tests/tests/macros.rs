@@ -130,7 +130,7 @@ async fn the_handler_stays_an_ordinary_callable_function() {
     let seen = Seen::default();
     let envelope = eventbus::Envelope { id: "e1".into(), ..Default::default() };
     let event = Event::new(envelope, Order { order_id: "direct".into(), total: 5 });
-    // Through `Deref` (boxed future) and through `call` (the original function).
+    // `#[subscribe]` leaves the function as written: tests call it directly.
     assert_eq!(price_default(event.clone(), State(seen.clone())).await, Outcome::Success);
     price_v2(State(seen.clone()), event).await.unwrap();
     assert_eq!(seen.take(), vec!["default:direct", "v2:direct"]);

@@ -1,4 +1,5 @@
-//! Every row of DESIGN.md's status table, over real gRPC.
+//! Every row of the README's status table (what each situation is
+//! answered), over real gRPC.
 #![allow(clippy::unwrap_used)]
 
 mod common;
