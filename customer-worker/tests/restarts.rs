@@ -229,8 +229,26 @@ async fn under_load(
             .iter()
             .map(|(_, daprd)| daprd.log().lines().rev().take(15).collect::<Vec<_>>().join("\n"))
             .collect();
+        // Which events are neither applied nor dead-lettered, by topic and id.
+        let applied: std::collections::HashSet<(String, String)> =
+            sqlx::query_as("SELECT consumer, event_id FROM inbox")
+                .fetch_all(store.pool())
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+        let dead: Vec<String> = dead_lettered(&redis).await;
+        let missing: Vec<(&str, String)> = (0..events)
+            .map(|i| {
+                let (topic, cloud_event) = event(i);
+                (topic, cloud_event["id"].as_str().unwrap_or_default().to_owned())
+            })
+            .filter(|(topic, id)| !applied.contains(&((*topic).to_owned(), id.clone())) && !dead.contains(id))
+            .take(10)
+            .collect();
         panic!(
-            "{scenario}: {} of {events} applied after {SETTLE:?}; (lag, pending) per topic: {groups:?}\n\
+            "{scenario}: {} of {events} applied after {SETTLE:?}; missing (topic, id): {missing:?}; \
+             (lag, pending) per topic: {groups:?}\n\
              daprd's last lines:\n{}",
             store.count(Table::Inbox).await.unwrap_or(-1),
             tail.join("\n---\n")
