@@ -37,27 +37,31 @@ impl CustomerConsumers {
     /// Writes the events that passed their checks, together with the
     /// events arriving now; the others keep their refusal.
     async fn write(&self, items: Vec<Result<Item, HandlerError>>) -> Vec<Result<(), HandlerError>> {
-        let mut results = Vec::with_capacity(items.len());
         let mut accepted = Vec::with_capacity(items.len());
-        for item in items {
-            match item {
-                Ok(item) => {
-                    results.push(None);
+        // Each event's refusal, or the index of its write in `accepted`.
+        let slots: Vec<Result<usize, HandlerError>> = items
+            .into_iter()
+            .map(|item| {
+                item.map(|item| {
                     accepted.push(item);
-                }
-                Err(refusal) => results.push(Some(Err(refusal))),
-            }
-        }
+                    accepted.len() - 1
+                })
+            })
+            .collect();
         let logged: Vec<(String, &'static str)> = accepted.iter().map(|i| (i.event_id.clone(), i.consumer)).collect();
-        let mut written = logged.into_iter().zip(self.writer.write(accepted).await);
-        for slot in results.iter_mut().filter(|slot| slot.is_none()) {
-            let Some(((event_id, topic), result)) = written.next() else { break };
-            if let Ok(applied) = &result {
-                log_applied(&event_id, topic, *applied);
-            }
-            *slot = Some(result.map(|_| ()));
-        }
-        results.into_iter().map(|r| r.unwrap_or_else(|| Err(no_result()))).collect()
+        // The writer answers each item, in the order given.
+        let mut written: Vec<Option<Result<Applied, HandlerError>>> =
+            self.writer.write(accepted).await.into_iter().map(Some).collect();
+        slots
+            .into_iter()
+            .map(|slot| {
+                let index = slot?;
+                let applied = written.get_mut(index).and_then(Option::take).unwrap_or_else(|| Err(no_result()))?;
+                let (event_id, topic) = &logged[index];
+                log_applied(event_id, topic, applied);
+                Ok(())
+            })
+            .collect()
     }
 
     /// Writes one event, together with the events arriving now.

@@ -11,8 +11,8 @@ use common::daprd::{
 };
 use customer_worker::customers::anonymous_id;
 use customer_worker::store::{Store, Table};
+use daprd_harness::eventually;
 use eventbus::publisher::{DaprPublisher, Message, Publisher};
-use eventbus::testing::daprd::eventually;
 use serde_json::json;
 
 async fn store(db: &common::TestDb) -> Store {

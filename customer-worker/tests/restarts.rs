@@ -27,8 +27,8 @@ use common::TestDb;
 use common::daprd::{WorkerProcess, postgres_and_daprd, set_database_reachable, until_settled};
 use common::shipped::Shipped;
 use customer_worker::store::{Store, Table, millis};
+use daprd_harness::{Daprd, Redis};
 use eventbus::publisher::{DaprPublisher, Message, Publisher};
-use eventbus::testing::daprd::{Daprd, Redis};
 use serde_json::json;
 
 const PUBSUB: &str = "pubsub-redis";

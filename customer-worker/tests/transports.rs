@@ -9,7 +9,7 @@ use common::{TestDb, completed, databases, login};
 use customer_worker::app::{self, Mode};
 use customer_worker::config::{Config, DEFAULT_CONFIG};
 use customer_worker::store::Store;
-use eventbus::testing::{CloudEvent, DaprApiStub, HttpSidecar, Settlement};
+use eventbus::testing::{CloudEvent, Settlement, TestSidecar};
 
 fn config(db: &TestDb, transport: &str, extra: &[(&str, String)]) -> Config {
     let mut env = vec![
@@ -32,7 +32,7 @@ async fn over_http_events_are_applied_and_poison_is_dead_lettered() {
         let config = config(&db, "http", &[]);
         let store = Store::connect(&config.data.database).await.unwrap();
         let running = app::start(config, Mode::Events, None).await.unwrap();
-        let sidecar = HttpSidecar::connect(running.app_addr.unwrap()).await.unwrap().pubsub("pubsub-redis");
+        let sidecar = TestSidecar::connect_http(running.app_addr.unwrap()).await.unwrap().pubsub("pubsub-redis");
         assert_eq!(sidecar.subscriptions().len(), 6, "{}", db.label);
 
         let order = sidecar.publish("order.completed", completed("o-1", "c-1", "12.50", "2026-01-01T10:00:00Z")).await;
@@ -51,24 +51,25 @@ async fn over_http_events_are_applied_and_poison_is_dead_lettered() {
 #[tokio::test]
 async fn over_streaming_subscriptions_events_are_applied_and_poison_is_dead_lettered() {
     for db in databases().await {
-        let stub = DaprApiStub::start().await.unwrap();
+        let stub = TestSidecar::start_api().await.unwrap();
         let config = config(&db, "streaming", &[("CUSTOMER_WORKER__SERVER__DAPR_GRPC_ENDPOINT", stub.endpoint())]);
         let store = Store::connect(&config.data.database).await.unwrap();
         let running = app::start(config, Mode::Events, None).await.unwrap();
         assert_eq!(running.app_addr, None, "no app port with streaming");
-        assert_eq!(stub.wait_for_streams(6).await.len(), 6, "{}", db.label);
+        assert_eq!(stub.wait_for_streams(6).await.unwrap().len(), 6, "{}", db.label);
 
         let order = stub
-            .publish_stream("pubsub-redis", "order.completed", completed("o-1", "c-1", "12.50", "2026-01-01T10:00:00Z"))
-            .await;
+            .publish_to("pubsub-redis", "order.completed", completed("o-1", "c-1", "12.50", "2026-01-01T10:00:00Z"))
+            .await
+            .unwrap();
         assert_eq!(order.settlement, Settlement::Acked, "{}", db.label);
         let poison =
-            stub.publish_stream("pubsub-redis", "order.completed", CloudEvent::json(&serde_json::json!({}))).await;
+            stub.publish_to("pubsub-redis", "order.completed", CloudEvent::json(&serde_json::json!({}))).await.unwrap();
         assert_eq!(poison.settlement, Settlement::DeadLettered("order.completed.dlq".into()));
         assert_eq!(spent(&store, "c-1").await, 1250, "{}", db.label);
 
         running.shutdown();
         running.wait().await.unwrap();
-        assert!(stub.wait_for_streams(0).await.is_empty(), "streams closed at shutdown");
+        assert!(stub.wait_for_streams(0).await.unwrap().is_empty(), "streams closed at shutdown");
     }
 }

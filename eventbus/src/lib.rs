@@ -85,15 +85,14 @@
 //! - `redrive` (feature `client`): dead letters back to their topic, chosen by id, time or
 //!   anything else of the event, with a dry run that lists them first.
 //! - `testing` (feature `testing`): a sidecar for tests that drives your app
-//!   over real gRPC the way daprd does, and `testing::daprd`, which runs the
-//!   real daprd and a Redis next to your app.
+//!   the way daprd does, over gRPC, HTTP or streaming subscriptions.
 //!
 //! ## Features
 //!
 //! | feature | default | what |
 //! |---|---|---|
 //! | `client` | no | the sidecar's API: `publisher::DaprPublisher`, streaming subscriptions (`Transport::streaming`), `redrive` |
-//! | `testing` | no | (with `client`) [`testing::TestSidecar`], `testing::DaprApiStub` (streaming), `testing::HttpSidecar` (with `http`) and [`testing::daprd`], for your integration tests |
+//! | `testing` | no | (with `client`) [`testing::TestSidecar`] over gRPC, HTTP (with `http`) or streaming subscriptions, for your integration tests |
 //! | `http` | no | the HTTP app channel on axum: `Transport::http`, and `http::router` to mount it in your own axum app |
 //! | `check-rules` | no (on with `testing`) | routing rules (CEL) are parsed when the server is built, so a typo fails at start-up |
 //! | `opentelemetry` | no | each event's span is a child of the incoming W3C trace context (with a `tracing-opentelemetry` layer installed); `DaprPublisher` sends the current context on |

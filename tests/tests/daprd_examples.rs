@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::daprd::{TEST_RESOURCES, dead_letter_ids, sidecar, until_settled};
 use common::{builder, start, start_server};
-use eventbus::testing::daprd::{self, eventually};
+use daprd_harness::{self as daprd, eventually};
 use eventbus::{Event, Raw, Subscription, handler};
 use serde_json::json;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::daprd::{dead_letter_ids, sidecar_with_short_retries, until_settled};
 use common::{Order, builder, start};
-use eventbus::testing::daprd;
+use daprd_harness as daprd;
 use eventbus::testing::{CloudEvent, Settlement};
 use eventbus::{Event, HandlerError, Subscription, handler};
 use serde_json::json;

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use common::builder;
 use common::daprd::{Seen, by_kind, dead_letter_ids, order_event, sidecar_with_short_retries, until_settled};
-use eventbus::testing::daprd::{self, eventually};
+use daprd_harness::{self as daprd, eventually};
 use eventbus::{Batch, Event, Outcome, Subscription, handler};
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -113,11 +113,11 @@ async fn daprd_delivers_over_http_with_the_same_answers() {
 /// daprd calls `POST /<method>` and `OPTIONS` then `POST /tick`.
 #[tokio::test]
 async fn daprd_invokes_and_delivers_bindings_over_http() {
+    use daprd_harness::HarnessError;
     use eventbus::HandlerError;
     use eventbus::binding::BindingEvent;
     use eventbus::invoke::Json;
-    use eventbus::status::{Code, Status};
-    use eventbus::testing::daprd::HarnessError;
+    use eventbus::status::Status;
 
     if !daprd::available() {
         return;
@@ -152,7 +152,7 @@ async fn daprd_invokes_and_delivers_bindings_over_http() {
     assert_eq!(doubled.data.map(|any| any.value).unwrap_or_default(), b"42");
     assert_eq!(doubled.content_type, "application/json");
     match daprd.invoke("http-invoke", "missing", "text/plain", "plum").await {
-        Err(HarnessError::Api(status)) => assert_eq!(status.code(), Code::NotFound, "{status}"),
+        Err(HarnessError::Api(status)) => assert_eq!(status.code(), tonic::Code::NotFound, "{status}"),
         other => panic!("expected NotFound, got {other:?}"),
     }
     eventually("two ticks of the cron binding over HTTP", || async {

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use common::builder;
 use common::daprd::{RESOURCES, Seen, by_kind, dead_letter_ids, order_event, until_settled};
+use daprd_harness::{self as daprd, Daprd, Redis, eventually};
 use eventbus::sidecar::DaprEndpoint;
-use eventbus::testing::daprd::{self, Daprd, Redis, eventually};
 use eventbus::{Event, Outcome, Subscription, handler};
 use serde_json::json;
 use tokio::sync::{Semaphore, oneshot};

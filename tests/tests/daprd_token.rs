@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use common::daprd::{TEST_RESOURCES, sidecar, until_settled};
 use common::{Order, builder};
-use eventbus::testing::daprd::{self, eventually};
+use daprd_harness::{self as daprd, eventually};
 use eventbus::{Event, Subscription, handler};
 use serde_json::json;
 

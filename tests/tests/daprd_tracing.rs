@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use common::daprd::{RESOURCES, TEST_RESOURCES, until_settled};
 use common::{builder, start};
+use daprd_harness::{self as daprd, Daprd, Redis};
 use eventbus::extract::Metadata;
 use eventbus::publisher::{DaprPublisher, Message, Publisher};
-use eventbus::testing::daprd::{self, Daprd, Redis};
 use eventbus::{Event, Subscription, handler};
 use opentelemetry::trace::{SpanId, TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Order, builder, order};
-use eventbus::testing::{CloudEvent, HttpSidecar, Settlement};
+use eventbus::testing::{CloudEvent, Settlement, TestSidecar};
 use eventbus::{Batch, Event, Outcome, ServerBuilder, Subscription, handler};
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -47,7 +47,7 @@ async fn rules_route_by_path_and_the_default_catches_the_rest() {
             .consumer(handler(Subscription::new("prices"), |_: Event<Order>| async {})),
     )
     .await;
-    let sidecar = HttpSidecar::connect(app.address).await.unwrap();
+    let sidecar = TestSidecar::connect_http(app.address).await.unwrap();
     let routes = sidecar.subscriptions()[0].routes.clone().unwrap();
     assert_eq!((routes.rules[0].path.as_str(), routes.default.as_str()), ("/v2", "/prices"));
     let v2 = sidecar.publish("prices", CloudEvent::json(&order("o-1")).event_type("v2")).await.unwrap();
@@ -66,7 +66,7 @@ async fn a_bulk_request_gets_one_status_per_entry() {
         },
     )))
     .await;
-    let sidecar = HttpSidecar::connect(app.address).await.unwrap();
+    let sidecar = TestSidecar::connect_http(app.address).await.unwrap();
     let bulk = sidecar.subscriptions()[0].clone();
     assert_eq!(bulk.topic, "orders");
     let ce = |id: &str, data: serde_json::Value| {
@@ -101,10 +101,10 @@ async fn the_token_is_required_as_a_header_and_bad_bodies_are_dropped() {
             .consumer(handler(Subscription::new("orders"), |_: Event<Order>| async {})),
     )
     .await;
-    let without = HttpSidecar::connect(app.address).await.unwrap().max_attempts(2);
+    let without = TestSidecar::connect_http(app.address).await.unwrap().max_attempts(2);
     let refused = without.publish("orders", CloudEvent::json(&order("o-1"))).await.unwrap();
     assert_eq!(refused.attempts, vec![Ok(Outcome::Retry); 2], "401 is retried by daprd");
-    let with = HttpSidecar::connect(app.address).await.unwrap().token("s3cret");
+    let with = TestSidecar::connect_http(app.address).await.unwrap().token("s3cret");
     assert_eq!(with.publish("orders", CloudEvent::json(&order("o-1"))).await.unwrap().settlement, Settlement::Acked);
     let (status, answer) = with.post("/orders", &json!(["not", "an", "event"])).await.unwrap();
     assert_eq!((status, answer), (200, json!({"status": "DROP"})));
@@ -137,7 +137,7 @@ async fn invocation_bindings_and_jobs_are_served_as_daprd_calls_them() {
             }),
     )
     .await;
-    let sidecar = HttpSidecar::connect(app.address).await.unwrap().token("s3cret");
+    let sidecar = TestSidecar::connect_http(app.address).await.unwrap().token("s3cret");
     assert_eq!(sidecar.invoke("POST", "double", b"21").await.unwrap(), (200, b"42".to_vec()));
     assert_eq!(sidecar.invoke("POST", "double", b"twenty").await.unwrap().0, 400);
     assert_eq!(sidecar.invoke("POST", "double", u64::MAX.to_string().as_bytes()).await.unwrap().0, 400);
@@ -150,7 +150,7 @@ async fn invocation_bindings_and_jobs_are_served_as_daprd_calls_them() {
     assert_eq!(sidecar.trigger_job("nightly", b"[]").await.unwrap(), 500);
     assert_eq!(sidecar.trigger_job("unknown", b"{}").await.unwrap(), 404);
 
-    let stranger = HttpSidecar::connect(app.address).await.unwrap();
+    let stranger = TestSidecar::connect_http(app.address).await.unwrap();
     assert_eq!(stranger.invoke("POST", "double", b"21").await.unwrap().0, 401);
     assert_eq!(stranger.binding("orders-queue", b"ok").await.unwrap(), 401);
     assert_eq!(stranger.trigger_job("nightly", b"{}").await.unwrap(), 401);

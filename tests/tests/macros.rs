@@ -82,7 +82,8 @@ async fn subscriptions_from_both_forms_reach_the_sidecar() {
     let seen = Seen::default();
     let app = app(&seen).await;
     let sidecar = app.sidecar().await;
-    let topics: Vec<&str> = sidecar.subscriptions().iter().map(|s| s.topic.as_str()).collect();
+    let subscriptions = sidecar.subscriptions();
+    let topics: Vec<&str> = subscriptions.iter().map(|s| s.topic.as_str()).collect();
     assert_eq!(topics, vec!["prices", "search.index", "order.completed", "order.cancelled"]);
 
     let prices = sidecar.subscription("prices").unwrap();

@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use common::{Order, builder, order};
 use eventbus::sidecar::DaprEndpoint;
-use eventbus::testing::{CloudEvent, DaprApiStub, Settlement};
+use eventbus::testing::{CloudEvent, DaprApi, Settlement, TestSidecar};
 use eventbus::{Batch, Event, Outcome, ServerBuilder, Subscription, handler};
 use tokio::sync::{Barrier, Notify, oneshot};
 use tokio::task::JoinHandle;
 
 struct StreamingApp {
-    stub: DaprApiStub,
+    stub: TestSidecar<DaprApi>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), eventbus::Error>>,
 }
@@ -26,19 +26,19 @@ impl StreamingApp {
     /// Serves `builder` over streaming subscriptions to a fresh stub, and
     /// waits until its `streams` subscriptions are open.
     async fn start(builder: ServerBuilder, streams: usize) -> StreamingApp {
-        let stub = DaprApiStub::start().await.unwrap().max_attempts(3);
+        let stub = TestSidecar::start_api().await.unwrap().max_attempts(3);
         let server = builder.build().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let endpoint = DaprEndpoint::new(stub.endpoint());
         let task = tokio::spawn(server.serve(eventbus::Transport::streaming(endpoint)).with_graceful_shutdown(async {
             let _ = stopped.await;
         }));
-        stub.wait_for_streams(streams).await;
+        stub.wait_for_streams(streams).await.unwrap();
         StreamingApp { stub, stop: Some(stop), task }
     }
 
     async fn publish(&self, topic: &str, event: CloudEvent) -> eventbus::testing::Delivery {
-        self.stub.publish_stream("pubsub", topic, event).await
+        self.stub.publish_to("pubsub", topic, event).await.unwrap()
     }
 
     async fn shut_down(mut self) {
@@ -123,7 +123,7 @@ async fn a_broken_stream_is_reopened_and_the_event_in_flight_is_delivered_again(
     assert_eq!(delivery.attempts.len(), 2, "{delivery:?}");
     assert_eq!(delivery.attempts[1], Ok(Outcome::Success));
     assert_eq!(delivery.settlement, Settlement::Acked);
-    assert_eq!(app.stub.wait_for_streams(1).await, [("pubsub".to_owned(), "orders".to_owned())]);
+    assert_eq!(app.stub.wait_for_streams(1).await.unwrap(), [("pubsub".to_owned(), "orders".to_owned())]);
     app.shut_down().await;
 }
 
@@ -155,7 +155,7 @@ async fn shutdown_finishes_and_answers_the_event_in_flight_then_closes_the_strea
     let (delivery, ()) = tokio::join!(delivery, shutdown);
     assert_eq!(delivery.attempts, vec![Ok(Outcome::Success)], "answered before the stream closed");
     app.task.await.unwrap().unwrap();
-    assert!(app.stub.wait_for_streams(0).await.is_empty(), "the app closed its stream");
+    assert!(app.stub.wait_for_streams(0).await.unwrap().is_empty(), "the app closed its stream");
 }
 
 #[tokio::test]

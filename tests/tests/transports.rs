@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Order, builder, order};
 use eventbus::sidecar::DaprEndpoint;
-use eventbus::testing::{CloudEvent, DaprApiStub, Delivery, HttpSidecar, Settlement};
+use eventbus::testing::{CloudEvent, Delivery, Settlement, TestSidecar};
 use eventbus::{Event, HandlerError, Outcome, ServerBuilder, Subscription, handler};
 use tokio::sync::oneshot;
 
@@ -80,7 +80,7 @@ async fn http_app_channel() {
             let _ = stopped.await;
         }),
     );
-    let sidecar = HttpSidecar::connect(address).await.unwrap().max_attempts(ATTEMPTS);
+    let sidecar = TestSidecar::connect_http(address).await.unwrap().max_attempts(ATTEMPTS);
     let mut deliveries = Vec::new();
     for (topic, event, _, _) in table() {
         deliveries.push(sidecar.publish(topic, event).await.unwrap());
@@ -92,7 +92,7 @@ async fn http_app_channel() {
 
 #[tokio::test]
 async fn streaming_subscriptions() {
-    let stub = DaprApiStub::start().await.unwrap().max_attempts(ATTEMPTS);
+    let stub = TestSidecar::start_api().await.unwrap().max_attempts(ATTEMPTS);
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(
         app()
@@ -103,10 +103,10 @@ async fn streaming_subscriptions() {
                 let _ = stopped.await;
             }),
     );
-    stub.wait_for_streams(6).await;
+    stub.wait_for_streams(6).await.unwrap();
     let mut deliveries = Vec::new();
     for (topic, event, _, _) in table() {
-        deliveries.push(stub.publish_stream("pubsub", topic, event).await);
+        deliveries.push(stub.publish_to("pubsub", topic, event).await.unwrap());
     }
     check("streaming", deliveries);
     let _ = stop.send(());

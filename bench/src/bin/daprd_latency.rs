@@ -46,7 +46,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use eventbus::testing::daprd::{Daprd, Redis, free_port};
+use daprd_harness::{Daprd, Redis, free_port};
 use hdrhistogram::Histogram;
 use sqlx::Row;
 

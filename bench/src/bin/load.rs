@@ -293,7 +293,7 @@ fn http_event(run: &str, n: u64, topic: &str, pubsub: &str) -> Vec<u8> {
 enum Sender {
     Grpc(AppCallbackClient<Channel>),
     Http(HttpConnection),
-    Streaming(Arc<eventbus::testing::DaprApiStub>),
+    Streaming(Arc<eventbus::testing::TestSidecar<eventbus::testing::DaprApi>>),
 }
 
 impl Sender {
@@ -319,8 +319,8 @@ impl Sender {
                     .event_type(e.r#type)
                     .extension("traceparent", traceparent)
                     .extension("time", "2026-11-20T10:15:00Z");
-                let delivery = stub.publish_stream(&target.pubsub, &cli.topic, event).await;
-                match delivery.attempts.first() {
+                let delivery = stub.publish_to(&target.pubsub, &cli.topic, event).await;
+                match delivery.ok().and_then(|d| d.attempts.first().copied()) {
                     Some(Ok(eventbus::Outcome::Success)) => Some("SUCCESS".to_owned()),
                     Some(Ok(eventbus::Outcome::Drop)) => Some("DROP".to_owned()),
                     Some(Ok(eventbus::Outcome::Retry)) => Some("RETRY".to_owned()),
@@ -342,7 +342,7 @@ impl Sender {
 enum Senders {
     Grpc(Vec<AppCallbackClient<Channel>>),
     Http(SocketAddr),
-    Streaming(Arc<eventbus::testing::DaprApiStub>),
+    Streaming(Arc<eventbus::testing::TestSidecar<eventbus::testing::DaprApi>>),
 }
 
 impl Senders {
@@ -421,12 +421,13 @@ async fn main() -> anyhow::Result<()> {
             (Senders::Grpc(clients), Target::of(&subscriptions, &cli.topic)?)
         }
         Transport::Http => {
-            let sidecar = eventbus::testing::HttpSidecar::connect(cli.addr).await.context("GET /dapr/subscribe")?;
-            (Senders::Http(cli.addr), Target::of(sidecar.subscriptions(), &cli.topic)?)
+            let sidecar =
+                eventbus::testing::TestSidecar::connect_http(cli.addr).await.context("GET /dapr/subscribe")?;
+            (Senders::Http(cli.addr), Target::of(&sidecar.subscriptions(), &cli.topic)?)
         }
         Transport::Streaming => {
-            let stub = eventbus::testing::DaprApiStub::bind(cli.addr).await?.max_attempts(1);
-            let streams = stub.wait_for_streams(1).await;
+            let stub = eventbus::testing::TestSidecar::bind_api(cli.addr).await?.max_attempts(1);
+            let streams = stub.wait_for_streams(1).await?;
             let (pubsub, _) = streams.into_iter().next().context("no stream")?;
             (Senders::Streaming(Arc::new(stub)), Target { pubsub, path: "/".into() })
         }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use eventbus::testing::daprd::{self, Daprd, DaprdBuilder, Redis, free_port};
+use daprd_harness::{self as daprd, Daprd, DaprdBuilder, Redis, free_port};
 use tokio::process::{Child, Command};
 
 use super::{TestDb, get};

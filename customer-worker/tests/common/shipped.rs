@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use eventbus::testing::daprd::{Daprd, DaprdBuilder, Redis};
+use daprd_harness::{Daprd, DaprdBuilder, Redis};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 

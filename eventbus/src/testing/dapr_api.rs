@@ -1,13 +1,12 @@
-//! A stand-in for the sidecar's own gRPC API (`dapr.proto.runtime.v1.Dapr`),
-//! for testing code that publishes with `dapr::Client` or
-//! [`DaprPublisher`](crate::publisher::DaprPublisher), and consumers served
-//! with streaming subscriptions ([`Transport::streaming`](crate::Transport::streaming)).
+//! The sidecar's own gRPC API (`dapr.proto.runtime.v1.Dapr`), for apps that
+//! dial it: streaming subscriptions and publishing.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use crate::grpc::proto::runtime as pb;
 use crate::grpc::proto::runtime::PublishEventRequest;
@@ -21,7 +20,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::status::Code;
 
-use super::{Attempt, CloudEvent, Delivery, Settlement, exhausted, settle};
+use super::transport::{Call, Deliver};
+use super::{Attempt, CloudEvent, SidecarError, SidecarTransport, TestSidecar};
 use crate::outcome::Outcome;
 
 /// One `PublishEvent` call the stub received.
@@ -42,44 +42,87 @@ pub struct Published {
     pub token: Option<String>,
 }
 
-/// Serves `PublishEvent` on `127.0.0.1:0` and records each call; every other
-/// RPC of the Dapr API answers `Unimplemented`.
-///
-/// ```no_run
-/// use eventbus::publisher::{DaprPublisher, Message, Publisher};
-/// use eventbus::testing::DaprApiStub;
-///
-/// # async fn run() -> anyhow::Result<()> {
-/// let stub = DaprApiStub::start().await?;
-/// let publisher = DaprPublisher::connect_to(format!("http://{}", stub.address())).await?;
-/// publisher.publish(Message::json("pubsub", "order.created", &serde_json::json!({"order_id": "o-1"}))?).await?;
-/// assert_eq!(stub.published()[0].topic, "order.created");
-/// # Ok(()) }
-/// ```
-pub struct DaprApiStub {
+/// How long [`TestSidecar::wait_for_streams`] and a delivery waiting for a
+/// stream to come back wait for the app before giving up.
+pub const STREAM_WAIT: Duration = Duration::from_secs(30);
+
+/// The sidecar's own gRPC API (`dapr.proto.runtime.v1.Dapr`) on loopback,
+/// for apps that dial it: it serves streaming subscriptions
+/// (`SubscribeTopicEventsAlpha1`, for [`Transport::streaming`](crate::Transport::streaming))
+/// and records each `PublishEvent` (for code that publishes with
+/// [`DaprPublisher`](crate::publisher::DaprPublisher) or `dapr::Client`).
+/// Every other RPC answers `Unimplemented`.
+pub struct DaprApi {
     address: SocketAddr,
     published: Arc<Mutex<Vec<Published>>>,
     failures: Arc<Mutex<Failures>>,
     streams: Arc<Streams>,
-    max_attempts: u32,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl std::fmt::Debug for DaprApiStub {
+impl std::fmt::Debug for DaprApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DaprApiStub").field("address", &self.address).finish_non_exhaustive()
+        f.debug_struct("DaprApi").field("address", &self.address).finish_non_exhaustive()
     }
 }
 
-impl DaprApiStub {
-    /// Starts the stub on an ephemeral loopback port.
-    pub async fn start() -> std::io::Result<DaprApiStub> {
-        DaprApiStub::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await
+impl SidecarTransport for DaprApi {}
+
+impl Deliver for DaprApi {
+    fn subscriptions(&self) -> Vec<pb::TopicSubscription> {
+        let open = self.streams.lock();
+        let mut subscriptions: Vec<pb::TopicSubscription> = open
+            .iter()
+            .map(|((pubsub, topic), stream)| pb::TopicSubscription {
+                pubsub_name: pubsub.clone(),
+                topic: topic.clone(),
+                dead_letter_topic: stream.dead_letter.clone(),
+                routes: Some(pb::TopicRoutes { rules: Vec::new(), default: "/".into() }),
+                ..Default::default()
+            })
+            .collect();
+        subscriptions.sort_by(|a, b| (&a.pubsub_name, &a.topic).cmp(&(&b.pubsub_name, &b.topic)));
+        subscriptions
     }
 
-    /// Starts the stub on `address` (for an app started first, that dials a
-    /// known port and reconnects until the stub is there).
-    pub async fn bind(address: SocketAddr) -> std::io::Result<DaprApiStub> {
+    async fn attempt(&self, call: &Call<'_>) -> Attempt {
+        // The stream was open when the delivery began: a missing one is the
+        // app reconnecting, so wait for it (daprd keeps the event meanwhile).
+        let stream = match self.streams.find(call.pubsub, call.topic) {
+            Some(stream) => stream,
+            None => self.streams.wait_for(call.pubsub, call.topic).await.ok_or(Code::Unavailable)?,
+        };
+        stream.send(call.event.topic_event(call.pubsub, call.topic, call.path)).await
+    }
+}
+
+impl Drop for DaprApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestSidecar<DaprApi> {
+    /// Serves the sidecar's API on an ephemeral loopback port.
+    ///
+    /// ```no_run
+    /// use eventbus::publisher::{DaprPublisher, Message, Publisher};
+    /// use eventbus::testing::TestSidecar;
+    ///
+    /// # async fn run() -> anyhow::Result<()> {
+    /// let sidecar = TestSidecar::start_api().await?;
+    /// let publisher = DaprPublisher::connect_to(sidecar.endpoint()).await?;
+    /// publisher.publish(Message::json("pubsub", "order.created", &serde_json::json!({"order_id": "o-1"}))?).await?;
+    /// assert_eq!(sidecar.published()[0].topic, "order.created");
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_api() -> std::io::Result<Self> {
+        TestSidecar::bind_api(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Serves the sidecar's API on `address` (for an app started first, that
+    /// dials a known port and reconnects until the sidecar is there).
+    pub async fn bind_api(address: SocketAddr) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let published = Arc::<Mutex<Vec<Published>>>::default();
@@ -91,63 +134,48 @@ impl DaprApiStub {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
             let _ = tonic::transport::Server::builder().serve_with_incoming(service, incoming).await;
         });
-        Ok(DaprApiStub { address, published, failures, streams, max_attempts: 5, task })
+        Ok(TestSidecar::with(DaprApi { address, published, failures, streams, task }))
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        self.transport.address
     }
 
     /// The endpoint to give [`DaprEndpoint::new`](crate::sidecar::DaprEndpoint::new).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
-    /// Deliveries per event before it is dead-lettered (default 5), like
-    /// [`TestSidecar::max_attempts`](super::TestSidecar::max_attempts).
-    #[must_use]
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
-        self
+        format!("http://{}", self.transport.address)
     }
 
     /// Waits until exactly `count` stream subscriptions are open (0: until
     /// the app has closed them all); returns their `(pubsub, topic)`, sorted.
-    pub async fn wait_for_streams(&self, count: usize) -> Vec<(String, String)> {
-        loop {
-            let changed = self.streams.changed.notified();
-            let open = self.streams.open();
-            if open.len() == count {
-                return open;
+    /// Fails after [`STREAM_WAIT`].
+    pub async fn wait_for_streams(&self, count: usize) -> Result<Vec<(String, String)>, SidecarError> {
+        let streams = &self.transport.streams;
+        let opened = async {
+            loop {
+                let changed = streams.changed.notified();
+                let open = streams.open();
+                if open.len() == count {
+                    return open;
+                }
+                changed.await;
             }
-            changed.await;
-        }
+        };
+        tokio::time::timeout(STREAM_WAIT, opened)
+            .await
+            .map_err(|_| SidecarError::Timeout(format!("{count} open streams (open: {:?})", streams.open())))
     }
 
     /// Ends every stream, as a daprd restart does; the app reconnects.
     pub fn close_streams(&self) {
-        let closed: Vec<Stream> = self.streams.lock().drain().map(|(_, stream)| stream).collect();
+        let streams = &self.transport.streams;
+        let closed: Vec<Stream> = streams.lock().drain().map(|(_, stream)| stream).collect();
         for stream in closed {
             // Unanswered events fail their attempt (`Unavailable`), as when daprd restarts.
             stream.waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
-        self.streams.changed.notify_waiters();
-    }
-
-    /// Delivers `event` down the stream subscribed to `pubsub`/`topic`, and
-    /// settles it as daprd does (see [`TestSidecar`](super::TestSidecar)):
-    /// `RETRY` and broken streams are delivered again, up to `max_attempts`
-    /// (a broken stream is waited for until the app subscribes again), and a
-    /// dead-lettered event is delivered to its dead-letter topic when the app
-    /// subscribes to it.
-    pub async fn publish_stream(&self, pubsub: &str, topic: &str, mut event: CloudEvent) -> Delivery {
-        if event.id.is_empty() {
-            event.id =
-                format!("stream-event-{}", self.streams.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        }
-        let delivery = self.deliver(pubsub, topic, &event).await;
-        if let Settlement::DeadLettered(dead_letter) = &delivery.settlement
-            && self.streams.find(pubsub, dead_letter).is_some()
-        {
-            self.deliver(pubsub, dead_letter, &event).await;
-        }
-        delivery
+        streams.changed.notify_waiters();
     }
 
     /// Sends `event` once down the stream subscribed to `pubsub`/`topic`
@@ -159,66 +187,24 @@ impl DaprApiStub {
     /// later delivery takes the answer, as here). `None` when no stream is
     /// open for the topic.
     pub fn send_stream(&self, pubsub: &str, topic: &str, event: &CloudEvent) -> Option<oneshot::Receiver<Outcome>> {
-        self.streams.find(pubsub, topic)?.start(event.topic_event(pubsub, topic, "/")).ok()
-    }
-
-    async fn deliver(&self, pubsub: &str, topic: &str, event: &CloudEvent) -> Delivery {
-        let mut delivery = Delivery::new(pubsub, topic, "/", &event.id);
-        let mut dead_letter = String::new();
-        for _ in 0..self.max_attempts {
-            let stream = match self.streams.find(pubsub, topic) {
-                Some(stream) => stream,
-                // Subscribed before, so the app is reconnecting: wait for it.
-                None if !delivery.attempts.is_empty() => self.wait_for_stream(pubsub, topic).await,
-                None => return delivery,
-            };
-            dead_letter.clone_from(&stream.dead_letter);
-            let attempt = stream.send(event.topic_event(pubsub, topic, "/")).await;
-            delivery.attempts.push(attempt);
-            if let Some(settlement) = settle(attempt, &dead_letter) {
-                delivery.settlement = settlement;
-                return delivery;
-            }
-        }
-        delivery.settlement = exhausted(&dead_letter);
-        delivery
-    }
-
-    async fn wait_for_stream(&self, pubsub: &str, topic: &str) -> Stream {
-        loop {
-            let changed = self.streams.changed.notified();
-            if let Some(stream) = self.streams.find(pubsub, topic) {
-                return stream;
-            }
-            changed.await;
-        }
-    }
-
-    /// Where it listens.
-    pub fn address(&self) -> SocketAddr {
-        self.address
+        self.transport.streams.find(pubsub, topic)?.start(event.topic_event(pubsub, topic, "/")).ok()
     }
 
     /// The next `count` `PublishEvent` calls fail with `code` (as a sidecar
     /// that is restarting, or a broker that refuses), and are not recorded.
     pub fn fail_publishes(&self, count: u32, code: Code) {
-        *self.failures.lock().unwrap_or_else(|p| p.into_inner()) = Failures { remaining: count, code, calls: 0 };
+        *self.transport.failures.lock().unwrap_or_else(|p| p.into_inner()) =
+            Failures { remaining: count, code, calls: 0 };
     }
 
     /// `PublishEvent` calls that were failed on purpose so far.
     pub fn failed_publishes(&self) -> u32 {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).calls
+        self.transport.failures.lock().unwrap_or_else(|p| p.into_inner()).calls
     }
 
     /// Every `PublishEvent` so far, in order.
     pub fn published(&self) -> Vec<Published> {
-        self.published.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-impl Drop for DaprApiStub {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.transport.published.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -264,6 +250,20 @@ impl Streams {
 
     fn find(&self, pubsub: &str, topic: &str) -> Option<Stream> {
         self.lock().get(&(pubsub.to_owned(), topic.to_owned())).cloned()
+    }
+
+    /// The stream of `pubsub`/`topic` once the app opens it; `None` after [`STREAM_WAIT`].
+    async fn wait_for(&self, pubsub: &str, topic: &str) -> Option<Stream> {
+        let opened = async {
+            loop {
+                let changed = self.changed.notified();
+                if let Some(stream) = self.find(pubsub, topic) {
+                    return stream;
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(STREAM_WAIT, opened).await.ok()
     }
 }
 

@@ -1,20 +1,41 @@
-//! A sidecar for tests: drives an app over real gRPC the way daprd does.
+//! A sidecar for tests: drives an app the way daprd does, over each of the
+//! three ways an app meets its sidecar.
 //!
-//! [`TestSidecar`] reads the app's subscriptions with
-//! `ListTopicSubscriptions`, publishes CloudEvents to it (single or bulk),
-//! chooses the route from the subscription's rules, sends the
+//! [`TestSidecar`] is one type with one settle loop and one set of
+//! defaults; its transport says how it reaches the app:
+//!
+//! | transport | the app | make one with |
+//! |---|---|---|
+//! | [`Grpc`] (the default) | serves the gRPC app channel (`Server::serve`) | [`TestSidecar::connect`] |
+//! | [`Http`] (feature `http`) | serves the HTTP app channel (`Transport::http`) | [`TestSidecar::connect_http`] |
+//! | [`DaprApi`] | dials the sidecar's API: streaming subscriptions (`Transport::streaming`), publishing | [`TestSidecar::start_api`] |
+//!
+//! It reads the app's subscriptions (`ListTopicSubscriptions`, `GET
+//! /dapr/subscribe`, or the streams the app opened), publishes CloudEvents
+//! to it, chooses the route from the subscription's rules, sends the
 //! `dapr-api-token`, and settles each event as daprd would:
 //!
 //! | the app answers | the test sidecar |
 //! |---|---|
 //! | `SUCCESS` | acknowledges ([`Settlement::Acked`]) |
-//! | `RETRY`, or a gRPC error other than `Unimplemented` | delivers again, up to `max_attempts`; then dead-letters, or leaves it to the broker ([`Settlement::Nacked`]) |
+//! | `RETRY`, or an error other than gRPC `Unimplemented` | delivers again, up to `max_attempts`; then dead-letters, or gives it back to the broker ([`Settlement::Nacked`]) |
 //! | `DROP` | dead-letters at once ([`Settlement::DeadLettered`]), or acknowledges when there is no dead-letter topic ([`Settlement::Dropped`]) |
 //! | gRPC `Unimplemented` | drops it silently, no dead letter ([`Settlement::SilentlyDropped`]) |
 //! | bulk entry without a status | as `RETRY` |
 //!
 //! A dead-lettered event is also delivered to the dead-letter topic when the
 //! app subscribes to it. Retries are immediate: there is no backoff to wait for.
+//!
+//! ## Defaults are daprd's
+//!
+//! Without a resiliency policy daprd calls the app **once** per event
+//! (`pkg/runtime/subscription/subscription.go`, v1.18.3, has no built-in
+//! inbound pub/sub retry), then dead-letters the event or hands the failure
+//! to the component. So [`DEFAULT_MAX_ATTEMPTS`] is 1. To play a resiliency
+//! policy, set [`max_attempts`](TestSidecar::max_attempts) to 1 + its
+//! `maxRetries` (41 for the customer worker's `deploy/dapr/resiliency.yaml`).
+//! The pub/sub is the app's first subscription's, as daprd has no default
+//! either; set it with [`pubsub`](TestSidecar::pubsub).
 //!
 //! ```no_run
 //! use eventbus::testing::{CloudEvent, Settlement, TestSidecar};
@@ -27,34 +48,28 @@
 //! ```
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use crate::grpc::proto::common::InvokeRequest;
-use crate::grpc::proto::runtime as pb;
-use crate::grpc::proto::runtime::app_callback_alpha_client::AppCallbackAlphaClient;
-use crate::grpc::proto::runtime::app_callback_client::AppCallbackClient;
-use crate::grpc::proto::runtime::app_callback_health_check_client::AppCallbackHealthCheckClient;
-use tonic::Request;
-use tonic::transport::Channel;
-
-use crate::binding::BindingEvent;
 use crate::event::Extensions;
-use crate::invoke::Reply;
+use crate::grpc::proto::runtime as pb;
 use crate::outcome::Outcome;
-use crate::sidecar::TOKEN_HEADER;
-use crate::status::{Code, Status, from_grpc};
+use crate::status::Code;
 
 mod dapr_api;
-pub mod daprd;
+mod grpc;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 mod http;
 
-pub use dapr_api::{DaprApiStub, Published};
+pub use dapr_api::{DaprApi, Published, STREAM_WAIT};
+pub use grpc::Grpc;
 #[cfg(feature = "http")]
-pub use http::{HttpSidecar, HttpSidecarError};
+pub use http::Http;
+
+/// Deliveries per event unless [`TestSidecar::max_attempts`] says otherwise:
+/// one, as daprd without a resiliency policy (see the [module documentation](self)).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 1;
 
 /// A CloudEvent to publish.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +111,7 @@ impl Default for CloudEvent {
 impl CloudEvent {
     /// The structured CloudEvent daprd posts on the HTTP app channel, and the
     /// `event` its routing rules read: JSON data inline, other data as text.
-    pub(crate) fn structured(&self, pubsub: &str, topic: &str) -> serde_json::Value {
+    fn structured(&self, pubsub: &str, topic: &str) -> serde_json::Value {
         let mut body = serde_json::json!({
             "id": self.id, "source": self.source, "type": self.event_type, "specversion": self.spec_version,
             "datacontenttype": self.content_type, "pubsubname": pubsub, "topic": topic,
@@ -195,7 +210,10 @@ pub enum Settlement {
     Dropped,
     /// `Unimplemented`: daprd drops it without a dead letter.
     SilentlyDropped,
-    /// Retries exhausted and no dead-letter topic: back to the broker.
+    /// Retries exhausted and no dead-letter topic: the failure goes back to
+    /// the pub/sub component, and what follows is the broker's. daprd
+    /// v1.18's Redis streams component acknowledges it, so the event is
+    /// gone; Kafka delivers it again.
     Nacked,
     /// No rule matched and no default route: acknowledged.
     Unrouted,
@@ -226,7 +244,7 @@ pub struct Delivery {
 
 impl Delivery {
     /// A delivery not tried yet (`NotSubscribed` until it is).
-    pub(crate) fn new(pubsub: &str, topic: &str, path: &str, event_id: &str) -> Self {
+    fn new(pubsub: &str, topic: &str, path: &str, event_id: &str) -> Self {
         Delivery {
             pubsub: pubsub.to_owned(),
             topic: topic.to_owned(),
@@ -239,7 +257,7 @@ impl Delivery {
 
     /// Calls `attempt` until an answer settles the event as daprd would, or
     /// `max_attempts` are spent; whatever the transport.
-    pub(crate) async fn settle_with<F: Future<Output = Attempt>>(
+    async fn settle_with<F: Future<Output = Attempt>>(
         mut self,
         dead_letter: &str,
         max_attempts: u32,
@@ -262,105 +280,112 @@ impl Delivery {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SidecarError {
-    /// Could not connect.
-    #[error("cannot connect to the app: {0}")]
+    /// Could not connect, or the app's answer was not HTTP or gRPC.
+    #[error("cannot reach the app: {0}")]
     Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// `ListTopicSubscriptions` failed.
-    #[error("ListTopicSubscriptions failed: {0}")]
-    Subscriptions(Status),
+    /// The app's subscriptions could not be read.
+    #[error("cannot read the app's subscriptions: {0}")]
+    Subscriptions(String),
     /// A routing rule failed on the event (e.g. it reads a field the event
     /// lacks), which daprd reports as "error finding matching route".
     #[error("cannot evaluate routing rule: {0}")]
     Rule(String),
+    /// Waited too long for the app (e.g. for it to open its streams).
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
+}
+
+/// How a [`TestSidecar`] reaches the app: [`Grpc`], [`Http`] or [`DaprApi`].
+/// Sealed: the sidecar's behaviour is daprd's, not something to extend.
+pub trait SidecarTransport: transport::Deliver {}
+
+mod transport {
+    use super::{Attempt, CloudEvent, pb};
+
+    /// One attempt to deliver an event.
+    #[derive(Debug)]
+    pub struct Call<'a> {
+        pub pubsub: &'a str,
+        pub topic: &'a str,
+        pub path: &'a str,
+        pub event: &'a CloudEvent,
+        pub token: Option<&'a str>,
+    }
+
+    /// What each transport does its own way; the rest is [`TestSidecar`](super::TestSidecar)'s.
+    pub trait Deliver: Send + Sync + 'static {
+        /// The app's subscriptions, in gRPC form.
+        fn subscriptions(&self) -> Vec<pb::TopicSubscription>;
+        /// Sends the event once and reads the answer as daprd does.
+        fn attempt(&self, call: &Call<'_>) -> impl Future<Output = Attempt> + Send;
+    }
 }
 
 /// A sidecar for tests; see the [module documentation](self).
-pub struct TestSidecar {
-    channel: Channel,
-    subscriptions: Vec<pb::TopicSubscription>,
-    pubsub: String,
+pub struct TestSidecar<T: SidecarTransport = Grpc> {
+    transport: T,
+    pubsub: Option<String>,
     token: Option<String>,
     max_attempts: u32,
     next_id: AtomicU64,
-    deliveries: Arc<Mutex<Vec<Delivery>>>,
+    deliveries: Mutex<Vec<Delivery>>,
 }
 
-impl std::fmt::Debug for TestSidecar {
+impl<T: SidecarTransport + std::fmt::Debug> std::fmt::Debug for TestSidecar<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TestSidecar")
+            .field("transport", &self.transport)
             .field("pubsub", &self.pubsub)
-            .field("subscriptions", &self.subscriptions.len())
             .field("max_attempts", &self.max_attempts)
             .finish_non_exhaustive()
     }
 }
 
-impl TestSidecar {
-    /// Connects to the app and reads its subscriptions, as daprd does at start.
-    pub async fn connect(address: SocketAddr) -> Result<Self, SidecarError> {
-        let channel = Channel::from_shared(format!("http://{address}"))
-            .map_err(|e| SidecarError::Subscriptions(Status::invalid_argument(e.to_string())))?
-            .connect()
-            .await
-            .map_err(|e| SidecarError::Connect(e.into()))?;
-        let mut sidecar = TestSidecar {
-            channel,
-            subscriptions: Vec::new(),
-            pubsub: String::new(),
+impl<T: SidecarTransport> TestSidecar<T> {
+    fn with(transport: T) -> Self {
+        TestSidecar {
+            transport,
+            pubsub: None,
             token: None,
-            max_attempts: 3,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             next_id: AtomicU64::new(1),
-            deliveries: Arc::default(),
-        };
-        sidecar.reload().await?;
-        sidecar.pubsub =
-            sidecar.subscriptions.first().map(|s| s.pubsub_name.clone()).unwrap_or_else(|| "pubsub".into());
-        Ok(sidecar)
-    }
-
-    /// Reads the subscriptions again.
-    pub async fn reload(&mut self) -> Result<(), SidecarError> {
-        let response = self
-            .app()
-            .list_topic_subscriptions(Request::new(()))
-            .await
-            .map_err(|status| SidecarError::Subscriptions(from_grpc(&status)))?;
-        self.subscriptions = response.into_inner().subscriptions;
-        Ok(())
+            deliveries: Mutex::default(),
+        }
     }
 
     /// The pub/sub that [`publish`](Self::publish) uses (default: the first subscription's).
     #[must_use]
     pub fn pubsub(mut self, pubsub: impl Into<String>) -> Self {
-        self.pubsub = pubsub.into();
+        self.pubsub = Some(pubsub.into());
         self
     }
 
-    /// The `dapr-api-token` to send on data-plane calls.
+    /// The `dapr-api-token` to send, as daprd does when `APP_API_TOKEN` is set.
     #[must_use]
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
     }
 
-    /// Deliveries per event before giving up (default 3).
+    /// Deliveries per event before giving up (default [`DEFAULT_MAX_ATTEMPTS`]):
+    /// 1 + the `maxRetries` of the resiliency policy you play.
     #[must_use]
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
         self
     }
 
-    /// The app's subscriptions.
-    pub fn subscriptions(&self) -> &[pb::TopicSubscription] {
-        &self.subscriptions
+    /// The app's subscriptions, in gRPC form.
+    pub fn subscriptions(&self) -> Vec<pb::TopicSubscription> {
+        self.transport.subscriptions()
     }
 
     /// The subscription of a topic on the sidecar's pub/sub.
-    pub fn subscription(&self, topic: &str) -> Option<&pb::TopicSubscription> {
-        self.find(&self.pubsub, topic)
+    pub fn subscription(&self, topic: &str) -> Option<pb::TopicSubscription> {
+        self.find(&self.default_pubsub(), topic)
     }
 
-    /// Every delivery so far, dead-letter deliveries included.
+    /// Every delivery so far, dead-letter deliveries included, in order.
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.deliveries.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -370,73 +395,17 @@ impl TestSidecar {
         self.deliveries().into_iter().filter(|d| matches!(d.settlement, Settlement::DeadLettered(_))).collect()
     }
 
-    /// A client of the app's `AppCallback` service (no token attached).
-    pub fn app(&self) -> AppCallbackClient<Channel> {
-        AppCallbackClient::new(self.channel.clone()).max_decoding_message_size(usize::MAX)
-    }
-
-    /// A client of the app's `AppCallbackAlpha` service.
-    pub fn app_alpha(&self) -> AppCallbackAlphaClient<Channel> {
-        AppCallbackAlphaClient::new(self.channel.clone())
-    }
-
-    /// Calls `HealthCheck`, as daprd's app health probe does (without token).
-    pub async fn health(&self) -> Result<(), Status> {
-        let health = AppCallbackHealthCheckClient::new(self.channel.clone()).health_check(Request::new(())).await;
-        health.map(|_| ()).map_err(|status| from_grpc(&status))
-    }
-
-    /// Wraps a message with the token, as daprd does on data-plane calls
-    /// (for raw calls through [`app`](TestSidecar::app)).
-    pub fn request<T>(&self, message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        if let Some(token) = self.token.as_deref().and_then(|t| t.parse().ok()) {
-            request.metadata_mut().insert(TOKEN_HEADER, token);
-        }
-        request
-    }
-
-    /// Invokes a method (`OnInvoke`) with a JSON body.
-    pub async fn invoke(&self, method: &str, data: &[u8]) -> Result<Reply, Status> {
-        let request = InvokeRequest {
-            method: method.to_owned(),
-            data: Some(prost_types::Any { type_url: String::new(), value: data.to_vec() }),
-            content_type: "application/json".into(),
-            http_extension: None,
-        };
-        let response = self.app().on_invoke(self.request(request)).await.map_err(|status| from_grpc(&status))?;
-        let response = response.into_inner();
-        Ok(Reply::new(response.content_type, response.data.map(|any| any.value).unwrap_or_default()))
-    }
-
-    /// Delivers an input binding's event (`OnBindingEvent`).
-    pub async fn binding(&self, event: BindingEvent) -> Result<(), Status> {
-        let request = pb::BindingEventRequest { name: event.name, data: event.data.to_vec(), metadata: event.metadata };
-        self.app().on_binding_event(self.request(request)).await.map(|_| ()).map_err(|status| from_grpc(&status))
-    }
-
-    /// Triggers a job (`OnJobEvent`).
-    pub async fn trigger_job(&self, name: &str, data: &[u8]) -> Result<(), Status> {
-        let request = pb::JobEventRequest {
-            name: name.to_owned(),
-            data: Some(prost_types::Any { type_url: String::new(), value: data.to_vec() }),
-            method: format!("job/{name}"),
-            content_type: "application/json".into(),
-            http_extension: None,
-        };
-        self.app().on_job_event(self.request(request)).await.map(|_| ()).map_err(|status| from_grpc(&status))
-    }
-
     /// Publishes one event on the sidecar's pub/sub and delivers it until it settles.
     pub async fn publish(&self, topic: &str, event: CloudEvent) -> Result<Delivery, SidecarError> {
-        let pubsub = self.pubsub.clone();
-        self.publish_to(&pubsub, topic, event).await
+        self.publish_to(&self.default_pubsub(), topic, event).await
     }
 
-    /// Publishes one event on `pubsub`.
+    /// Publishes one event on `pubsub`; a dead-lettered event is also
+    /// delivered to its dead-letter topic when the app subscribes to it
+    /// (once: dead letters of dead letters are not followed).
     pub async fn publish_to(&self, pubsub: &str, topic: &str, mut event: CloudEvent) -> Result<Delivery, SidecarError> {
         if event.id.is_empty() {
-            event.id = format!("test-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+            event.id = self.fresh_id("test");
         }
         let delivery = self.deliver(pubsub, topic, &event).await?;
         self.dead_letter(pubsub, &delivery, &event).await?;
@@ -448,116 +417,18 @@ impl TestSidecar {
         let Some(subscription) = self.find(pubsub, topic) else {
             return Ok(self.record(delivery));
         };
-        let Some(path) = route(subscription, event)? else {
+        let Some(path) = route(&subscription, event)? else {
             delivery.settlement = settle_unrouted(&subscription.dead_letter_topic);
             return Ok(self.record(delivery));
         };
-        let request = event.topic_event(pubsub, topic, &path);
-        delivery.path = path;
+        delivery.path.clone_from(&path);
+        let call = transport::Call { pubsub, topic, path: &path, event, token: self.token.as_deref() };
         let delivery = delivery
-            .settle_with(&subscription.dead_letter_topic, self.max_attempts, || async {
-                let mut call = self.request(request.clone());
-                for (key, value) in &event.metadata {
-                    if let (Ok(key), Ok(value)) = (key.parse::<tonic::metadata::MetadataKey<_>>(), value.parse()) {
-                        call.metadata_mut().insert(key, value);
-                    }
-                }
-                match self.app().on_topic_event(call).await {
-                    Ok(response) => Ok(Outcome::from_status(response.into_inner().status)),
-                    Err(status) => Err(from_grpc(&status).code()),
-                }
-            })
+            .settle_with(&subscription.dead_letter_topic, self.max_attempts, || self.transport.attempt(&call))
             .await;
         Ok(self.record(delivery))
     }
 
-    /// Publishes events as one bulk call (`OnBulkTopicEvent`, falling back to
-    /// the Alpha1 RPC on `Unimplemented`), re-sending the entries answered
-    /// `RETRY` or not at all. One [`Delivery`] per event, in order.
-    pub async fn publish_bulk(&self, topic: &str, events: Vec<CloudEvent>) -> Result<Vec<Delivery>, SidecarError> {
-        let pubsub = self.pubsub.clone();
-        let Some(subscription) = self.find(&pubsub, topic) else {
-            return Ok(Vec::new());
-        };
-        let dead_letter = subscription.dead_letter_topic.clone();
-        let path = subscription.routes.as_ref().map(|r| r.default.clone()).unwrap_or_default();
-        let mut events = events;
-        for event in &mut events {
-            if event.id.is_empty() {
-                event.id = format!("test-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-            }
-        }
-        let mut deliveries: Vec<Delivery> = events
-            .iter()
-            .map(|e| Delivery { settlement: Settlement::Nacked, ..Delivery::new(&pubsub, topic, &path, &e.id) })
-            .collect();
-        let mut pending: Vec<usize> = (0..events.len()).collect();
-        for _ in 0..self.max_attempts {
-            if pending.is_empty() {
-                break;
-            }
-            let entries = pending.iter().map(|&i| bulk_entry(i, &events[i])).collect();
-            let request = pb::TopicEventBulkRequest {
-                id: format!("bulk-{}", self.next_id.fetch_add(1, Ordering::Relaxed)),
-                entries,
-                metadata: HashMap::new(),
-                topic: topic.to_owned(),
-                pubsub_name: pubsub.clone(),
-                r#type: "com.dapr.event.sent".into(),
-                path: path.clone(),
-            };
-            let call = || {
-                let mut call = self.request(request.clone());
-                for &i in &pending {
-                    append_trace_headers(call.metadata_mut(), &events[i], i);
-                }
-                call
-            };
-            let statuses: Result<HashMap<String, i32>, Code> = match self.app().on_bulk_topic_event(call()).await {
-                Ok(response) => {
-                    Ok(response.into_inner().statuses.into_iter().map(|s| (s.entry_id, s.status)).collect())
-                }
-                Err(status) if status.code() == tonic::Code::Unimplemented => {
-                    #[allow(deprecated)] // daprd still falls back to it
-                    let alpha = self.app_alpha().on_bulk_topic_event_alpha1(call()).await;
-                    match alpha {
-                        Ok(response) => {
-                            Ok(response.into_inner().statuses.into_iter().map(|s| (s.entry_id, s.status)).collect())
-                        }
-                        Err(status) => Err(from_grpc(&status).code()),
-                    }
-                }
-                Err(status) => Err(from_grpc(&status).code()),
-            };
-            let mut still_pending = Vec::new();
-            for i in pending {
-                let attempt = match &statuses {
-                    // An entry with no status counts as RETRY.
-                    Ok(statuses) => {
-                        Ok(statuses.get(&i.to_string()).map_or(Outcome::Retry, |s| Outcome::from_status(*s)))
-                    }
-                    Err(code) => Err(*code),
-                };
-                deliveries[i].attempts.push(attempt);
-                match settle(attempt, &dead_letter) {
-                    Some(settlement) => deliveries[i].settlement = settlement,
-                    None => still_pending.push(i),
-                }
-            }
-            pending = still_pending;
-        }
-        for i in pending {
-            deliveries[i].settlement = exhausted(&dead_letter);
-        }
-        for (delivery, event) in deliveries.iter().zip(&events) {
-            self.record(delivery.clone());
-            self.dead_letter(&pubsub, delivery, event).await?;
-        }
-        Ok(deliveries)
-    }
-
-    /// Delivers a dead-lettered event to its dead-letter topic when the app
-    /// subscribes to it (once: dead letters of dead letters are not followed).
     async fn dead_letter(&self, pubsub: &str, delivery: &Delivery, event: &CloudEvent) -> Result<(), SidecarError> {
         if let Settlement::DeadLettered(dead_letter_topic) = &delivery.settlement
             && self.find(pubsub, dead_letter_topic).is_some()
@@ -567,8 +438,18 @@ impl TestSidecar {
         Ok(())
     }
 
-    fn find(&self, pubsub: &str, topic: &str) -> Option<&pb::TopicSubscription> {
-        self.subscriptions.iter().find(|s| s.pubsub_name == pubsub && s.topic == topic)
+    fn default_pubsub(&self) -> String {
+        self.pubsub.clone().unwrap_or_else(|| {
+            self.subscriptions().first().map_or_else(|| "pubsub".to_owned(), |s| s.pubsub_name.clone())
+        })
+    }
+
+    fn find(&self, pubsub: &str, topic: &str) -> Option<pb::TopicSubscription> {
+        self.subscriptions().into_iter().find(|s| s.pubsub_name == pubsub && s.topic == topic)
+    }
+
+    fn fresh_id(&self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
     fn record(&self, delivery: Delivery) -> Delivery {
@@ -579,7 +460,7 @@ impl TestSidecar {
 
 /// The path daprd would deliver on: the first matching rule's, else the
 /// default; `None` when nothing matches and there is no default.
-pub(crate) fn route(subscription: &pb::TopicSubscription, event: &CloudEvent) -> Result<Option<String>, SidecarError> {
+fn route(subscription: &pb::TopicSubscription, event: &CloudEvent) -> Result<Option<String>, SidecarError> {
     let Some(routes) = &subscription.routes else { return Ok(Some(String::new())) };
     if routes.rules.is_empty() {
         return Ok(Some(routes.default.clone()));
@@ -595,7 +476,7 @@ pub(crate) fn route(subscription: &pb::TopicSubscription, event: &CloudEvent) ->
 }
 
 /// The settlement an attempt decides, or `None` to try again.
-pub(crate) fn settle(attempt: Attempt, dead_letter: &str) -> Option<Settlement> {
+fn settle(attempt: Attempt, dead_letter: &str) -> Option<Settlement> {
     match attempt {
         Ok(Outcome::Success) => Some(Settlement::Acked),
         Ok(Outcome::Drop) if dead_letter.is_empty() => Some(Settlement::Dropped),
@@ -605,57 +486,10 @@ pub(crate) fn settle(attempt: Attempt, dead_letter: &str) -> Option<Settlement> 
     }
 }
 
-pub(crate) fn exhausted(dead_letter: &str) -> Settlement {
+fn exhausted(dead_letter: &str) -> Settlement {
     if dead_letter.is_empty() { Settlement::Nacked } else { Settlement::DeadLettered(dead_letter.to_owned()) }
 }
 
-pub(crate) fn settle_unrouted(dead_letter: &str) -> Settlement {
+fn settle_unrouted(dead_letter: &str) -> Settlement {
     if dead_letter.is_empty() { Settlement::Unrouted } else { Settlement::DeadLettered(dead_letter.to_owned()) }
-}
-
-/// daprd starts a span per traced entry of a bulk call and appends its
-/// `traceparent` and `grpc-trace-bin` to the call's headers, so the header
-/// list grows with the batch (about 180 bytes an entry: past HTTP/2's usual
-/// 16 KiB limit at 90 entries). The test sidecar does the same.
-fn append_trace_headers(metadata: &mut tonic::metadata::MetadataMap, event: &CloudEvent, index: usize) {
-    let traceparent = event
-        .extensions
-        .get_str("traceparent")
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("00-{:032x}-{:016x}-01", 0x5eed_0000 + index as u128, index as u64 + 1));
-    if let Ok(value) = traceparent.parse() {
-        metadata.append("traceparent", value);
-    }
-    if let Some(binary) = trace_context_binary(&traceparent) {
-        metadata.append_bin("grpc-trace-bin", tonic::metadata::MetadataValue::from_bytes(&binary));
-    }
-}
-
-/// A `traceparent` in OpenCensus' binary format (`grpc-trace-bin`): version
-/// 0, then the trace id, span id and trace options fields (ids 0, 1, 2).
-fn trace_context_binary(traceparent: &str) -> Option<[u8; 29]> {
-    let mut parts = traceparent.split('-').skip(1);
-    let trace_id = u128::from_str_radix(parts.next()?, 16).ok()?;
-    let span_id = u64::from_str_radix(parts.next()?, 16).ok()?;
-    let options = u8::from_str_radix(parts.next()?, 16).ok()?;
-    let mut binary = [0u8; 29];
-    binary[2..18].copy_from_slice(&trace_id.to_be_bytes());
-    binary[18] = 1;
-    binary[19..27].copy_from_slice(&span_id.to_be_bytes());
-    binary[27] = 2;
-    binary[28] = options;
-    Some(binary)
-}
-
-/// The bulk entry of event `index`. Its `entry_id` is its own (daprd gives
-/// each entry a fresh UUID, `pkg/runtime/pubsub/default_bulksub.go`), not
-/// the event id: two copies of one event in a batch are answered apart.
-fn bulk_entry(index: usize, event: &CloudEvent) -> pb::TopicEventBulkRequestEntry {
-    use crate::grpc::proto::runtime::topic_event_bulk_request_entry::Event;
-    pb::TopicEventBulkRequestEntry {
-        entry_id: index.to_string(),
-        content_type: event.content_type.clone(),
-        metadata: event.metadata.clone(),
-        event: Some(Event::CloudEvent(event.ce_request())),
-    }
 }

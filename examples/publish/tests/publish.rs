@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use eventbus::publisher::{DaprPublisher, Message, PublishError, Publisher};
-use eventbus::testing::DaprApiStub;
+use eventbus::testing::TestSidecar;
 
 #[tokio::test]
 async fn publishes_through_the_sidecar_api() {
-    let stub = DaprApiStub::start().await.unwrap();
+    let stub = TestSidecar::start_api().await.unwrap();
     let publisher = DaprPublisher::connect_to(format!("http://{}", stub.address())).await.unwrap();
     example_publish::publish(
         &publisher,
@@ -42,7 +42,7 @@ async fn an_unreachable_sidecar_is_named_with_its_cause() {
 
 #[tokio::test]
 async fn a_failure_that_may_pass_is_retried_and_a_refusal_is_not() {
-    let stub = DaprApiStub::start().await.unwrap();
+    let stub = TestSidecar::start_api().await.unwrap();
     let publisher = DaprPublisher::connect_to(format!("http://{}", stub.address()))
         .await
         .unwrap()

@@ -1,7 +1,7 @@
 //! The real daprd and Redis next to an app under test.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use eventbus::testing::daprd::{Daprd, DaprdBuilder, Redis, eventually};
+use daprd_harness::{Daprd, DaprdBuilder, Redis, eventually};
 
 /// The Dapr resources for local runs and tests (pubsub-redis, resiliency, configuration).
 pub(crate) const RESOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dapr/local");

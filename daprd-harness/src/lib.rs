@@ -1,8 +1,8 @@
-//! The real sidecar in your tests: [`Daprd`] runs a `daprd` binary next to
-//! your app, [`Redis`] runs the broker it delivers from.
+//! The real sidecar in eventbus' own tests: [`Daprd`] runs a `daprd` binary
+//! next to an app, [`Redis`] runs the broker it delivers from.
 //!
-//! [`TestSidecar`](super::TestSidecar) plays daprd; this module runs it, so a
-//! test proves what daprd itself does with your app's answers: its
+//! `eventbus::testing::TestSidecar` plays daprd; this crate runs it, so a
+//! test proves what daprd itself does with the app's answers: its
 //! resiliency policy, dead-letter topics, bulk delivery, routing rules,
 //! app health checks and app token.
 //!
@@ -12,9 +12,9 @@
 //! requires them can fail instead).
 //!
 //! ```no_run
-//! use eventbus::testing::daprd::{Daprd, Redis};
+//! use daprd_harness::{Daprd, Redis};
 //!
-//! # async fn run(app_port: u16) -> anyhow::Result<()> {
+//! # async fn run(app_port: u16) -> Result<(), Box<dyn std::error::Error>> {
 //! let redis = Redis::start().await?;
 //! let daprd = Daprd::builder("orders")
 //!     .app_port(app_port)
@@ -35,10 +35,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::grpc::proto::runtime as pb;
-use crate::grpc::proto::runtime::dapr_client::DaprClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use eventbus::grpc::proto::runtime as pb;
+use eventbus::grpc::proto::runtime::dapr_client::DaprClient;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamInfoGroupsReply, StreamRangeReply};
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
@@ -72,13 +76,16 @@ pub enum HarnessError {
     },
     /// A call to daprd's API failed.
     #[error("daprd API: {0}")]
-    Api(#[from] crate::status::Status),
+    Api(#[from] tonic::Status),
     /// A payload could not be serialized.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
     /// Redis answered with an error or something unexpected.
     #[error("redis: {0}")]
     Redis(String),
+    /// The connection to Redis failed, or Redis refused a command.
+    #[error("redis: {0}")]
+    RedisClient(#[from] redis::RedisError),
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
@@ -408,7 +415,7 @@ impl Daprd {
     }
 
     /// `http://127.0.0.1:<grpc port>`, as `DAPR_GRPC_ENDPOINT` or
-    /// [`DaprPublisher::connect_to`](crate::publisher::DaprPublisher::connect_to) take it.
+    /// `eventbus::publisher::DaprPublisher::connect_to` take it.
     pub fn grpc_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.grpc_port)
     }
@@ -438,7 +445,11 @@ impl Daprd {
     /// daprd's metadata (`GetMetadata`): its subscriptions, components, app connection.
     pub async fn metadata(&self) -> Result<pb::GetMetadataResponse, HarnessError> {
         let mut client = self.client.clone();
-        Ok(client.get_metadata(self.request(pb::GetMetadataRequest::default())).await.map_err(api_error)?.into_inner())
+        Ok(client
+            .get_metadata(self.request(pb::GetMetadataRequest::default()))
+            .await
+            .map_err(HarnessError::Api)?
+            .into_inner())
     }
 
     /// Waits until daprd has subscribed at least `count` topics (it reads the
@@ -471,7 +482,7 @@ impl Daprd {
             data_content_type: content_type.into(),
             metadata,
         };
-        client.publish_event(self.request(request)).await.map_err(api_error)?;
+        client.publish_event(self.request(request)).await.map_err(HarnessError::Api)?;
         Ok(())
     }
 
@@ -525,11 +536,15 @@ impl Daprd {
             entries,
             metadata: HashMap::new(),
         };
-        let failed =
-            client.bulk_publish_event(self.request(request)).await.map_err(api_error)?.into_inner().failed_entries;
+        let failed = client
+            .bulk_publish_event(self.request(request))
+            .await
+            .map_err(HarnessError::Api)?
+            .into_inner()
+            .failed_entries;
         match failed.first() {
             None => Ok(()),
-            Some(entry) => Err(HarnessError::Api(crate::status::Status::internal(format!(
+            Some(entry) => Err(HarnessError::Api(tonic::Status::internal(format!(
                 "{} of {} entries not published, e.g. entry {}: {}",
                 failed.len(),
                 cloud_events.len(),
@@ -546,8 +561,8 @@ impl Daprd {
         method: &str,
         content_type: &str,
         data: impl Into<Vec<u8>>,
-    ) -> Result<crate::grpc::proto::common::InvokeResponse, HarnessError> {
-        use crate::grpc::proto::common;
+    ) -> Result<eventbus::grpc::proto::common::InvokeResponse, HarnessError> {
+        use eventbus::grpc::proto::common;
         let mut client = self.client.clone();
         let request = pb::InvokeServiceRequest {
             id: app_id.into(),
@@ -561,18 +576,16 @@ impl Daprd {
                 }),
             }),
         };
-        Ok(client.invoke_service(self.request(request)).await.map_err(api_error)?.into_inner())
+        Ok(client.invoke_service(self.request(request)).await.map_err(HarnessError::Api)?.into_inner())
     }
 }
 
-/// `GET path` over HTTP/1.0 on loopback; the status code, if any.
+/// `GET path` on loopback with a real HTTP/1 client; the status code, if any.
 async fn http_get_status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut head = [0u8; 16];
-    let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut head)).await.ok()?.ok()?;
-    std::str::from_utf8(&head[..n]).ok()?.split_whitespace().nth(1)?.parse().ok()
+    let client = HttpClient::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let uri = format!("http://127.0.0.1:{port}{path}").parse().ok()?;
+    let response = tokio::time::timeout(Duration::from_secs(2), client.get(uri)).await.ok()?.ok()?;
+    Some(response.status().as_u16())
 }
 
 /// One entry of a Redis stream: its id and fields.
@@ -598,6 +611,7 @@ pub struct Redis {
     child: Child,
     port: u16,
     log: PathBuf,
+    client: redis::Client,
     _dir: ScratchDir,
 }
 
@@ -628,28 +642,30 @@ impl Redis {
         .to_vec();
         let log = dir.0.join("redis.log");
         let child = spawn_logged(&binary, &args, &[], &log)?;
-        let mut redis = Redis { child, port, log, _dir: dir };
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+        let mut redis = Redis { child, port, log, client, _dir: dir };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             if let Ok(Some(status)) = redis.child.try_wait() {
-                return Err(HarnessError::NotReady {
-                    what: "redis-server".into(),
-                    reason: format!("exited with {status}"),
-                    log: log_tail(&redis.log),
-                });
+                return Err(redis.not_ready(format!("exited with {status}")));
             }
-            if matches!(redis.command(&["PING"]).await, Ok(Resp::Simple(pong)) if pong == "PONG") {
+            if redis.ping().await {
                 return Ok(redis);
             }
             if Instant::now() > deadline {
-                return Err(HarnessError::NotReady {
-                    what: "redis-server".into(),
-                    reason: "no PONG".into(),
-                    log: log_tail(&redis.log),
-                });
+                return Err(redis.not_ready("no PONG"));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    fn not_ready(&self, reason: impl Into<String>) -> HarnessError {
+        HarnessError::NotReady { what: "redis-server".into(), reason: reason.into(), log: log_tail(&self.log) }
+    }
+
+    async fn ping(&self) -> bool {
+        let Ok(mut connection) = self.connection().await else { return false };
+        redis::cmd("PING").query_async::<String>(&mut connection).await.is_ok_and(|pong| pong == "PONG")
     }
 
     /// redis-server's process id (for CPU accounting); `None` once it has exited.
@@ -662,11 +678,32 @@ impl Redis {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// A connection for commands of your own.
+    pub async fn connection(&self) -> Result<MultiplexedConnection, HarnessError> {
+        Ok(self.client.get_multiplexed_async_connection().await?)
+    }
+
     /// Every entry of the stream `key` (a topic, e.g. `order.completed.dlq`).
     pub async fn stream(&self, key: &str) -> Result<Vec<StreamEntry>, HarnessError> {
-        let reply = self.command(&["XRANGE", key, "-", "+"]).await?;
-        let Resp::Array(entries) = reply else { return Err(HarnessError::Redis(format!("XRANGE answered {reply:?}"))) };
-        entries.into_iter().map(StreamEntry::try_from).collect()
+        let reply: StreamRangeReply = self.connection().await?.xrange_all(key).await?;
+        reply
+            .ids
+            .into_iter()
+            .map(|entry| {
+                let fields = entry
+                    .map
+                    .into_iter()
+                    .map(|(name, value)| {
+                        Ok((
+                            name,
+                            redis::from_redis_value::<Vec<u8>>(value)
+                                .map_err(|e| HarnessError::Redis(e.to_string()))?,
+                        ))
+                    })
+                    .collect::<Result<_, HarnessError>>()?;
+                Ok(StreamEntry { id: entry.id, fields })
+            })
+            .collect()
     }
 
     /// Waits until the stream `key` holds at least `count` entries, and returns them.
@@ -682,37 +719,16 @@ impl Redis {
 
     /// A consumer group's position on the stream `key` (`XINFO GROUPS`):
     /// `(lag, pending)`, the entries it has not read yet and those read but
-    /// not acknowledged; `None` when the group does not exist (yet).
-    pub async fn consumer_group(&self, key: &str, group: &str) -> Result<Option<(i64, i64)>, HarnessError> {
-        let Resp::Array(groups) = self.command(&["XINFO", "GROUPS", key]).await? else { return Ok(None) };
-        for info in groups {
-            let Resp::Array(fields) = info else { continue };
-            let field = |name: &str| {
-                fields.chunks(2).find(|pair| pair[0] == Resp::Bulk(name.as_bytes().to_vec())).and_then(|p| p.get(1))
-            };
-            if field("name") != Some(&Resp::Bulk(group.as_bytes().to_vec())) {
-                continue;
-            }
-            return match (field("lag"), field("pending")) {
-                (Some(Resp::Integer(lag)), Some(Resp::Integer(pending))) => Ok(Some((*lag, *pending))),
-                other => Err(HarnessError::Redis(format!("XINFO GROUPS {key}: unexpected {other:?}"))),
-            };
+    /// not acknowledged; `None` when the stream or the group does not exist (yet).
+    pub async fn consumer_group(&self, key: &str, group: &str) -> Result<Option<(u64, u64)>, HarnessError> {
+        let mut connection = self.connection().await?;
+        if !connection.exists::<_, bool>(key).await? {
+            return Ok(None);
         }
-        Ok(None)
-    }
-
-    /// Sends one command and reads its reply (RESP2).
-    pub async fn command(&self, args: &[&str]) -> Result<Resp, HarnessError> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).await.map_err(io("connecting to redis"))?;
-        let mut request = format!("*{}\r\n", args.len()).into_bytes();
-        for arg in args {
-            request.extend(format!("${}\r\n", arg.len()).bytes());
-            request.extend(arg.bytes());
-            request.extend(b"\r\n");
-        }
-        stream.write_all(&request).await.map_err(io("writing to redis"))?;
-        let mut reader = tokio::io::BufReader::new(stream);
-        read_resp(&mut reader).await
+        let reply: StreamInfoGroupsReply = connection.xinfo_groups(key).await?;
+        let Some(info) = reply.groups.into_iter().find(|g| g.name == group) else { return Ok(None) };
+        let lag = info.lag.ok_or_else(|| HarnessError::Redis(format!("XINFO GROUPS {key}: no lag for {group}")))?;
+        Ok(Some((lag as u64, info.pending as u64)))
     }
 }
 
@@ -720,75 +736,6 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
     }
-}
-
-/// A Redis reply.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Resp {
-    /// `+OK`
-    Simple(String),
-    /// `-ERR …`
-    Error(String),
-    /// `:1`
-    Integer(i64),
-    /// `$n` bytes
-    Bulk(Vec<u8>),
-    /// `*n` replies
-    Array(Vec<Resp>),
-    /// `$-1` or `*-1`
-    Nil,
-}
-
-impl TryFrom<Resp> for StreamEntry {
-    type Error = HarnessError;
-
-    fn try_from(reply: Resp) -> Result<Self, HarnessError> {
-        let bad = || HarnessError::Redis("unexpected stream entry shape".into());
-        let Resp::Array(mut parts) = reply else { return Err(bad()) };
-        let (Some(Resp::Array(fields)), Some(Resp::Bulk(id))) = (parts.pop(), parts.pop()) else { return Err(bad()) };
-        let mut map = HashMap::new();
-        let mut fields = fields.into_iter();
-        while let (Some(Resp::Bulk(key)), Some(Resp::Bulk(value))) = (fields.next(), fields.next()) {
-            map.insert(String::from_utf8_lossy(&key).into_owned(), value);
-        }
-        Ok(StreamEntry { id: String::from_utf8_lossy(&id).into_owned(), fields: map })
-    }
-}
-
-fn read_resp<'a, R>(reader: &'a mut R) -> futures_util::future::BoxFuture<'a, Result<Resp, HarnessError>>
-where
-    R: tokio::io::AsyncBufRead + Unpin + Send,
-{
-    use tokio::io::AsyncBufReadExt;
-    Box::pin(async move {
-        let mut line = String::new();
-        reader.read_line(&mut line).await.map_err(io("reading from redis"))?;
-        let line = line.trim_end();
-        let (kind, rest) = line.split_at_checked(1).ok_or_else(|| HarnessError::Redis("connection closed".into()))?;
-        let number = || rest.parse::<i64>().map_err(|_| HarnessError::Redis(format!("bad length {rest:?}")));
-        match kind {
-            "+" => Ok(Resp::Simple(rest.into())),
-            "-" => Ok(Resp::Error(rest.into())),
-            ":" => Ok(Resp::Integer(number()?)),
-            "$" => {
-                let Ok(len) = usize::try_from(number()?) else { return Ok(Resp::Nil) };
-                let mut data = vec![0; len + 2];
-                reader.read_exact(&mut data).await.map_err(io("reading from redis"))?;
-                data.truncate(len);
-                Ok(Resp::Bulk(data))
-            }
-            "*" => {
-                let Ok(len) = usize::try_from(number()?) else { return Ok(Resp::Nil) };
-                let mut items = Vec::with_capacity(len);
-                for _ in 0..len {
-                    items.push(read_resp(reader).await?);
-                }
-                Ok(Resp::Array(items))
-            }
-            other => Err(HarnessError::Redis(format!("unexpected reply type {other:?}"))),
-        }
-    })
 }
 
 /// The environment variable that turns a missing daprd or redis-server into a
@@ -849,9 +796,4 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// A failed call to daprd's API, as our own status.
-fn api_error(status: tonic::Status) -> HarnessError {
-    HarnessError::Api(crate::status::from_grpc(&status))
 }
