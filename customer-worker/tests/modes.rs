@@ -50,3 +50,20 @@ async fn the_worker_subscribes_to_the_six_topics_with_dead_letters() {
     running.shutdown();
     running.wait().await.unwrap();
 }
+
+/// The container's `HEALTHCHECK` (`customer-worker healthcheck --addr …`):
+/// fine against a running worker's admin port, an error when nothing listens.
+#[tokio::test]
+async fn the_healthcheck_command_probes_the_admin_port() {
+    let db = databases().await.remove(0);
+    let running = app::start(config(&db), Mode::Cron, None).await.unwrap();
+    let probe = |addr: std::net::SocketAddr| {
+        customer_worker::cli::run(["customer-worker", "healthcheck", "--addr", &addr.to_string()].map(Into::into))
+    };
+    probe(running.admin_addr).await.unwrap();
+    let admin = running.admin_addr;
+    running.shutdown();
+    running.wait().await.unwrap();
+    let error = probe(admin).await.unwrap_err();
+    assert!(format!("{error:#}").contains(&admin.to_string()), "{error:#}");
+}

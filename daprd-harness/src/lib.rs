@@ -351,7 +351,10 @@ impl Starting<'_> {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(self.not_ready(format!("exited with {status}")));
             }
-            if http_get_status(self.http_port, "/v1.0/healthz").await == Some(204) {
+            if http_get(format!("127.0.0.1:{}", self.http_port), "/v1.0/healthz")
+                .await
+                .is_some_and(|(status, _)| status == 204)
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -580,12 +583,20 @@ impl Daprd {
     }
 }
 
-/// `GET path` on loopback with a real HTTP/1 client; the status code, if any.
-async fn http_get_status(port: u16, path: &str) -> Option<u16> {
+/// `GET http://<address><path>` with a real HTTP/1 client: the status code
+/// and the body; `None` when nothing answers within 15 s. For the admin
+/// ports of daprd and the worker (`/healthz`, `/metrics`).
+pub async fn http_get(address: impl std::fmt::Display, path: &str) -> Option<(u16, String)> {
+    use http_body_util::BodyExt;
     let client = HttpClient::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
-    let uri = format!("http://127.0.0.1:{port}{path}").parse().ok()?;
-    let response = tokio::time::timeout(Duration::from_secs(2), client.get(uri)).await.ok()?.ok()?;
-    Some(response.status().as_u16())
+    let uri = format!("http://{address}{path}").parse().ok()?;
+    let exchange = async {
+        let response = client.get(uri).await.ok()?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(15), exchange).await.ok()?
 }
 
 /// One entry of a Redis stream: its id and fields.

@@ -308,15 +308,9 @@ struct WorkerView {
     batch_count: f64,
 }
 
-/// `GET /metrics` of the worker's admin port (HTTP/1.0 on loopback).
+/// `GET /metrics` of the worker's admin port; empty when nothing answers.
 async fn scrape(port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return String::new() };
-    let mut body = String::new();
-    if stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.is_ok() {
-        let _ = stream.read_to_string(&mut body).await;
-    }
-    body
+    daprd_harness::http_get(format!("127.0.0.1:{port}"), "/metrics").await.map(|(_, body)| body).unwrap_or_default()
 }
 
 async fn worker_view(replicas: &[Replica], topic: &str) -> WorkerView {

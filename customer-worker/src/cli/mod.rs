@@ -110,7 +110,7 @@ enum Command {
 pub async fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()> {
     let cli = Cli::parse_from(go_style_flags(args));
     if let Some(Command::Healthcheck { addr }) = cli.command {
-        return healthcheck(addr);
+        return healthcheck(addr).await;
     }
     let config = Config::load(cli.conf.as_deref())?;
     match cli.command {
@@ -150,19 +150,20 @@ async fn serve(config: Config, mode: Mode) -> anyhow::Result<()> {
     result
 }
 
-/// `GET /healthz` over plain HTTP/1.0, without an HTTP client dependency.
-fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
-    let timeout = std::time::Duration::from_secs(2);
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("cannot connect to {addr}"))?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    match response.split_whitespace().nth(1) {
-        Some("200") => Ok(()),
-        status => anyhow::bail!("/healthz answered {status:?}"),
+/// `GET /healthz` of the admin port: fine when it answers 200 within 2 s
+/// (the container's health probe).
+async fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use hyper_util::client::legacy::Client;
+    let client =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let answer =
+        tokio::time::timeout(std::time::Duration::from_secs(2), client.get(format!("http://{addr}/healthz").parse()?))
+            .await
+            .with_context(|| format!("{addr} did not answer within 2 s"))?
+            .with_context(|| format!("cannot reach {addr}"))?;
+    match answer.status().as_u16() {
+        200 => Ok(()),
+        status => anyhow::bail!("/healthz answered {status}"),
     }
 }
 

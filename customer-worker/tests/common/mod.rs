@@ -135,14 +135,8 @@ pub(crate) fn login(customer: &str, at: &str) -> CloudEvent {
     CloudEvent::json(&serde_json::json!({"customer_id": customer, "login_at": at}))
 }
 
-/// A minimal HTTP/1.0 GET of the admin port over loopback: (status, body);
-/// `None` when nothing answers.
+/// `GET` of the admin port over loopback: (status, body); `None` when
+/// nothing answers.
 pub(crate) async fn get(address: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
+    daprd_harness::http_get(address, path).await
 }
