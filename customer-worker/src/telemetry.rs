@@ -41,8 +41,6 @@ pub fn init(config: &Config, default_level: &str) -> anyhow::Result<Option<SdkTr
 use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Latency buckets, in seconds: 0.5 ms to 30 s.
-const SECONDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 /// Events per group commit.
 const BATCH_SIZES: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0];
 
@@ -50,7 +48,7 @@ const BATCH_SIZES: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500
 /// Call it before building the event server (which registers its metrics).
 pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), eventbus::middleware::LATENCY_BUCKETS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full("customer_worker_commit_batch_size".into()), BATCH_SIZES))
         .context("metric buckets")?
         .install_recorder()

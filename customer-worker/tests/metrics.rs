@@ -20,8 +20,8 @@ async fn prometheus_metrics_count_events_and_jobs() {
 
     let (_, body) = get(running.admin_addr, "/metrics").await.unwrap();
     for expected in [
-        r#"eventbus_events_total{pubsub="pubsub-redis",topic="order.completed",outcome="success"} 1"#,
-        r#"eventbus_events_total{pubsub="pubsub-redis",topic="order.completed",outcome="drop"} 1"#,
+        r#"eventbus_events_total{pubsub="pubsub-redis",topic="order.completed",outcome="success",reason="handled"} 1"#,
+        r#"eventbus_events_total{pubsub="pubsub-redis",topic="order.completed",outcome="drop",reason="decode"} 1"#,
         // Two single deliveries: two handler calls.
         r#"eventbus_handler_duration_seconds_count{pubsub="pubsub-redis",topic="order.completed"} 2"#,
         r#"customer_worker_job_runs_total{job="stats",outcome="success"} 1"#,

@@ -10,6 +10,7 @@ use crate::consumer::BoxedConsumer;
 use crate::error::Error;
 use crate::extract::Context;
 use crate::middleware::{BoxService, CallHandler, Kind, Response};
+use crate::outcome::{Outcome, Reason};
 use crate::pipeline::invocation::{BindingFn, InvocationFn, JobFn};
 use crate::subscription::{Bulk, Subscription, TopicSubscription};
 
@@ -52,12 +53,10 @@ impl Target {
 /// install your `metrics` recorder before building it), not per event.
 #[derive(Clone)]
 pub(crate) struct RouteMetrics {
-    /// By outcome: `eventbus_events_total{pubsub, topic, outcome}` (success,
-    /// retry, drop), or `eventbus_calls_total{kind, name, outcome}` (success,
-    /// error, error).
-    success: metrics::Counter,
-    retry: metrics::Counter,
-    drop: metrics::Counter,
+    /// `eventbus_calls_total{kind, name, outcome}` (success, error) of a
+    /// call's route. Events are counted by the pipeline, which answers some
+    /// before any route ([`count_events`]).
+    calls: Option<[metrics::Counter; 2]>,
     /// `eventbus_handler_duration_seconds{pubsub, topic}`.
     pub(crate) duration: metrics::Histogram,
     /// `eventbus_events_in_flight{pubsub, topic}`.
@@ -74,7 +73,7 @@ pub(crate) fn describe_metrics() {
     metrics::describe_counter!(
         "eventbus_events_total",
         Unit::Count,
-        "Events answered, by pub/sub, topic and outcome (success, retry, drop)."
+        "Events answered, by pub/sub, topic, outcome (success, retry, drop) and reason (handled, handler, decode, timeout, overload, panic, draining, refused, unknown_route, oversize, missing_id)."
     );
     metrics::describe_histogram!(
         "eventbus_handler_duration_seconds",
@@ -91,6 +90,16 @@ pub(crate) fn describe_metrics() {
         "eventbus_stream_repeated_ids_total",
         Unit::Count,
         "Events a streaming subscription delivered again while the same id was in flight (handled and answered once)."
+    );
+    metrics::describe_counter!(
+        "eventbus_stream_reconnects_total",
+        Unit::Count,
+        "Streaming subscriptions lost and dialled again."
+    );
+    metrics::describe_counter!(
+        "eventbus_publish_attempts_total",
+        Unit::Count,
+        "PublishEvent calls by outcome: success, retry (failed, tried again), failure (failed, given up)."
     );
     metrics::describe_counter!(
         "eventbus_calls_total",
@@ -125,14 +134,8 @@ impl std::fmt::Debug for RouteMetrics {
 impl RouteMetrics {
     fn new(pubsub: &str, topic: &str) -> Self {
         let labels = [("pubsub", pubsub.to_owned()), ("topic", topic.to_owned())];
-        let total = |outcome: &'static str| {
-            let [pubsub, topic] = labels.clone();
-            metrics::counter!("eventbus_events_total", &[pubsub, topic, ("outcome", outcome.to_owned())])
-        };
         RouteMetrics {
-            success: total("success"),
-            retry: total("retry"),
-            drop: total("drop"),
+            calls: None,
             duration: metrics::histogram!("eventbus_handler_duration_seconds", &labels),
             in_flight: metrics::gauge!("eventbus_events_in_flight", &labels),
             panics: metrics::counter!("eventbus_handler_panics_total", &labels),
@@ -145,32 +148,43 @@ impl RouteMetrics {
             let [kind, name] = labels.clone();
             metrics::counter!("eventbus_calls_total", &[kind, name, ("outcome", outcome.to_owned())])
         };
-        let error = total("error");
         RouteMetrics {
-            success: total("success"),
-            retry: error.clone(),
-            drop: error,
+            calls: Some([total("success"), total("error")]),
             duration: metrics::histogram!("eventbus_call_duration_seconds", &labels),
             in_flight: metrics::gauge!("eventbus_calls_in_flight", &labels),
             panics: metrics::counter!("eventbus_call_panics_total", &labels),
         }
     }
 
-    /// Counts a call's answer: each event's outcome, or the call's success.
+    /// Counts a call's success or failure (events are counted by [`count_events`]).
     pub(crate) fn record(&self, response: &Response) {
-        match response.outcomes() {
-            Some(outcomes) => {
-                for outcome in outcomes {
-                    match outcome {
-                        crate::Outcome::Success => self.success.increment(1),
-                        crate::Outcome::Retry => self.retry.increment(1),
-                        crate::Outcome::Drop => self.drop.increment(1),
-                    }
-                }
-            }
-            None if response.is_success() => self.success.increment(1),
-            None => self.retry.increment(1),
+        if let Some([success, error]) = &self.calls {
+            if response.is_success() { success } else { error }.increment(1);
         }
+    }
+}
+
+/// Counts answered events in `eventbus_events_total{pubsub, topic, outcome,
+/// reason}`: every answer the app gives, whether a handler saw the event or
+/// not. Looked up per distinct (outcome, reason) of the call, which is one
+/// or two for nearly every call.
+pub(crate) fn count_events(pubsub: &str, topic: &str, answers: &[(Outcome, Reason)]) {
+    let mut counts: Vec<((Outcome, Reason), u64)> = Vec::new();
+    for answer in answers {
+        match counts.iter_mut().find(|(seen, _)| seen == answer) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((*answer, 1)),
+        }
+    }
+    for ((outcome, reason), count) in counts {
+        metrics::counter!(
+            "eventbus_events_total",
+            "pubsub" => pubsub.to_owned(),
+            "topic" => topic.to_owned(),
+            "outcome" => outcome.as_str(),
+            "reason" => reason.as_str()
+        )
+        .increment(count);
     }
 }
 

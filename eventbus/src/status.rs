@@ -69,6 +69,29 @@ impl Code {
         usize::try_from(value - 1).ok().and_then(|index| CODES.get(index).copied()).unwrap_or(Unknown)
     }
 
+    /// gRPC's name of the code (`DEADLINE_EXCEEDED`), as OpenTelemetry's
+    /// `error.type` and `rpc.grpc.status_code` conventions print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Cancelled => "CANCELLED",
+            Code::Unknown => "UNKNOWN",
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Code::NotFound => "NOT_FOUND",
+            Code::AlreadyExists => "ALREADY_EXISTS",
+            Code::PermissionDenied => "PERMISSION_DENIED",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::FailedPrecondition => "FAILED_PRECONDITION",
+            Code::Aborted => "ABORTED",
+            Code::OutOfRange => "OUT_OF_RANGE",
+            Code::Unimplemented => "UNIMPLEMENTED",
+            Code::Internal => "INTERNAL",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::DataLoss => "DATA_LOSS",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+        }
+    }
+
     /// The HTTP status Dapr's HTTP app channel answers for it (as grpc-gateway maps them).
     pub fn http_status(self) -> u16 {
         match self {

@@ -72,7 +72,27 @@ async fn the_event_span_is_a_child_of_daprds_delivery_span() {
     assert_eq!(parts[1], published.trace_id().to_string(), "daprd continued the publisher's trace: {header}");
     assert_ne!(parts[2], published.span_id().to_string(), "the header names daprd's own span: {header}");
     let spans = exporter.get_finished_spans().unwrap();
-    let ours = spans.iter().find(|s| s.name == "event").expect("the event span was exported");
+    let ours = spans.iter().find(|s| s.name == "process orders").expect("the event span was exported");
     assert_eq!(ours.span_context.trace_id(), published.trace_id(), "the publisher's trace");
     assert_eq!(ours.parent_span_id, SpanId::from_hex(parts[2]).unwrap(), "a child of daprd's delivery span");
+    assert_eq!(ours.span_kind, opentelemetry::trace::SpanKind::Consumer);
+    // The conventions' attributes, from what daprd really sends.
+    let attributes: std::collections::HashMap<String, String> =
+        ours.attributes.iter().map(|kv| (kv.key.to_string(), kv.value.to_string())).collect();
+    for (key, value) in [
+        ("messaging.system", Some("dapr")),
+        ("messaging.operation.type", Some("process")),
+        ("messaging.destination.name", Some("orders")),
+        ("dapr.pubsub.name", Some(PUBSUB)),
+        ("cloudevents.event_spec_version", Some("1.0")),
+        ("cloudevents.event_type", Some("com.dapr.event.sent")),
+    ] {
+        assert_eq!(attributes.get(key).map(String::as_str), value, "{key} in {attributes:?}");
+    }
+    for key in ["messaging.message.id", "cloudevents.event_id", "cloudevents.event_source"] {
+        assert!(attributes.get(key).is_some_and(|v| !v.is_empty()), "{key} in {attributes:?}");
+    }
+    let producer = spans.iter().find(|s| s.name == "publish orders").expect("the producer span was exported");
+    assert_eq!(producer.span_kind, opentelemetry::trace::SpanKind::Producer);
+    assert_eq!(producer.span_context.trace_id(), published.trace_id());
 }

@@ -7,7 +7,9 @@ use super::Envelope;
 
 /// Why a payload did not decode.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot decode event data ({content_type}) as {target}: {source}")]
+// The cause is `source()`, not in the message: printers that walk the chain
+// (`HandlerError`, anyhow's `{:#}`) would show it twice.
+#[error("cannot decode event data ({content_type}) as {target}")]
 pub struct DecodeError {
     content_type: String,
     target: &'static str,

@@ -95,14 +95,21 @@ impl Answers {
         self.entries.get(index).is_some_and(Option::is_some)
     }
 
-    /// The entries still unanswered get `result`.
+    /// The entries still unanswered get `result`: the last of them the
+    /// error itself (so a single event keeps its error's type, e.g. a
+    /// [`DecodeError`](crate::event::DecodeError)), the others a copy.
     fn fill(&mut self, result: HandlerResult) {
         let copy = |result: &HandlerResult| match result {
             Ok(outcome) => Ok(*outcome),
             Err(error) => Err(HandlerError::new(error.kind(), error.to_string())),
         };
-        for slot in self.entries.iter_mut().filter(|slot| slot.is_none()) {
-            *slot = Some(copy(&result));
+        let mut unanswered: Vec<&mut Option<HandlerResult>> =
+            self.entries.iter_mut().filter(|slot| slot.is_none()).collect();
+        if let Some(last) = unanswered.pop() {
+            for slot in unanswered {
+                *slot = Some(copy(&result));
+            }
+            *last = Some(result);
         }
     }
 

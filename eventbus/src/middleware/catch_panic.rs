@@ -3,6 +3,7 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 
 use super::{Refusal, Response};
+use crate::outcome::Reason;
 use crate::status::Code;
 
 call_layer! {
@@ -36,5 +37,5 @@ fn panicked(refusal: &Refusal, panic: &(dyn std::any::Any + Send)) -> Response {
     let handler = refusal.handler();
     tracing::error!(event.id = %refusal.ids(), handler, panic = message, "handler panicked; retried");
     refusal.route().metrics().panics.increment(1);
-    refusal.refuse(Code::Internal, format!("{handler} panicked"))
+    refusal.refuse(Reason::Panic, Code::Internal, format!("{handler} panicked"))
 }

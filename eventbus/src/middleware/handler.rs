@@ -6,8 +6,9 @@ use futures_util::FutureExt;
 use tower::Service;
 
 use super::{Answer, Call, CallFuture, Events, Request, Response};
+use crate::event::DecodeError;
 use crate::extract::Context;
-use crate::outcome::{HandlerResult, Outcome, report_drop};
+use crate::outcome::{HandlerResult, Outcome, Reason, report_drop};
 use crate::registry::{Route, Target};
 use crate::status::Status;
 
@@ -58,7 +59,10 @@ impl Service<Request> for CallHandler {
 async fn call_handler(request: Request) -> Response {
     let (call, route, context) = request.into_parts();
     let answer = match (call, route.target()) {
-        (Call::Events(events), Target::Consumer(_)) => Answer::Events(handle_events(&route, events, &context).await),
+        (Call::Events(events), Target::Consumer(_)) => {
+            let (outcomes, reasons) = handle_events(&route, events, &context).await;
+            Answer::Events(outcomes, reasons)
+        }
         (Call::Invocation(mut invocation), Target::Invocation(handler)) => {
             invocation.extensions = context.into_extensions();
             Answer::Reply(handler(invocation).await)
@@ -81,9 +85,9 @@ async fn call_handler(request: Request) -> Response {
     Response(answer)
 }
 
-/// The consumer's outcome for each event, in order.
-async fn handle_events(route: &Arc<Route>, events: Events, context: &Context) -> Vec<Outcome> {
-    let Target::Consumer(consumer) = route.target() else { return Vec::new() };
+/// The consumer's outcome for each event, in order, and why.
+async fn handle_events(route: &Arc<Route>, events: Events, context: &Context) -> (Vec<Outcome>, Vec<Reason>) {
+    let Target::Consumer(consumer) = route.target() else { return (Vec::new(), Vec::new()) };
     // The events as a slice, without copying the batch or boxing the one.
     let envelopes: &[Arc<crate::event::Envelope>] = match &events {
         Events::One(envelope) => std::slice::from_ref(envelope),
@@ -99,29 +103,42 @@ async fn handle_events(route: &Arc<Route>, events: Events, context: &Context) ->
         .iter()
         .zip(results)
         .map(|(envelope, result)| {
-            let outcome = outcome_of(result, &envelope.id, route.name());
-            if let (Outcome::Drop, Some(reason)) = &outcome {
-                report_drop(context, &envelope.pubsub, &envelope.topic, &envelope.id, reason);
+            let answer = answer_of(result, &envelope.id, route.name());
+            if let Some(why) = &answer.dropped {
+                report_drop(context, &envelope.pubsub, &envelope.topic, &envelope.id, why);
             }
-            outcome.0
+            (answer.outcome, answer.reason)
         })
-        .collect()
+        .unzip()
 }
 
-/// The outcome of a handler's result and, for a drop, why; errors are
-/// logged with the event id.
-fn outcome_of(result: HandlerResult, id: &str, handler: &str) -> (Outcome, Option<String>) {
+/// A handler's result as the sidecar's answer.
+struct HandlerAnswer {
+    outcome: Outcome,
+    reason: Reason,
+    /// For a drop, what the dead letter says.
+    dropped: Option<String>,
+}
+
+/// The answer for a handler's result; errors are logged with the event id.
+fn answer_of(result: HandlerResult, id: &str, handler: &str) -> HandlerAnswer {
     match result {
-        Ok(Outcome::Drop) => (Outcome::Drop, Some(format!("{handler} answered DROP"))),
-        Ok(outcome) => (outcome, None),
+        Ok(Outcome::Success) => HandlerAnswer { outcome: Outcome::Success, reason: Reason::Handled, dropped: None },
+        Ok(Outcome::Drop) => HandlerAnswer {
+            outcome: Outcome::Drop,
+            reason: Reason::Handler,
+            dropped: Some(format!("{handler} answered DROP")),
+        },
+        Ok(outcome) => HandlerAnswer { outcome, reason: Reason::Handler, dropped: None },
         Err(error) => {
             let outcome = error.outcome();
+            let reason = if error.source_error().is::<DecodeError>() { Reason::Decode } else { Reason::Handler };
             if error.is_permanent() {
-                tracing::error!(event.id = %id, handler, %outcome, error = %error, "event dropped: permanent error");
+                tracing::error!(event.id = %id, handler, %outcome, %reason, error = %error, "event dropped: permanent error");
             } else {
-                tracing::warn!(event.id = %id, handler, %outcome, error = %error, "event will be retried");
+                tracing::warn!(event.id = %id, handler, %outcome, %reason, error = %error, "event will be retried");
             }
-            (outcome, (outcome == Outcome::Drop).then(|| error.to_string()))
+            HandlerAnswer { outcome, reason, dropped: (outcome == Outcome::Drop).then(|| error.to_string()) }
         }
     }
 }

@@ -1,11 +1,27 @@
 use std::time::Instant;
 
+/// Histogram buckets for the `*_seconds` metrics, 0.5 ms to 30 s.
+///
+/// `metrics-exporter-prometheus` renders a histogram as a *summary* unless
+/// it is given buckets, and summaries cannot be aggregated across replicas
+/// (no `histogram_quantile` over pods). Give it these:
+///
+/// ```
+/// use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+///
+/// let builder = PrometheusBuilder::new()
+///     .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), eventbus::middleware::LATENCY_BUCKETS)
+///     .unwrap();
+/// # let _ = builder;
+/// ```
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
 call_layer! {
     /// Records, through the `metrics` facade (install any recorder, e.g.
-    /// `metrics-exporter-prometheus`, before building the server: the handles
-    /// are registered once per route):
+    /// `metrics-exporter-prometheus` with [`LATENCY_BUCKETS`], before
+    /// building the server: the handles are registered once per route):
     ///
-    /// - `eventbus_events_total{pubsub, topic, outcome}` (counter)
     /// - `eventbus_handler_duration_seconds{pubsub, topic}` (histogram, one
     ///   observation per handler call: per event, or per batch)
     /// - `eventbus_events_in_flight{pubsub, topic}` (gauge)
@@ -15,7 +31,15 @@ call_layer! {
     ///   `eventbus_call_duration_seconds{kind, name}`,
     ///   `eventbus_calls_in_flight{kind, name}` and
     ///   `eventbus_call_panics_total{kind, name}`
-    /// - `eventbus_build_info{version}` (gauge, 1)
+    ///
+    /// The server itself counts every event it answers, whether a handler
+    /// saw it or not (no route, no id, too large, unreadable, draining), in
+    /// `eventbus_events_total{pubsub, topic, outcome, reason}` (outcome
+    /// `success`, `retry`, `drop`; reason one of [`Reason`](crate::outcome::Reason)),
+    /// and sets `eventbus_build_info{version}` (gauge, 1). Streaming
+    /// subscriptions add `eventbus_stream_reconnects_total{pubsub, topic}` and
+    /// `eventbus_stream_repeated_ids_total{pubsub, topic}`; the publisher
+    /// `eventbus_publish_attempts_total{pubsub, topic, outcome}`.
     ///
     /// Each has HELP text (`describe_*`), registered when the server is built.
     MetricsLayer wraps in Metrics;

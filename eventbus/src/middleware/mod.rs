@@ -35,7 +35,7 @@ use crate::binding::BindingEvent;
 use crate::event::Envelope;
 use crate::extract::Context;
 use crate::invoke::{Invocation, Reply};
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, Reason};
 use crate::pipeline::invocation::Job;
 use crate::registry::Route;
 use crate::status::{Code, Status};
@@ -104,7 +104,7 @@ mod trace;
 pub use catch_panic::{CatchPanic, CatchPanicLayer};
 pub use concurrency::{ConcurrencyLimit, ConcurrencyLimitLayer};
 pub(crate) use handler::{CallHandler, HandlerService};
-pub use metrics::{Metrics, MetricsLayer};
+pub use metrics::{LATENCY_BUCKETS, Metrics, MetricsLayer};
 pub use timeout::{Timeout, TimeoutLayer};
 pub use trace::{Trace, TraceLayer};
 
@@ -270,9 +270,18 @@ impl Request {
 
     /// The request's answer when a layer refuses it: every event `Retry`
     /// (the sidecar delivers them again), and for the other kinds a failed
-    /// [`Status`] of `code`.
+    /// [`Status`] of `code`. The events' [`Reason`](crate::outcome::Reason)
+    /// follows from `code`: `DeadlineExceeded` is `timeout`,
+    /// `ResourceExhausted` is `overload`, `Unavailable` is `draining`, any
+    /// other is `refused`.
     pub fn refuse(&self, code: Code, message: impl Into<String>) -> Response {
-        self.refusal().refuse(code, message)
+        let reason = match code {
+            Code::DeadlineExceeded => Reason::Timeout,
+            Code::ResourceExhausted => Reason::Overload,
+            Code::Unavailable => Reason::Draining,
+            _ => Reason::Refused,
+        };
+        self.refusal().refuse(reason, code, message)
     }
 
     /// What a layer keeps to answer for the request once it has passed it on
@@ -315,10 +324,13 @@ impl Refusal {
         }
     }
 
-    /// Every event `Retry`, or a failed status of `code`.
-    pub(crate) fn refuse(&self, code: Code, message: impl Into<String>) -> Response {
+    /// Every event `Retry` for `reason`, or a failed status of `code`.
+    pub(crate) fn refuse(&self, reason: Reason, code: Code, message: impl Into<String>) -> Response {
         match self.route.kind() {
-            Kind::Event => Response::events(vec![Outcome::Retry; self.events().len()]),
+            Kind::Event => {
+                let count = self.events().len();
+                Response::events(vec![Outcome::Retry; count], vec![reason; count])
+            }
             Kind::Invocation => Response(Answer::Reply(Err(Status::new(code, message)))),
             Kind::Binding | Kind::Job => Response(Answer::Done(Err(Status::new(code, message)))),
         }
@@ -354,8 +366,8 @@ pub struct Response(pub(crate) Answer);
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Answer {
-    /// One outcome per event, in order.
-    Events(Vec<Outcome>),
+    /// One outcome per event, in order, and why.
+    Events(Vec<Outcome>, Vec<Reason>),
     /// An invocation's reply.
     Reply(Result<Reply, Status>),
     /// A binding's or a job's.
@@ -363,14 +375,22 @@ pub(crate) enum Answer {
 }
 
 impl Response {
-    pub(crate) fn events(outcomes: Vec<Outcome>) -> Self {
-        Response(Answer::Events(outcomes))
+    pub(crate) fn events(outcomes: Vec<Outcome>, reasons: Vec<Reason>) -> Self {
+        Response(Answer::Events(outcomes, reasons))
     }
 
     /// The outcomes of topic events, one per event, in order.
     pub fn outcomes(&self) -> Option<&[Outcome]> {
         match &self.0 {
-            Answer::Events(outcomes) => Some(outcomes),
+            Answer::Events(outcomes, _) => Some(outcomes),
+            _ => None,
+        }
+    }
+
+    /// Why each topic event got its outcome, in order.
+    pub fn reasons(&self) -> Option<&[Reason]> {
+        match &self.0 {
+            Answer::Events(_, reasons) => Some(reasons),
             _ => None,
         }
     }
@@ -386,7 +406,7 @@ impl Response {
     /// `true` when every event succeeded, or the call did.
     pub fn is_success(&self) -> bool {
         match &self.0 {
-            Answer::Events(outcomes) => outcomes.iter().all(|o| *o == Outcome::Success),
+            Answer::Events(outcomes, _) => outcomes.iter().all(|o| *o == Outcome::Success),
             Answer::Reply(result) => result.is_ok(),
             Answer::Done(result) => result.is_ok(),
         }

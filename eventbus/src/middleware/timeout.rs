@@ -75,7 +75,11 @@ where
                     let timeout_ms = limit.as_millis() as u64;
                     let handler = refusal.handler();
                     tracing::warn!(event.id = %refusal.ids(), handler, timeout_ms, "handler timed out; retried");
-                    Ok(refusal.refuse(Code::DeadlineExceeded, format!("{handler} timed out after {timeout_ms} ms")))
+                    Ok(refusal.refuse(
+                        crate::outcome::Reason::Timeout,
+                        Code::DeadlineExceeded,
+                        format!("{handler} timed out after {timeout_ms} ms"),
+                    ))
                 }
             }
         })

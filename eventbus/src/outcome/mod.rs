@@ -10,6 +10,90 @@ pub use dropped::Dropped;
 pub(crate) use dropped::{DropHook, report as report_drop};
 pub use error::{BoxError, ErrorKind, HandlerError, Result, ResultExt};
 
+/// Why an event got its [`Outcome`]: the `reason` label of
+/// `eventbus_events_total` and, for `RETRY` and `DROP`, the `error.type` of
+/// the event's span. A bounded set, so a dashboard can show every value.
+///
+/// | reason | the event |
+/// |---|---|
+/// | `handled` | the handler answered `SUCCESS` |
+/// | `handler` | the handler answered `RETRY` or `DROP`, or failed (transient or permanent error) |
+/// | `decode` | its payload (or its bulk entry) could not be decoded |
+/// | `timeout` | the handler took longer than its timeout |
+/// | `overload` | the consumer was at its concurrency limit |
+/// | `panic` | the handler panicked |
+/// | `draining` | the server was shutting down |
+/// | `refused` | a middleware layer refused it |
+/// | `unknown_route` | no handler for its pub/sub, topic and path |
+/// | `oversize` | larger than the server's `max_message_size` |
+/// | `missing_id` | it had no CloudEvent id |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The handler answered `SUCCESS`.
+    Handled,
+    /// The handler answered `RETRY` or `DROP`, or returned an error.
+    Handler,
+    /// The payload or bulk entry could not be decoded.
+    Decode,
+    /// The handler timed out.
+    Timeout,
+    /// The consumer was at its concurrency limit.
+    Overload,
+    /// The handler panicked.
+    Panic,
+    /// The server was shutting down.
+    Draining,
+    /// A middleware layer refused the event.
+    Refused,
+    /// No handler for the event's pub/sub, topic and path.
+    UnknownRoute,
+    /// Larger than `max_message_size`.
+    Oversize,
+    /// No CloudEvent id.
+    MissingId,
+}
+
+impl Reason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Handled => "handled",
+            Reason::Handler => "handler",
+            Reason::Decode => "decode",
+            Reason::Timeout => "timeout",
+            Reason::Overload => "overload",
+            Reason::Panic => "panic",
+            Reason::Draining => "draining",
+            Reason::Refused => "refused",
+            Reason::UnknownRoute => "unknown_route",
+            Reason::Oversize => "oversize",
+            Reason::MissingId => "missing_id",
+        }
+    }
+
+    /// Every reason, for documentation and dashboards.
+    pub const ALL: [Reason; 11] = [
+        Reason::Handled,
+        Reason::Handler,
+        Reason::Decode,
+        Reason::Timeout,
+        Reason::Overload,
+        Reason::Panic,
+        Reason::Draining,
+        Reason::Refused,
+        Reason::UnknownRoute,
+        Reason::Oversize,
+        Reason::MissingId,
+    ];
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The answer for one event, as the sidecar understands it. These are the
 /// three statuses of Dapr's protocol, so a `match` on them may be exhaustive.
 ///

@@ -16,7 +16,7 @@ use crate::event::Envelope;
 use crate::extract::Context;
 use crate::invoke::{Invocation, Reply};
 use crate::middleware::{self, Answer, BoxService, Call, Events, Kind, Request, Response};
-use crate::outcome::{Outcome, report_drop};
+use crate::outcome::{Outcome, Reason, report_drop};
 use crate::registry::{Registry, Route};
 use crate::status::Code;
 use crate::status::Status;
@@ -70,6 +70,9 @@ impl Unreadable {
     }
 }
 
+/// An answer for some entries and why, before the handlers answer the rest.
+type Answered = (Outcome, Reason);
+
 impl Pipeline {
     /// Runs one event through the pipeline and answers for it. Never fails.
     pub(crate) async fn dispatch(&self, envelope: Arc<Envelope>) -> Outcome {
@@ -82,39 +85,46 @@ impl Pipeline {
     /// order. Entries that cannot be handled (unreadable, too large, without
     /// an id, for no route) are answered here; the others go through the
     /// middleware once each, or together for a consumer that takes batches.
+    /// Every answer is counted here, with its reason.
     pub(crate) async fn deliver(&self, pubsub: &str, topic: &str, path: &str, entries: Vec<Entry>) -> Vec<Outcome> {
+        let answered = self.answer(pubsub, topic, path, entries).await;
+        crate::registry::count_events(pubsub, topic, &answered);
+        answered.into_iter().map(|(outcome, _)| outcome).collect()
+    }
+
+    async fn answer(&self, pubsub: &str, topic: &str, path: &str, entries: Vec<Entry>) -> Vec<Answered> {
         // Take the in-flight token before looking at `draining`, so a drain
         // that starts now waits for these events.
         let _in_flight = self.in_flight.token();
         if self.draining.load(Ordering::Acquire) {
             tracing::info!(topic, entries = entries.len(), "draining for shutdown; retried");
-            return vec![Outcome::Retry; entries.len()];
+            return vec![(Outcome::Retry, Reason::Draining); entries.len()];
         }
         // Admitted entries hold a placeholder until the handlers answer.
-        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut answers = Vec::with_capacity(entries.len());
         let mut admitted = Vec::with_capacity(entries.len());
         for (index, entry) in entries.into_iter().enumerate() {
             match self.admit(entry, pubsub, topic) {
                 Ok(envelope) => {
                     admitted.push((index, envelope));
-                    outcomes.push(Outcome::Retry);
+                    answers.push((Outcome::Retry, Reason::Handler));
                 }
-                Err(outcome) => outcomes.push(outcome),
+                Err(answer) => answers.push(answer),
             }
         }
-        let Some((_, first)) = admitted.first() else { return outcomes };
+        let Some((_, first)) = admitted.first() else { return answers };
         let answered = match self.registry.route(pubsub, topic, path) {
             None => {
                 tracing::warn!(
                     event.id = %first.id, entries = admitted.len(), pubsub, topic, path,
-                    outcome = %self.unknown_topic, "no handler for this pubsub/topic/path"
+                    outcome = %self.unknown_topic, reason = %Reason::UnknownRoute, "no handler for this pubsub/topic/path"
                 );
                 if self.unknown_topic == Outcome::Drop {
                     for (_, event) in &admitted {
                         report_drop(&self.context, pubsub, topic, &event.id, format!("no handler for path {path:?}"));
                     }
                 }
-                vec![self.unknown_topic; admitted.len()]
+                vec![(self.unknown_topic, Reason::UnknownRoute); admitted.len()]
             }
             Some(route) if route.takes_batches() => {
                 let events = admitted.iter().map(|(_, event)| event.clone()).collect();
@@ -122,18 +132,18 @@ impl Pipeline {
             }
             Some(route) => self.run_each(route, &admitted).await,
         };
-        for ((index, _), outcome) in admitted.iter().zip(answered) {
-            outcomes[*index] = outcome;
+        for ((index, _), answer) in admitted.iter().zip(answered) {
+            answers[*index] = answer;
         }
-        outcomes
+        answers
     }
 
     /// The entry's event, or the answer for an entry no handler may see.
-    fn admit(&self, entry: Entry, pubsub: &str, topic: &str) -> Result<Arc<Envelope>, Outcome> {
+    fn admit(&self, entry: Entry, pubsub: &str, topic: &str) -> Result<Arc<Envelope>, Answered> {
         let envelope = entry.map_err(|Unreadable { id, reason }| {
             tracing::error!(entry.id = %id, topic, reason, "bulk entry cannot be read; dropped");
             report_drop(&self.context, pubsub, topic, &id, format!("bulk entry cannot be read: {reason}"));
-            Outcome::Drop
+            (Outcome::Drop, Reason::Decode)
         })?;
         if envelope.data.len() > self.max_message_size {
             tracing::error!(
@@ -143,7 +153,7 @@ impl Pipeline {
             let reason =
                 format!("{} bytes, more than max_message_size ({})", envelope.data.len(), self.max_message_size);
             report_drop(&self.context, pubsub, topic, &envelope.id, reason);
-            return Err(Outcome::Drop);
+            return Err((Outcome::Drop, Reason::Oversize));
         }
         if envelope.id.is_empty() {
             // The id is the deduplication key: such an event cannot be applied once.
@@ -151,14 +161,14 @@ impl Pipeline {
             if self.missing_id == Outcome::Drop {
                 report_drop(&self.context, pubsub, topic, "", "no CloudEvent id");
             }
-            return Err(self.missing_id);
+            return Err((self.missing_id, Reason::MissingId));
         }
         Ok(envelope)
     }
 
     /// Each event through the middleware on its own: in order, at most
     /// `bulk_concurrency` at once.
-    async fn run_each(&self, route: &Arc<Route>, admitted: &[(usize, Arc<Envelope>)]) -> Vec<Outcome> {
+    async fn run_each(&self, route: &Arc<Route>, admitted: &[(usize, Arc<Envelope>)]) -> Vec<Answered> {
         if let [(_, event)] = admitted {
             return self.run(route, Events::One(event.clone())).await;
         }
@@ -167,7 +177,7 @@ impl Pipeline {
             .iter()
             .map(|(_, event)| {
                 let event = Events::One(event.clone());
-                async move { self.run(route, event).await.pop().unwrap_or(Outcome::Retry) }
+                async move { self.run(route, event).await.pop().unwrap_or((Outcome::Retry, Reason::Handler)) }
             })
             .collect();
         futures_util::stream::iter(calls).buffered(self.bulk_concurrency).collect().await
@@ -176,17 +186,19 @@ impl Pipeline {
     /// One handler call through the middleware, or `Retry` for every event
     /// once the drain deadline has passed. `biased`: the work is polled
     /// first, so a call that completes at once never waits on the shared token.
-    async fn run(&self, route: &Arc<Route>, events: Events) -> Vec<Outcome> {
+    async fn run(&self, route: &Arc<Route>, events: Events) -> Vec<Answered> {
         let request = Request::new(Call::Events(events), route.clone(), self.context.clone());
         let count = request.events().len();
         let response = tokio::select! {
             biased;
             response = middleware::run(self.service.clone(), request) => response,
-            () = self.past_drain_deadline.cancelled() => return vec![Outcome::Retry; count],
+            () = self.past_drain_deadline.cancelled() => return vec![(Outcome::Retry, Reason::Draining); count],
         };
         match response.0 {
-            Answer::Events(outcomes) => outcomes,
-            _ => vec![Outcome::Retry; count],
+            Answer::Events(outcomes, reasons) if outcomes.len() == count && reasons.len() == count => {
+                outcomes.into_iter().zip(reasons).collect()
+            }
+            _ => vec![(Outcome::Retry, Reason::Handler); count],
         }
     }
 }
@@ -247,7 +259,7 @@ impl Pipeline {
         tokio::select! {
             biased;
             response = middleware::run(self.service.clone(), request) => response,
-            () = self.past_drain_deadline.cancelled() => refusal.refuse(Code::Unavailable, "shutting down"),
+            () = self.past_drain_deadline.cancelled() => refusal.refuse(Reason::Draining, Code::Unavailable, "shutting down"),
         }
     }
 

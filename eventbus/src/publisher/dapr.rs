@@ -8,6 +8,7 @@ use super::{Message, PublishError, Publisher};
 use crate::backoff::Backoff;
 use crate::grpc::proto::runtime::PublishEventRequest;
 use crate::grpc::proto::runtime::dapr_client::DaprClient;
+use tracing::Instrument;
 
 /// Publishes through the Dapr sidecar's gRPC API (`PublishEvent`), with the
 /// `DAPR_API_TOKEN` when set. A failure that may pass (the sidecar
@@ -90,7 +91,37 @@ fn may_pass(code: tonic::Code) -> bool {
 }
 
 impl Publisher for DaprPublisher {
+    /// Publishes inside a producer span (`publish <topic>`, by the
+    /// OpenTelemetry messaging conventions: `messaging.system` `dapr`,
+    /// `messaging.operation.type` `send`, `messaging.destination.name`,
+    /// `dapr.pubsub.name`), whose context daprd puts in the CloudEvent; a
+    /// failure sets its status to error.
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = %format_args!("publish {}", message.topic),
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+            error.r#type = tracing::field::Empty,
+            messaging.system = "dapr",
+            messaging.operation.r#type = "send",
+            messaging.operation.name = "publish",
+            messaging.destination.name = message.topic.as_str(),
+            dapr.pubsub.name = message.pubsub.as_str(),
+        );
+        let result = self.publish_with_retries(message).instrument(span.clone()).await;
+        if let Err(PublishError::Sidecar { source, .. }) = &result {
+            span.record("otel.status_code", "ERROR")
+                .record("otel.status_description", source.message())
+                .record("error.type", source.code().as_str());
+        }
+        result
+    }
+}
+
+impl DaprPublisher {
+    async fn publish_with_retries(&self, message: Message) -> Result<(), PublishError> {
         let request = PublishEventRequest {
             pubsub_name: message.pubsub,
             topic: message.topic,
@@ -113,10 +144,14 @@ impl Publisher for DaprPublisher {
             }
             // Clones share the channel: concurrent publishes stay concurrent.
             let status = match self.client.clone().publish_event(call).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    count_attempt(&request, "success");
+                    return Ok(());
+                }
                 Err(status) => status,
             };
             if attempt >= self.attempts || !may_pass(status.code()) {
+                count_attempt(&request, "failure");
                 let (topic, address) = (request.topic, self.address.clone());
                 return Err(PublishError::Sidecar {
                     topic,
@@ -125,9 +160,22 @@ impl Publisher for DaprPublisher {
                     source: crate::status::from_grpc(&status),
                 });
             }
+            count_attempt(&request, "retry");
             tracing::warn!(topic = %request.topic, attempt, code = ?status.code(), error = %status.message(), "publish failed; retrying");
             tokio::time::sleep(self.backoff.delay(attempt - 1)).await;
             attempt += 1;
         }
     }
+}
+
+/// `eventbus_publish_attempts_total{pubsub, topic, outcome}`: `success`,
+/// `retry` (failed, tried again) or `failure` (failed, given up).
+fn count_attempt(request: &PublishEventRequest, outcome: &'static str) {
+    metrics::counter!(
+        "eventbus_publish_attempts_total",
+        "pubsub" => request.pubsub_name.clone(),
+        "topic" => request.topic.clone(),
+        "outcome" => outcome
+    )
+    .increment(1);
 }

@@ -40,6 +40,9 @@ pub struct Published {
     pub metadata: HashMap<String, String>,
     /// The `dapr-api-token` the client sent, if any.
     pub token: Option<String>,
+    /// The `traceparent` header of the call, if any: daprd makes it the
+    /// CloudEvent's trace context.
+    pub traceparent: Option<String>,
 }
 
 /// How long [`TestSidecar::wait_for_streams`] and a delivery waiting for a
@@ -373,7 +376,8 @@ impl UnaryService<PublishEventRequest> for Publish {
                 return Box::pin(std::future::ready(Err(status)));
             }
         }
-        let token = request.metadata().get("dapr-api-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = |name: &str| request.metadata().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (token, traceparent) = (header("dapr-api-token"), header("traceparent"));
         let message = request.into_inner();
         self.0.lock().unwrap_or_else(|p| p.into_inner()).push(Published {
             pubsub: message.pubsub_name,
@@ -382,6 +386,7 @@ impl UnaryService<PublishEventRequest> for Publish {
             data: message.data,
             metadata: message.metadata,
             token,
+            traceparent,
         });
         Box::pin(std::future::ready(Ok(Response::new(()))))
     }

@@ -126,6 +126,7 @@ pub(crate) async fn run(pipeline: Arc<Pipeline>, endpoint: DaprEndpoint, stream:
                 let delay = RECONNECT.delay(failures);
                 failures = failures.saturating_add(1);
                 tracing::warn!(subscription = %stream.name(), %reason, retry_in_ms = delay.as_millis() as u64, "stream subscription lost; reconnecting");
+                metrics::counter!("eventbus_stream_reconnects_total", "pubsub" => stream.pubsub.clone(), "topic" => stream.topic.clone()).increment(1);
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = stop.cancelled() => return,
