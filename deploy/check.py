@@ -8,13 +8,19 @@
    strict: unknown fields fail); the Dapr, Argo CD and Prometheus Operator custom
    resources against deploy/schemas/*.json (the fields this repository uses).
 3. What the worker needs is there: the Dapr annotations, probes on the admin port.
+4. Monitoring as shipped: the chart's PrometheusRule and dashboard ConfigMap
+   hold files/alerts.yaml and files/dashboard.json as they are; promtool checks
+   the rules, runs their unit tests (monitoring/alerts.test.yaml) and parses
+   every dashboard query.
 
-Needs: pip install helm-python-sdk kubernetes-validate
+Needs: pip install helm-python-sdk kubernetes-validate; promtool (Debian's prometheus)
 """
 
 import json
 import pathlib
+import subprocess
 import sys
+import tempfile
 
 import helm_python as helm
 import jsonschema
@@ -29,7 +35,10 @@ CUSTOM_SCHEMAS = {
     ("dapr.io/v1alpha1", "Resiliency"): "dapr-resiliency.json",
     ("argoproj.io/v1alpha1", "Application"): "argocd-application.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule.json",
 }
+ALERTS = CHART / "files" / "alerts.yaml"
+DASHBOARD = CHART / "files" / "dashboard.json"
 
 failures = []
 
@@ -107,11 +116,55 @@ def check_chart():
                 validate(f"{label} {template}", doc)
                 if doc["kind"] == "Deployment":
                     check_worker_deployment(f"{label} {template}", doc, transport)
+                check_shipped_monitoring(f"{label} {template}", doc)
         for kind in ["Deployment", "ConfigMap", "Service"]:
             if kind not in kinds:
                 fail(label, f"renders no {kind}")
-        if values_file and "ServiceMonitor" not in kinds:
-            fail(label, "renders no ServiceMonitor")
+        if values_file:
+            for kind in ["ServiceMonitor", "PrometheusRule"]:
+                if kind not in kinds:
+                    fail(label, f"renders no {kind}")
+            if kinds.count("ServiceMonitor") != 2:
+                fail(label, "renders no ServiceMonitor for daprd")
+            if kinds.count("ConfigMap") != 2:
+                fail(label, "renders no dashboard ConfigMap")
+
+
+def check_shipped_monitoring(where, doc):
+    """The rules and the dashboard the chart renders are the tested files, unchanged."""
+    if doc["kind"] == "PrometheusRule" and doc["spec"]["groups"] != yaml.safe_load(ALERTS.read_text())["groups"]:
+        fail(where, "the PrometheusRule differs from files/alerts.yaml")
+    if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].endswith("-dashboard"):
+        if json.loads(doc["data"]["customer-worker.json"]) != json.loads(DASHBOARD.read_text()):
+            fail(where, "the dashboard ConfigMap differs from files/dashboard.json")
+
+
+def promtool(*args):
+    result = subprocess.run(["promtool", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        fail(f"promtool {' '.join(args)}", (result.stdout + result.stderr).strip())
+
+
+def check_monitoring():
+    promtool("check", "rules", str(ALERTS))
+    promtool("test", "rules", str(DEPLOY / "monitoring" / "alerts.test.yaml"))
+    # Every dashboard query must parse: promtool checks them as recording rules,
+    # with Grafana's variables given values.
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {"$__rate_interval": "5m", "$namespace": ".*", "$job": "customer-worker"}
+    rules = []
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for name, value in variables.items():
+                expr = expr.replace(name, value)
+            if "$" in expr:
+                fail(f"dashboard panel {panel['title']!r}", f"unknown variable in {target['expr']}")
+            rules.append({"record": f"dashboard:panel_{panel['id']}:{target['refId']}", "expr": expr})
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, file)
+        file.flush()
+        promtool("check", "rules", file.name)
 
 
 def check_manifests():
@@ -127,9 +180,10 @@ def check_manifests():
 
 check_chart()
 check_manifests()
+check_monitoring()
 if failures:
     print("deployment check FAILED:")
     for failure in failures:
         print("  " + failure)
     sys.exit(1)
-print("deployment check passed: chart renders and lints; every manifest validates")
+print("deployment check passed: chart renders and lints; every manifest validates; alert rules and dashboard check out")

@@ -34,13 +34,20 @@ pub fn router(
         .with_state(Admin { store, events, metrics, shutdown })
 }
 
+/// The event server's readiness when it runs (not draining, and its probe,
+/// the database ping, passes: what daprd's app health check also asks, and
+/// what `eventbus_ready` reports), else the database ping alone.
 async fn ready(State(admin): State<Admin>) -> (StatusCode, String) {
-    if admin.shutdown.is_cancelled() || admin.events.as_ref().is_some_and(|e| e.is_draining()) {
+    if admin.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining".into());
     }
-    match admin.store.ping().await {
+    let ready = match &admin.events {
+        Some(events) => events.ready().await,
+        None => admin.store.ping().await.map_err(|error| format!("database unreachable: {error}")),
+    };
+    match ready {
         Ok(()) => (StatusCode::OK, "ready".into()),
-        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("database unreachable: {error}")),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
 }
 

@@ -61,9 +61,13 @@ fn describe() {
     metrics::describe_counter!(
         "customer_worker_job_runs_total",
         Unit::Count,
-        "Scheduled job runs, by job and outcome."
+        "Scheduled job runs, by job name and outcome (success, skipped, failure)."
     );
-    metrics::describe_histogram!("customer_worker_job_duration_seconds", Unit::Seconds, "Time per job run, by job.");
+    metrics::describe_histogram!(
+        "customer_worker_job_duration_seconds",
+        Unit::Seconds,
+        "Time per job run, by job name."
+    );
     metrics::describe_histogram!("customer_worker_commit_batch_size", Unit::Count, "Events written per group commit.");
     metrics::describe_gauge!("customer_worker_build_info", "The worker's version, as a label; always 1.");
     metrics::gauge!("customer_worker_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);

@@ -24,7 +24,7 @@ async fn prometheus_metrics_count_events_and_jobs() {
         r#"eventbus_events_total{pubsub="pubsub-redis",topic="order.completed",outcome="drop",reason="decode"} 1"#,
         // Two single deliveries: two handler calls.
         r#"eventbus_handler_duration_seconds_count{pubsub="pubsub-redis",topic="order.completed"} 2"#,
-        r#"customer_worker_job_runs_total{job="stats",outcome="success"} 1"#,
+        r#"customer_worker_job_runs_total{name="stats",outcome="success"} 1"#,
         // Histograms with buckets in seconds, HELP text, build info.
         r#"eventbus_handler_duration_seconds_bucket{pubsub="pubsub-redis",topic="order.completed",le="0.1"}"#,
         "# TYPE eventbus_handler_duration_seconds histogram",
@@ -35,6 +35,41 @@ async fn prometheus_metrics_count_events_and_jobs() {
     ] {
         assert!(body.contains(expected), "missing {expected} in:\n{body}");
     }
+    // Readiness is reported when asked.
+    get(running.admin_addr, "/readyz").await.unwrap();
+    let (_, body) = get(running.admin_addr, "/metrics").await.unwrap();
+    for name in shipped_monitoring_metrics() {
+        assert!(
+            body.contains(&format!("\n{name}")),
+            "the shipped alerts or dashboard use {name}, which the worker does not export:\n{body}"
+        );
+    }
     running.shutdown();
     running.wait().await.unwrap();
+}
+
+/// The worker's and the library's metrics the chart's alert rules and
+/// dashboard read (their `_bucket`, `_sum` and `_count` series by the
+/// histogram's name). Two only exist once they happen, and are checked by the
+/// library's tests: publish attempts and stream reconnects (the worker in
+/// this test neither publishes nor streams).
+fn shipped_monitoring_metrics() -> std::collections::BTreeSet<String> {
+    const ONCE_THEY_HAPPEN: [&str; 2] = ["eventbus_publish_attempts_total", "eventbus_stream_reconnects_total"];
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/helm/customer-worker/files");
+    let text = ["alerts.yaml", "dashboard.json"]
+        .map(|file| std::fs::read_to_string(format!("{chart}/{file}")).unwrap())
+        .join("\n");
+    let mut names = std::collections::BTreeSet::new();
+    for (start, _) in text.match_indices("eventbus_").chain(text.match_indices("customer_worker_")) {
+        let name: String =
+            text[start..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit()).collect();
+        let name = ["_bucket", "_sum", "_count"]
+            .iter()
+            .fold(name, |n, suffix| n.strip_suffix(suffix).map_or(n.clone(), str::to_owned));
+        if !ONCE_THEY_HAPPEN.contains(&name.as_str()) {
+            names.insert(name);
+        }
+    }
+    assert!(names.len() >= 6, "{names:?}");
+    names
 }

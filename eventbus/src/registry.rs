@@ -121,6 +121,10 @@ pub(crate) fn describe_metrics() {
         Unit::Count,
         "Invocation, binding and job handler calls that panicked (answered Internal)."
     );
+    metrics::describe_gauge!(
+        "eventbus_ready",
+        "1 when the last readiness check passed (not draining, the readiness probe fine), else 0."
+    );
     metrics::describe_gauge!("eventbus_build_info", "The eventbus library version, as a label; always 1.");
     metrics::gauge!("eventbus_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

@@ -102,8 +102,9 @@ impl Jobs {
             Ok(JobReport::Ran { .. }) => "success",
             Err(_) => "failure",
         };
-        metrics::counter!("customer_worker_job_runs_total", "job" => kind.name(), "outcome" => outcome).increment(1);
-        metrics::histogram!("customer_worker_job_duration_seconds", "job" => kind.name())
+        // `name`, not `job`: Prometheus gives every series the scrape `job` label.
+        metrics::counter!("customer_worker_job_runs_total", "name" => kind.name(), "outcome" => outcome).increment(1);
+        metrics::histogram!("customer_worker_job_duration_seconds", "name" => kind.name())
             .record(started.elapsed().as_secs_f64());
         match &result {
             Ok(report) => {

@@ -36,7 +36,8 @@ call_layer! {
     /// saw it or not (no route, no id, too large, unreadable, draining), in
     /// `eventbus_events_total{pubsub, topic, outcome, reason}` (outcome
     /// `success`, `retry`, `drop`; reason one of [`Reason`](crate::outcome::Reason)),
-    /// and sets `eventbus_build_info{version}` (gauge, 1). Streaming
+    /// and sets `eventbus_ready` (gauge: 1 when the last readiness check
+    /// passed, else 0) and `eventbus_build_info{version}` (gauge, 1). Streaming
     /// subscriptions add `eventbus_stream_reconnects_total{pubsub, topic}` and
     /// `eventbus_stream_repeated_ids_total{pubsub, topic}`; the publisher
     /// `eventbus_publish_attempts_total{pubsub, topic, outcome}`.

@@ -42,6 +42,7 @@ impl Health {
 
     /// Reports the readiness just computed, when it changed.
     pub(crate) async fn report(&self, ready: bool) {
+        metrics::gauge!("eventbus_ready").set(if ready { 1.0 } else { 0.0 });
         let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
         let mut last = self.last.lock().await;
         if *last == Some(status) {
