@@ -42,14 +42,32 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
 }
 
-/// `telemetry`: traces.
+/// `telemetry`: trace export. The OpenTelemetry environment variables, set
+/// by operators and by the OpenTelemetry operator alike, override each key
+/// (see [`crate::telemetry::Settings`]).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// An OTLP/gRPC collector, e.g. `http://otel-collector:4317`: each event's
-    /// span (a child of the publisher's trace) is exported there. None: no export.
+    /// span (a child of the publisher's trace) is exported there. None: no
+    /// export. `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` override it.
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
+    /// `service.name` (default `customer-worker`); `OTEL_SERVICE_NAME` overrides it.
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// More resource attributes (`deployment.environment.name: production`);
+    /// `OTEL_RESOURCE_ATTRIBUTES` (`key=value,…`) adds to and overrides them.
+    #[serde(default)]
+    pub resource_attributes: std::collections::BTreeMap<String, String>,
+    /// The sampler, as `OTEL_TRACES_SAMPLER` names them (default
+    /// `parentbased_always_on`); `OTEL_TRACES_SAMPLER` overrides it.
+    #[serde(default)]
+    pub sampler: Option<String>,
+    /// The ratio of the `traceidratio` samplers; `OTEL_TRACES_SAMPLER_ARG` overrides it.
+    #[serde(default)]
+    pub sampler_arg: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

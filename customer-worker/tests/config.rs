@@ -128,3 +128,88 @@ fn every_alias_works_from_the_file_and_from_the_environment() {
         assert!(error.contains(alias) && error.contains(key), "{error}");
     }
 }
+
+/// Trace export settings: the file's `telemetry` keys, each overridden by
+/// its OpenTelemetry variable; one case per source.
+mod telemetry {
+    use super::*;
+    use customer_worker::telemetry::Settings;
+    use std::collections::BTreeMap;
+
+    fn settings(file: &str, vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let text = DEFAULT_CONFIG.replace("  otlp_endpoint: null\n", file);
+        let config = Config::parse(&text, Vec::new(), "test").unwrap();
+        let vars: BTreeMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Settings::resolve(&config.telemetry, |name| vars.get(name).cloned())
+    }
+
+    const FILE: &str = "  otlp_endpoint: http://collector-from-file:4317\n  service_name: from-file\n  resource_attributes:\n    deployment.environment.name: staging\n    team: orders\n  sampler: traceidratio\n  sampler_arg: 0.25\n";
+
+    #[test]
+    fn defaults_export_nothing() {
+        let settings = settings("  otlp_endpoint: null\n", &[]).unwrap();
+        assert_eq!(settings.endpoint, None);
+        assert_eq!(settings.service_name, "customer-worker");
+        assert_eq!(settings.sampler, "parentbased_always_on");
+        assert!(settings.resource_attributes.is_empty());
+    }
+
+    #[test]
+    fn the_config_file_sets_every_key() {
+        let settings = settings(FILE, &[]).unwrap();
+        assert_eq!(settings.endpoint.as_deref(), Some("http://collector-from-file:4317"));
+        assert_eq!(settings.service_name, "from-file");
+        assert_eq!(settings.resource_attributes["deployment.environment.name"], "staging");
+        assert_eq!((settings.sampler.as_str(), settings.sampler_arg), ("traceidratio", Some(0.25)));
+    }
+
+    #[test]
+    fn the_otel_variables_override_the_file() {
+        let settings = settings(
+            FILE,
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector-from-env:4317"),
+                ("OTEL_SERVICE_NAME", "from-env"),
+                ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=production,k8s.pod.name=worker-0"),
+                ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.endpoint.as_deref(), Some("http://collector-from-env:4317"));
+        assert_eq!(settings.service_name, "from-env");
+        let attributes: Vec<(&str, &str)> =
+            settings.resource_attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            attributes,
+            [("deployment.environment.name", "production"), ("k8s.pod.name", "worker-0"), ("team", "orders")]
+        );
+        assert_eq!((settings.sampler.as_str(), settings.sampler_arg), ("parentbased_traceidratio", Some(0.5)));
+    }
+
+    #[test]
+    fn the_traces_endpoint_beats_the_generic_one_and_export_can_be_switched_off() {
+        let both = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://generic:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4317"),
+        ];
+        assert_eq!(settings(FILE, &both).unwrap().endpoint.as_deref(), Some("http://traces:4317"));
+        assert_eq!(settings(FILE, &[("OTEL_SDK_DISABLED", "true")]).unwrap().endpoint, None);
+        assert_eq!(settings(FILE, &[("OTEL_TRACES_EXPORTER", "none")]).unwrap().endpoint, None);
+        let named =
+            settings("  otlp_endpoint: null\n", &[("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attributes")]);
+        assert_eq!(named.unwrap().service_name, "from-attributes");
+    }
+
+    #[test]
+    fn a_bad_variable_stops_start_up_naming_it() {
+        for (name, value, expected) in [
+            ("OTEL_TRACES_SAMPLER", "sometimes", "sometimes"),
+            ("OTEL_TRACES_SAMPLER_ARG", "half", "OTEL_TRACES_SAMPLER_ARG"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "no-equals-sign", "OTEL_RESOURCE_ATTRIBUTES"),
+        ] {
+            let error = format!("{:#}", settings(FILE, &[(name, value)]).unwrap_err());
+            assert!(error.contains(expected), "{name}: {error}");
+        }
+    }
+}
