@@ -103,7 +103,7 @@ async fn handle_events(route: &Arc<Route>, events: Events, context: &Context) ->
         .iter()
         .zip(results)
         .map(|(envelope, result)| {
-            let answer = answer_of(result, &envelope.id, route.name());
+            let answer = answer_of(result, envelope, route.name());
             if let Some(why) = &answer.dropped {
                 report_drop(context, &envelope.pubsub, &envelope.topic, &envelope.id, why);
             }
@@ -118,27 +118,51 @@ struct HandlerAnswer {
     reason: Reason,
     /// For a drop, what the dead letter says.
     dropped: Option<String>,
+    /// The handler's error, for the log.
+    error: Option<String>,
 }
 
-/// The answer for a handler's result; errors are logged with the event id.
-fn answer_of(result: HandlerResult, id: &str, handler: &str) -> HandlerAnswer {
+/// The answer for a handler's result, logged once: success at debug level,
+/// `RETRY` at warn, `DROP` at error, each with the event id, topic and reason.
+fn answer_of(result: HandlerResult, envelope: &crate::event::Envelope, handler: &str) -> HandlerAnswer {
+    let answer = decide(result, handler);
+    let (id, topic, outcome, reason) = (&envelope.id, &envelope.topic, answer.outcome, answer.reason);
+    match (outcome, &answer.error) {
+        (Outcome::Success, _) => {
+            tracing::debug!(event.id = %id, topic = %topic, %outcome, %reason, handler, "event handled")
+        }
+        (Outcome::Retry, error) => {
+            tracing::warn!(event.id = %id, topic = %topic, %outcome, %reason, handler, error, "event will be delivered again")
+        }
+        (Outcome::Drop, error) => {
+            tracing::error!(event.id = %id, topic = %topic, %outcome, %reason, handler, error, "event dropped to the dead-letter topic")
+        }
+    }
+    answer
+}
+
+fn decide(result: HandlerResult, handler: &str) -> HandlerAnswer {
     match result {
-        Ok(Outcome::Success) => HandlerAnswer { outcome: Outcome::Success, reason: Reason::Handled, dropped: None },
+        Ok(Outcome::Success) => {
+            HandlerAnswer { outcome: Outcome::Success, reason: Reason::Handled, dropped: None, error: None }
+        }
         Ok(Outcome::Drop) => HandlerAnswer {
             outcome: Outcome::Drop,
             reason: Reason::Handler,
             dropped: Some(format!("{handler} answered DROP")),
+            error: None,
         },
-        Ok(outcome) => HandlerAnswer { outcome, reason: Reason::Handler, dropped: None },
+        Ok(outcome) => HandlerAnswer { outcome, reason: Reason::Handler, dropped: None, error: None },
         Err(error) => {
             let outcome = error.outcome();
             let reason = if error.source_error().is::<DecodeError>() { Reason::Decode } else { Reason::Handler };
-            if error.is_permanent() {
-                tracing::error!(event.id = %id, handler, %outcome, %reason, error = %error, "event dropped: permanent error");
-            } else {
-                tracing::warn!(event.id = %id, handler, %outcome, %reason, error = %error, "event will be retried");
+            let error = error.to_string();
+            HandlerAnswer {
+                outcome,
+                reason,
+                dropped: (outcome == Outcome::Drop).then(|| error.clone()),
+                error: Some(error),
             }
-            HandlerAnswer { outcome, reason, dropped: (outcome == Outcome::Drop).then(|| error.to_string()) }
         }
     }
 }

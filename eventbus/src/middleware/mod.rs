@@ -344,6 +344,10 @@ impl Refusal {
         self.route.name()
     }
 
+    pub(crate) fn topic(&self) -> &str {
+        self.route.topic()
+    }
+
     pub(crate) fn route(&self) -> &Route {
         &self.route
     }

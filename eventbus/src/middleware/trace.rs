@@ -109,9 +109,9 @@ call_layer! {
         Box::pin(
             async move {
                 let result = future.await;
+                // Each event's outcome is logged where it is decided, once.
                 if let Ok(response) = &result {
                     record_answer(&recorded, response);
-                    tracing::debug!(?response, "handled");
                 }
                 result
             }

@@ -97,7 +97,8 @@ impl Pipeline {
         // that starts now waits for these events.
         let _in_flight = self.in_flight.token();
         if self.draining.load(Ordering::Acquire) {
-            tracing::info!(topic, entries = entries.len(), "draining for shutdown; retried");
+            let ids = entries.iter().map(|e| e.as_ref().map_or("", |e| e.id.as_str())).collect::<Vec<_>>().join(",");
+            tracing::info!(event.id = %ids, topic, outcome = "retry", reason = "draining", "shutting down: delivered again later");
             return vec![(Outcome::Retry, Reason::Draining); entries.len()];
         }
         // Admitted entries hold a placeholder until the handlers answer.
@@ -112,12 +113,15 @@ impl Pipeline {
                 Err(answer) => answers.push(answer),
             }
         }
-        let Some((_, first)) = admitted.first() else { return answers };
+        if admitted.is_empty() {
+            return answers;
+        }
         let answered = match self.registry.route(pubsub, topic, path) {
             None => {
+                let ids = admitted.iter().map(|(_, e)| e.id.as_str()).collect::<Vec<_>>().join(",");
                 tracing::warn!(
-                    event.id = %first.id, entries = admitted.len(), pubsub, topic, path,
-                    outcome = %self.unknown_topic, reason = %Reason::UnknownRoute, "no handler for this pubsub/topic/path"
+                    event.id = %ids, topic, outcome = %self.unknown_topic, reason = %Reason::UnknownRoute, pubsub, path,
+                    "no handler for this pubsub, topic and path"
                 );
                 if self.unknown_topic == Outcome::Drop {
                     for (_, event) in &admitted {
@@ -141,14 +145,14 @@ impl Pipeline {
     /// The entry's event, or the answer for an entry no handler may see.
     fn admit(&self, entry: Entry, pubsub: &str, topic: &str) -> Result<Arc<Envelope>, Answered> {
         let envelope = entry.map_err(|Unreadable { id, reason }| {
-            tracing::error!(entry.id = %id, topic, reason, "bulk entry cannot be read; dropped");
+            tracing::error!(event.id = %id, topic, outcome = "drop", reason = "decode", error = reason, "bulk entry cannot be read");
             report_drop(&self.context, pubsub, topic, &id, format!("bulk entry cannot be read: {reason}"));
             (Outcome::Drop, Reason::Decode)
         })?;
         if envelope.data.len() > self.max_message_size {
             tracing::error!(
-                event.id = %envelope.id, topic, bytes = envelope.data.len(), limit = self.max_message_size,
-                "event larger than max_message_size; dropped to the dead-letter topic"
+                event.id = %envelope.id, topic, outcome = "drop", reason = "oversize", bytes = envelope.data.len(),
+                limit = self.max_message_size, "event larger than max_message_size"
             );
             let reason =
                 format!("{} bytes, more than max_message_size ({})", envelope.data.len(), self.max_message_size);
@@ -157,7 +161,7 @@ impl Pipeline {
         }
         if envelope.id.is_empty() {
             // The id is the deduplication key: such an event cannot be applied once.
-            tracing::error!(topic, outcome = %self.missing_id, "event without a CloudEvent id; it cannot be deduplicated");
+            tracing::error!(event.id = "", topic, outcome = %self.missing_id, reason = "missing_id", "event without a CloudEvent id: it cannot be deduplicated");
             if self.missing_id == Outcome::Drop {
                 report_drop(&self.context, pubsub, topic, "", "no CloudEvent id");
             }
