@@ -182,11 +182,15 @@ pub async fn start(config: Config, mode: Mode, metrics: Option<PrometheusHandle>
 }
 
 /// The sidecar's gRPC API: `server.dapr_grpc_endpoint`, else where the Dapr
-/// SDKs look (`DAPR_GRPC_ENDPOINT`, `DAPR_GRPC_PORT`), with `DAPR_API_TOKEN`.
+/// SDKs look (`DAPR_GRPC_ENDPOINT`, `DAPR_GRPC_PORT`), with `DAPR_API_TOKEN`;
+/// TLS verified against `server.dapr_ca_file` when set.
 pub fn dapr_endpoint(config: &Config) -> eventbus::sidecar::DaprEndpoint {
-    let endpoint = eventbus::sidecar::DaprEndpoint::from_env();
-    match &config.server.dapr_grpc_endpoint {
-        Some(address) => endpoint.with_address(address.clone()),
+    let mut endpoint = eventbus::sidecar::DaprEndpoint::from_env();
+    if let Some(address) = &config.server.dapr_grpc_endpoint {
+        endpoint = endpoint.with_address(address.clone());
+    }
+    match &config.server.dapr_ca_file {
+        Some(ca_file) => endpoint.ca_file(ca_file),
         None => endpoint,
     }
 }

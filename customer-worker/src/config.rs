@@ -82,10 +82,15 @@ pub struct ServerConfig {
     /// read for the line of an error, say it too).
     #[serde(alias = "grpc_addr")]
     pub app_addr: SocketAddr,
-    /// With `streaming`: the sidecar's gRPC API, e.g. `http://127.0.0.1:50001`
+    /// With `streaming`, and for `redrive`: the sidecar's gRPC API, e.g.
+    /// `http://127.0.0.1:50001`, `https://dapr:50001` or `dapr:50001?tls=true`
     /// (default: `DAPR_GRPC_ENDPOINT`, else `DAPR_GRPC_PORT`, as the Dapr SDKs).
     #[serde(default)]
     pub dapr_grpc_endpoint: Option<String>,
+    /// The CA certificates (PEM) a TLS endpoint is verified against (default:
+    /// the system's roots).
+    #[serde(default)]
+    pub dapr_ca_file: Option<std::path::PathBuf>,
     /// `/healthz`, `/readyz`, `/metrics`.
     pub admin_addr: SocketAddr,
     #[serde(default = "defaults::drain_timeout_secs")]

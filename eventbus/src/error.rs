@@ -86,4 +86,11 @@ pub enum Error {
         #[source]
         source: crate::outcome::BoxError,
     },
+    /// The sidecar's endpoint cannot be dialled as given (a bad address, or
+    /// TLS without the `tls` feature).
+    #[error("{reason}")]
+    Endpoint {
+        /// Why.
+        reason: String,
+    },
 }

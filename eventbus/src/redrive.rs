@@ -201,8 +201,10 @@ impl Redrive {
     pub async fn run(self, mut choose: impl FnMut(&DeadLetter) -> Decision) -> Result<Report, RedriveError> {
         let address = self.endpoint.address().to_owned();
         let connect_error = |reason: String| RedriveError::Connect { address: address.clone(), reason };
-        let channel = tonic::transport::Endpoint::from_shared(address.clone())
-            .map_err(|e| connect_error(e.to_string()))?
+        let channel = self
+            .endpoint
+            .channel()
+            .map_err(connect_error)?
             .connect()
             .await
             .map_err(|e| connect_error(e.to_string()))?;

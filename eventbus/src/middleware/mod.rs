@@ -270,7 +270,7 @@ impl Request {
 
     /// The request's answer when a layer refuses it: every event `Retry`
     /// (the sidecar delivers them again), and for the other kinds a failed
-    /// [`Status`] of `code`. The events' [`Reason`](crate::outcome::Reason)
+    /// [`Status`] of `code`. The events' [`Reason`]
     /// follows from `code`: `DeadlineExceeded` is `timeout`,
     /// `ResourceExhausted` is `overload`, `Unavailable` is `draining`, any
     /// other is `refused`.

@@ -8,6 +8,7 @@ use super::{Message, PublishError, Publisher};
 use crate::backoff::Backoff;
 use crate::grpc::proto::runtime::PublishEventRequest;
 use crate::grpc::proto::runtime::dapr_client::DaprClient;
+use std::error::Error as _;
 use tracing::Instrument;
 
 /// Publishes through the Dapr sidecar's gRPC API (`PublishEvent`), with the
@@ -37,25 +38,24 @@ impl DaprPublisher {
     /// Connects to the sidecar named by the environment (`DAPR_GRPC_ENDPOINT`
     /// or `DAPR_GRPC_PORT`, with `DAPR_API_TOKEN`), as the Dapr SDKs do.
     pub async fn connect() -> Result<Self, PublishError> {
-        let endpoint = crate::sidecar::DaprEndpoint::from_env();
-        let mut publisher = DaprPublisher::connect_to(endpoint.address()).await?;
-        publisher.token = endpoint.api_token().and_then(|t| t.parse().ok());
-        Ok(publisher)
+        DaprPublisher::connect_to(crate::sidecar::DaprEndpoint::from_env()).await
     }
 
-    /// Connects to the sidecar at `address` (e.g. `http://127.0.0.1:50001`).
-    pub async fn connect_to(address: impl Into<String>) -> Result<Self, PublishError> {
-        let address = address.into();
+    /// Connects to the sidecar at `endpoint`: an address such as
+    /// `http://127.0.0.1:50001`, or a [`DaprEndpoint`](crate::sidecar::DaprEndpoint)
+    /// with its token and TLS settings.
+    pub async fn connect_to(endpoint: impl Into<crate::sidecar::DaprEndpoint>) -> Result<Self, PublishError> {
+        let endpoint = endpoint.into();
+        let address = endpoint.address().to_owned();
         let connect = async {
-            tonic::transport::Endpoint::from_shared(address.clone())?
-                .connect_timeout(Duration::from_secs(5))
+            let channel = endpoint.channel()?.connect_timeout(Duration::from_secs(5));
+            channel
                 .connect()
                 .await
+                .map_err(|e| format!("{e}: {}", e.source().map(ToString::to_string).unwrap_or_default()))
         };
-        let channel = connect
-            .await
-            .map_err(|source| PublishError::Connect { address: address.clone(), source: source.into() })?;
-        Ok(DaprPublisher::on_channel(channel, &crate::sidecar::DaprEndpoint::new(address)))
+        let channel = connect.await.map_err(|reason| PublishError::Connect { address, source: reason.into() })?;
+        Ok(DaprPublisher::on_channel(channel, &endpoint))
     }
 
     /// A publisher on a connected `channel` to the sidecar of `endpoint`, with its token.

@@ -197,6 +197,8 @@ impl Server {
         let pipeline = self.pipeline.clone();
         use crate::transport::streaming;
         let streams = streaming::streams(&pipeline)?;
+        // A bad address or TLS without the feature fails start-up, not every reconnection.
+        endpoint.channel().map_err(|reason| Error::Endpoint { reason })?;
         let stop = tokio_util::sync::CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
         tracing::info!(endpoint = endpoint.address(), streams = streams.len(), "eventbus streaming subscriptions");

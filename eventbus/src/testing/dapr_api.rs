@@ -126,6 +126,24 @@ impl TestSidecar<DaprApi> {
     /// Serves the sidecar's API on `address` (for an app started first, that
     /// dials a known port and reconnects until the sidecar is there).
     pub async fn bind_api(address: SocketAddr) -> std::io::Result<Self> {
+        TestSidecar::serve_api(address, tonic::transport::Server::builder()).await
+    }
+
+    /// Serves the sidecar's API over TLS, with `certificate` and `key`
+    /// (PEM), on an ephemeral loopback port: dial it as
+    /// `https://localhost:<port>` with the CA as
+    /// [`DaprEndpoint::ca_file`](crate::sidecar::DaprEndpoint::ca_file).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub async fn start_api_tls(certificate: &[u8], key: &[u8]) -> std::io::Result<Self> {
+        let identity = tonic::transport::Identity::from_pem(certificate, key);
+        let server = tonic::transport::Server::builder()
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(std::io::Error::other)?;
+        TestSidecar::serve_api(SocketAddr::from(([127, 0, 0, 1], 0)), server).await
+    }
+
+    async fn serve_api(address: SocketAddr, server: tonic::transport::Server) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let published = Arc::<Mutex<Vec<Published>>>::default();
@@ -135,7 +153,7 @@ impl TestSidecar<DaprApi> {
             StubService { published: published.clone(), failures: failures.clone(), streams: streams.clone() };
         let task = tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            let _ = tonic::transport::Server::builder().serve_with_incoming(service, incoming).await;
+            let _ = server.serve_with_incoming(service, incoming).await;
         });
         Ok(TestSidecar::with(DaprApi { address, published, failures, streams, task }))
     }

@@ -142,9 +142,9 @@ async fn connect_once(
     stream: &Arc<Stream>,
     stop: &CancellationToken,
 ) -> Ended {
-    let channel = match tonic::transport::Endpoint::from_shared(endpoint.address().to_owned()) {
+    let channel = match endpoint.channel() {
         Ok(channel) => channel,
-        Err(e) => return Ended::Broken(format!("invalid endpoint {}: {e}", endpoint.address())),
+        Err(e) => return Ended::Broken(e),
     };
     let channel = tokio::select! {
         connected = channel.connect() => match connected {
