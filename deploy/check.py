@@ -36,7 +36,22 @@ CUSTOM_SCHEMAS = {
     ("argoproj.io/v1alpha1", "Application"): "argocd-application.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule.json",
+    ("keda.sh/v1alpha1", "ScaledObject"): "keda-scaledobject.json",
 }
+# Every value that turns something on, in each combination that matters:
+# (label, overrides, kinds it must render).
+EVERYTHING = {
+    "extraEnv": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel-collector:4317"}],
+    "envFrom": [{"secretRef": {"name": "customer-worker-extra"}}],
+    "serviceAccount": {"create": True, "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/worker"}},
+    "podDisruptionBudget": {"enabled": True},
+    "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}},
+}
+VALUE_CASES = [
+    ("everything on, HPA", {**EVERYTHING, "autoscaling": {"mode": "hpa"}}, ["HorizontalPodAutoscaler", "ServiceAccount", "PodDisruptionBudget", "PrometheusRule"]),
+    ("everything on, KEDA", {**EVERYTHING, "autoscaling": {"mode": "keda", "keda": {"authenticationRef": "redis-auth"}}}, ["ScaledObject"]),
+    ("everything off", {"serviceAccount": {"create": False}, "podDisruptionBudget": {"enabled": False}, "topologySpreadConstraints": [], "dapr": {"sidecarResources": {}}}, []),
+]
 ALERTS = CHART / "files" / "alerts.yaml"
 DASHBOARD = CHART / "files" / "dashboard.json"
 
@@ -78,12 +93,16 @@ def check_worker_deployment(where, doc, transport):
         if annotations.get(key) != value:
             fail(where, f"annotation {key} is {annotations.get(key)!r}, expected {value!r}")
     container = template["spec"]["containers"][0]
-    for probe, path in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
+    for probe, path in [("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
         http = container.get(probe, {}).get("httpGet", {})
         if http.get("path") != path or http.get("port") != "metrics":
             fail(where, f"{probe} must GET {path} on the metrics (admin) port, got {http}")
     if "--mode" not in container.get("args", []):
         fail(where, "container args lack --mode")
+    if annotations.get("dapr.io/enable-metrics") != "true" or not annotations.get("dapr.io/metrics-port"):
+        fail(where, "daprd's metrics are not on (dapr.io/enable-metrics, dapr.io/metrics-port)")
+    if template["spec"].get("automountServiceAccountToken") is not False:
+        fail(where, "the worker needs no Kubernetes API token: automountServiceAccountToken must be false")
 
 
 def check_chart():
@@ -93,12 +112,15 @@ def check_chart():
     for message in report.get("messages", []):
         if message.get("severity", 0) >= 2:  # warning or error
             fail(f"helm lint {message.get('path')}", message.get("error"))
-    cases = [(None, "grpc"), ("values-production.yaml", "grpc"), (None, "http"), (None, "streaming")]
-    for values_file, transport in cases:
+    cases = [(None, "grpc", None), ("values-production.yaml", "grpc", None), (None, "http", None), (None, "streaming", None)]
+    cases += [(None, "grpc", case) for case in VALUE_CASES]
+    for values_file, transport, case in cases:
         overrides = yaml.safe_load((CHART / values_file).read_text()) if values_file else {}
         if transport != "grpc":
             overrides = {"config": {"server": {"transport": transport}}}
-        label = f"chart ({values_file or 'values.yaml'}, transport {transport})"
+        if case:
+            overrides = case[1]
+        label = f"chart ({case[0] if case else values_file or 'values.yaml'}, transport {transport})"
         with helm.Chart.load(str(CHART)) as chart:
             try:
                 rendered = chart.render(overrides, name="customer-worker", namespace="customer")
@@ -117,9 +139,13 @@ def check_chart():
                 if doc["kind"] == "Deployment":
                     check_worker_deployment(f"{label} {template}", doc, transport)
                 check_shipped_monitoring(f"{label} {template}", doc)
-        for kind in ["Deployment", "ConfigMap", "Service"]:
+        for kind in ["Deployment", "ConfigMap", "Service"] + (case[2] if case else []):
             if kind not in kinds:
                 fail(label, f"renders no {kind}")
+        if case and case[0] == "everything off":
+            for kind in ["ServiceAccount", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ScaledObject"]:
+                if kind in kinds:
+                    fail(label, f"renders a {kind} it was told not to")
         if values_file:
             for kind in ["ServiceMonitor", "PrometheusRule"]:
                 if kind not in kinds:
@@ -176,6 +202,8 @@ def check_manifests():
             continue
         for doc in docs:
             validate(path.relative_to(DEPLOY), doc)
+            if doc.get("kind") == "Secret":
+                fail(path.relative_to(DEPLOY), "a Secret is created (README), never shipped with a placeholder")
 
 
 check_chart()

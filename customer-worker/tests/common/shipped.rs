@@ -26,10 +26,11 @@ const RENDERING: &[(&str, &str, &str)] = &[
 /// The shipped deployment, rendered into a directory of its own.
 pub(crate) struct Shipped {
     dir: PathBuf,
-    /// `deploy/dapr/*.yaml` as daprd loads them (the token Secret left out:
-    /// it is not a Dapr resource; its value is [`Shipped::app_token`]).
+    /// `deploy/dapr/*.yaml` as daprd loads them.
     pub resources: PathBuf,
-    /// The token of `deploy/dapr/app-api-token.yaml`: daprd sends it, the worker checks it.
+    /// The app token, as the Secret the README creates would hold it (a
+    /// random value there, one per test process here): daprd sends it, the
+    /// worker checks it.
     pub app_token: String,
     /// The worker's configuration: the chart's `config` values.
     pub worker_config: PathBuf,
@@ -58,7 +59,6 @@ impl Shipped {
         let resources = dir.join("resources");
         std::fs::create_dir_all(&resources).unwrap();
         let mut applied = vec![false; RENDERING.len()];
-        let mut app_token = None;
         let mut files: Vec<PathBuf> = std::fs::read_dir(Path::new(ROOT).join("deploy/dapr"))
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -67,11 +67,11 @@ impl Shipped {
         files.sort();
         for file in files {
             let mut text = std::fs::read_to_string(&file).unwrap();
-            if text.lines().any(|l| l.trim() == "kind: Secret") {
-                let secret: serde_norway::Value = serde_norway::from_str(&text).unwrap();
-                app_token = secret["stringData"]["token"].as_str().map(str::to_owned);
-                continue;
-            }
+            assert!(
+                !text.lines().any(|l| l.trim() == "kind: Secret"),
+                "{}: secrets are created, not shipped",
+                file.display()
+            );
             for ((_, from, to), applied) in RENDERING.iter().zip(&mut applied) {
                 if text.contains(from) {
                     text = text.replace(from, &to.replace("{redis}", &redis.address()));
@@ -92,7 +92,7 @@ impl Shipped {
         let deployment = std::fs::read_to_string(chart.join("templates/deployment.yaml")).unwrap();
         Shipped {
             resources,
-            app_token: app_token.expect("deploy/dapr holds the app token Secret"),
+            app_token: format!("shipped-test-token-{}", std::process::id()),
             worker_config,
             mode: values["mode"].as_str().unwrap().to_owned(),
             app_id: values["dapr"]["appId"].as_str().unwrap().to_owned(),
