@@ -9,11 +9,16 @@ use std::time::Duration;
 
 use common::{Order, builder, order, start};
 use eventbus::grpc::proto::runtime::TopicEventRequest;
-use eventbus::middleware::LATENCY_BUCKETS;
+use eventbus::middleware::{BoxService, LATENCY_BUCKETS, Request};
 use eventbus::outcome::Reason;
+use eventbus::publisher::{DaprPublisher, Message, Publisher};
+use eventbus::sidecar::DaprEndpoint;
+use eventbus::status::Code;
 use eventbus::testing::CloudEvent;
+use eventbus::testing::TestSidecar;
 use eventbus::{Event, HandlerError, Subscription, handler};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tower::ServiceExt;
 
 fn raw(topic: &str, id: &str) -> TopicEventRequest {
     TopicEventRequest {
@@ -26,19 +31,67 @@ fn raw(topic: &str, id: &str) -> TopicEventRequest {
     }
 }
 
+/// The process-wide recorder, installed once for this test binary.
+fn recorder() -> &'static PrometheusHandle {
+    static RECORDER: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    RECORDER.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .unwrap()
+            .install_recorder()
+            .unwrap()
+    })
+}
+
+#[tokio::test]
+async fn publish_attempts_and_stream_reconnects_are_counted() {
+    let recorder = recorder();
+    let sidecar = TestSidecar::start_api().await.unwrap();
+    let publisher = DaprPublisher::connect_to(sidecar.endpoint()).await.unwrap().retries(2, Duration::ZERO);
+    sidecar.fail_publishes(1, Code::Unavailable);
+    publisher.publish(Message::json("pubsub", "published", &1).unwrap()).await.unwrap();
+
+    let server =
+        builder().consumer(handler(Subscription::new("streamed"), |_: Event<Order>| async {})).build().unwrap();
+    let serving = tokio::spawn(server.serve(eventbus::Transport::streaming(DaprEndpoint::new(sidecar.endpoint()))));
+    sidecar.wait_for_streams(1).await.unwrap();
+    sidecar.close_streams();
+    sidecar.wait_for_streams(1).await.unwrap();
+    serving.abort();
+
+    let rendered = recorder.render();
+    for expected in [
+        r#"eventbus_publish_attempts_total{pubsub="pubsub",topic="published",outcome="retry"} 1"#,
+        r#"eventbus_publish_attempts_total{pubsub="pubsub",topic="published",outcome="success"} 1"#,
+        r#"eventbus_stream_reconnects_total{pubsub="pubsub",topic="streamed"} 1"#,
+    ] {
+        assert!(rendered.contains(expected), "missing {expected} in:\n{rendered}");
+    }
+}
+
 #[tokio::test]
 async fn every_answer_is_counted_with_its_reason() {
-    // This test binary owns the process-wide recorder.
-    let recorder = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-        .unwrap()
-        .install_recorder()
-        .unwrap();
+    let recorder = recorder();
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel::<()>();
     let handler_gate = gate.clone();
     let mut app = start(
         builder()
+            // A layer of the user's that refuses one topic.
+            .layer(tower::layer::layer_fn(|inner: BoxService| {
+                tower::service_fn(move |request: Request| {
+                    let refused = (request.topic() == "closed")
+                        .then(|| request.refuse(Code::PermissionDenied, "closed for maintenance"));
+                    let inner = inner.clone();
+                    async move {
+                        match refused {
+                            Some(refused) => Ok(refused),
+                            None => inner.oneshot(request).await,
+                        }
+                    }
+                })
+            }))
+            .consumer(handler(Subscription::new("closed"), |_: Event<Order>| async {}))
             .consumer(handler(Subscription::new("limited").concurrency(1), move |_: Event<Order>| {
                 let (gate, started) = (handler_gate.clone(), started_tx.clone());
                 async move {
@@ -65,7 +118,7 @@ async fn every_answer_is_counted_with_its_reason() {
     )
     .await;
     let sidecar = app.sidecar().await;
-    for topic in ["ok", "fails", "poison", "panics", "slow"] {
+    for topic in ["ok", "fails", "poison", "panics", "slow", "closed"] {
         sidecar.publish(topic, CloudEvent::json(&order("o-1"))).await.unwrap();
     }
     sidecar.publish("ok", CloudEvent::json(&serde_json::json!({"order_id": 7}))).await.unwrap();
@@ -94,6 +147,7 @@ async fn every_answer_is_counted_with_its_reason() {
         ("poison", "drop", Reason::Handler),
         ("panics", "retry", Reason::Panic),
         ("slow", "retry", Reason::Timeout),
+        ("closed", "retry", Reason::Refused),
         ("ok", "drop", Reason::Decode),
         ("ok", "drop", Reason::Oversize),
         ("ok", "drop", Reason::MissingId),
