@@ -21,15 +21,30 @@ fn traced(id: &str, trace: u128, parent: u64) -> Envelope {
     envelope
 }
 
+/// Spans go to an in-memory exporter through `tracing-opentelemetry`, on
+/// this thread's runtime, while it lives.
+struct Traced {
+    exporter: InMemorySpanExporter,
+    provider: SdkTracerProvider,
+    runtime: tokio::runtime::Runtime,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl Traced {
+    fn new() -> Traced {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("eventbus-test")));
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        Traced { exporter, provider, runtime, _guard }
+    }
+}
+
 #[test]
 fn the_event_span_is_a_child_of_the_incoming_trace_for_single_and_bulk_events() {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("eventbus-test")));
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let Traced { exporter, provider, runtime, _guard } = Traced::new();
     runtime.block_on(async {
         let server = Server::builder()
             .api_token(None)
@@ -63,13 +78,7 @@ fn attributes(span: &opentelemetry_sdk::trace::SpanData) -> std::collections::Ha
 fn spans_follow_the_messaging_and_cloudevents_conventions() {
     use opentelemetry::trace::{SpanKind, Status};
 
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("eventbus-test")));
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let Traced { exporter, provider, runtime, _guard } = Traced::new();
     runtime.block_on(async {
         let server = Server::builder()
             .api_token(None)
@@ -145,13 +154,7 @@ fn publishing_is_a_producer_span_whose_context_daprd_receives() {
     use eventbus::testing::TestSidecar;
     use opentelemetry::trace::SpanKind;
 
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("eventbus-test")));
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let Traced { exporter, provider, runtime, _guard } = Traced::new();
     let sidecar = runtime.block_on(async {
         let sidecar = TestSidecar::start_api().await.unwrap();
         let publisher =
