@@ -35,7 +35,7 @@ fn panicked(refusal: &Refusal, panic: &(dyn std::any::Any + Send)) -> Response {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(non-string panic)");
     let handler = refusal.handler();
-    tracing::error!(event.id = %refusal.ids(), topic = refusal.topic(), outcome = "retry", reason = "panic", handler, panic = message, "handler panicked");
+    tracing::error!(event.id = %refusal.ids(), topic = refusal.topic(), outcome = "retry", reason = %Reason::Panic, handler, panic = message, "handler panicked");
     refusal.route().metrics().panics.increment(1);
     refusal.refuse(Reason::Panic, Code::Internal, format!("{handler} panicked"))
 }

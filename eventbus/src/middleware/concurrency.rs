@@ -14,7 +14,7 @@ call_layer! {
             return Box::pin(inner.call(request));
         };
         let Ok(permit) = limiter.try_acquire_owned() else {
-            tracing::warn!(event.id = %request.ids(), topic = request.topic(), outcome = "retry", reason = "overload", handler = request.handler(), "concurrency limit reached");
+            tracing::warn!(event.id = %request.ids(), topic = request.topic(), outcome = "retry", reason = %crate::outcome::Reason::Overload, handler = request.handler(), "concurrency limit reached");
             let refused = request.refuse(Code::ResourceExhausted, format!("{} is at its concurrency limit", request.name()));
             return Box::pin(std::future::ready(Ok(refused)));
         };

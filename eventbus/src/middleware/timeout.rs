@@ -74,7 +74,7 @@ where
                 Err(_) => {
                     let timeout_ms = limit.as_millis() as u64;
                     let handler = refusal.handler();
-                    tracing::warn!(event.id = %refusal.ids(), topic = refusal.topic(), outcome = "retry", reason = "timeout", handler, timeout_ms, "handler timed out");
+                    tracing::warn!(event.id = %refusal.ids(), topic = refusal.topic(), outcome = "retry", reason = %crate::outcome::Reason::Timeout, handler, timeout_ms, "handler timed out");
                     Ok(refusal.refuse(
                         crate::outcome::Reason::Timeout,
                         Code::DeadlineExceeded,

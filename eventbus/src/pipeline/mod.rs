@@ -98,7 +98,7 @@ impl Pipeline {
         let _in_flight = self.in_flight.token();
         if self.draining.load(Ordering::Acquire) {
             let ids = entries.iter().map(|e| e.as_ref().map_or("", |e| e.id.as_str())).collect::<Vec<_>>().join(",");
-            tracing::info!(event.id = %ids, topic, outcome = "retry", reason = "draining", "shutting down: delivered again later");
+            tracing::info!(event.id = %ids, topic, outcome = "retry", reason = %Reason::Draining, "shutting down: delivered again later");
             return vec![(Outcome::Retry, Reason::Draining); entries.len()];
         }
         // Admitted entries hold a placeholder until the handlers answer.
@@ -145,13 +145,13 @@ impl Pipeline {
     /// The entry's event, or the answer for an entry no handler may see.
     fn admit(&self, entry: Entry, pubsub: &str, topic: &str) -> Result<Arc<Envelope>, Answered> {
         let envelope = entry.map_err(|Unreadable { id, reason }| {
-            tracing::error!(event.id = %id, topic, outcome = "drop", reason = "decode", error = reason, "bulk entry cannot be read");
+            tracing::error!(event.id = %id, topic, outcome = "drop", reason = %Reason::Decode, error = reason, "bulk entry cannot be read");
             report_drop(&self.context, pubsub, topic, &id, format!("bulk entry cannot be read: {reason}"));
             (Outcome::Drop, Reason::Decode)
         })?;
         if envelope.data.len() > self.max_message_size {
             tracing::error!(
-                event.id = %envelope.id, topic, outcome = "drop", reason = "oversize", bytes = envelope.data.len(),
+                event.id = %envelope.id, topic, outcome = "drop", reason = %Reason::Oversize, bytes = envelope.data.len(),
                 limit = self.max_message_size, "event larger than max_message_size"
             );
             let reason =
@@ -161,7 +161,7 @@ impl Pipeline {
         }
         if envelope.id.is_empty() {
             // The id is the deduplication key: such an event cannot be applied once.
-            tracing::error!(event.id = "", topic, outcome = %self.missing_id, reason = "missing_id", "event without a CloudEvent id: it cannot be deduplicated");
+            tracing::error!(event.id = "", topic, outcome = %self.missing_id, reason = %Reason::MissingId, "event without a CloudEvent id: it cannot be deduplicated");
             if self.missing_id == Outcome::Drop {
                 report_drop(&self.context, pubsub, topic, "", "no CloudEvent id");
             }
