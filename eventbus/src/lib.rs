@@ -92,6 +92,7 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `client` | no | the sidecar's API: `publisher::DaprPublisher`, streaming subscriptions (`Transport::streaming`), `redrive` |
+//! | `tls` | no | (with `client`) TLS to the sidecar's API (`https://`, `?tls=true`): rustls, system roots or a CA file |
 //! | `testing` | no | (with `client`) [`testing::TestSidecar`] over gRPC, HTTP (with `http`) or streaming subscriptions, for your integration tests |
 //! | `http` | no | the HTTP app channel on axum: `Transport::http`, and `http::router` to mount it in your own axum app |
 //! | `check-rules` | no (on with `testing`) | routing rules (CEL) are parsed when the server is built, so a typo fails at start-up |
