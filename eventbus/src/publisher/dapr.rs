@@ -49,10 +49,16 @@ impl DaprPublisher {
         let address = endpoint.address().to_owned();
         let connect = async {
             let channel = endpoint.channel()?.connect_timeout(Duration::from_secs(5));
-            channel
-                .connect()
-                .await
-                .map_err(|e| format!("{e}: {}", e.source().map(ToString::to_string).unwrap_or_default()))
+            channel.connect().await.map_err(|e| {
+                // tonic's "transport error" says little; its sources say why (refused, TLS).
+                let mut chain = e.to_string();
+                let mut source = e.source();
+                while let Some(cause) = source {
+                    chain.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                chain
+            })
         };
         let channel = connect.await.map_err(|reason| PublishError::Connect { address, source: reason.into() })?;
         Ok(DaprPublisher::on_channel(channel, &endpoint))
